@@ -285,18 +285,28 @@ int pf_shared_contains(const void *memory, size_t bytes);
 /* ------------------------------------------------------- process teams */
 
 /*
- * A process team runs one job on `workers` processes forked for it. Chunks are
+ * A process team runs one job on up to `workers` processes forked for it, on
+ * demand: the next worker is forked only while unclaimed chunks remain, and
+ * never more workers than the schedule has chunks (static: parts). Chunks are
  * claimed under the schedule from an atomic counter in a MAP_SHARED control
  * block; workers write their results into memory the caller mapped shared
  * before the call (pf_shared_alloc, or a MAP_SHARED file mapping). The caller
  * supervises: a worker that dies is reported with its pid, status and the chunk
  * it held, a timeout or a canceling `wait` hook stops the job, and on return no
- * worker process is left.
+ * worker process is left. When several elements fail, the failure of the
+ * lowest flat index is reported, as a sequential loop would: the job finishes
+ * every element below it and computes none of the chunks past it.
+ *
+ * While a team runs, SIGCHLD is set to SIG_DFL if the process ignores it
+ * (SIG_IGN or SA_NOCLDWAIT would let the kernel reap the workers), and
+ * restored when the last concurrent team ends.
  */
 typedef struct pf_team_worker pf_team_worker;
 
-/* Runs in a worker process: computes elements [start, stop). Returns 0, or a
- * negative code after pf_team_worker_fail() to stop the whole job. */
+/* Runs in a worker process: computes elements [start, stop), or those below
+ * pf_team_worker_limit(). Returns 0, or a negative code after
+ * pf_team_worker_fail(); a nonzero return without it counts as
+ * pf_team_worker_fail(worker, -1, NULL, 0) (the whole job failed). */
 typedef int (*pf_team_chunk_fn)(void *ctx, pf_team_worker *worker,
                                 int64_t start, int64_t stop);
 
@@ -333,7 +343,7 @@ typedef struct pf_team_options {
 
 /* What happened, filled by pf_team_run on return. */
 typedef struct pf_team_report {
-  /* PF_EKERNEL: the first failure reported by pf_team_worker_fail. */
+  /* PF_EKERNEL: the failure of the lowest index (pf_team_worker_fail). */
   int64_t failed_index;
   void *payload;        /* malloc'd copy of the failure payload; caller frees */
   size_t payload_size;
@@ -350,21 +360,34 @@ typedef struct pf_team_report {
 
 /* Runs the job over flat indices [0, size). Returns 0 when every element was
  * computed; PF_EKERNEL (a worker's chunk function failed; see report), PF_EWORKER
- * (a worker died and retries were exhausted), PF_ETIMEDOUT, the wait hook's
- * code, PF_EINVAL, PF_ENOMEM or PF_ESYS. On every return all workers have been
+ * (a worker died and retries were exhausted, or more than workers * (retries +
+ * 1) workers died before claiming any chunk), PF_ETIMEDOUT, the wait hook's
+ * code, PF_EINVAL, PF_ENOMEM or PF_ESYS (err->sys_errno: e.g. a failed fork,
+ * "cannot fork worker 3 of 8: ...", or EBADF when a pidfd of the team was
+ * closed by someone else -- the workers are then killed and reaped by pid). On every return all workers have been
  * stopped and reaped and the control block unmapped. The report (may be NULL)
  * is filled in all cases. Thread-safe with respect to other teams. */
 int pf_team_run(int64_t size, const pf_team_options *options,
                 const pf_team_hooks *hooks, pf_team_chunk_fn chunk_fn,
                 void *chunk_ctx, pf_team_report *report, pf_error *err);
 
-/* In a worker: records the first failure of the job (later ones are dropped),
- * `size` bytes of `payload` (truncated to the capacity) and the element index,
- * and tells the other workers to stop. Returns PF_EKERNEL for convenience. */
+/* In a worker: element `index` (or -1: the whole job) failed. Of all the
+ * failures of the job the one with the lowest index is kept (the first in C
+ * order, as in a sequential loop; later calls with a higher index are
+ * dropped) with `size` bytes of `payload` (truncated to the capacity); the
+ * job still finishes every element below that index, stops the rest and
+ * returns PF_EKERNEL with it in the report. Safe against workers killed at
+ * any instant (a robust process-shared mutex and a double-buffered record).
+ * Returns PF_EKERNEL for convenience. */
 int pf_team_worker_fail(pf_team_worker *worker, int64_t index,
                         const void *payload, size_t size);
-/* In a worker: 1 once the job is being stopped (another worker failed, the
- * caller canceled), else 0. Cheap; long chunks should poll it. */
+/* In a worker: elements at flat index >= the limit need not be computed:
+ * INT64_MAX while nothing failed, the lowest failing index after a failure,
+ * 0 once the caller stops the job. A relaxed atomic load: slow chunk
+ * functions may call it per element. */
+int64_t pf_team_worker_limit(const pf_team_worker *worker);
+/* In a worker: 1 once the chunk being computed is not needed any more (it
+ * starts at or past the limit), else 0. Cheap; long chunks should poll it. */
 int pf_team_worker_stopping(const pf_team_worker *worker);
 /* In a worker: its number in [0, workers). */
 int pf_team_worker_id(const pf_team_worker *worker);

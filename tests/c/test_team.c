@@ -12,6 +12,7 @@
  */
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -451,7 +452,7 @@ static void test_worker_fail_payload(void **state) {
 }
 
 /* Every worker fails at the start of every chunk it gets: exactly one
- * failure is recorded, and its fields belong together. */
+ * failure is recorded, its fields belong together, and it is element 0's. */
 static int fail_first_fn(void *ctx, pf_team_worker *w, int64_t start,
                          int64_t stop) {
   (void)ctx, (void)stop;
@@ -476,7 +477,8 @@ static void test_first_failure_wins(void **state) {
              report.worker);
     assert_non_null(report.payload);
     assert_string_equal((const char *)report.payload, want);
-    assert_int_equal(report.failed_index % 10, 0);
+    /* The lowest index wins, whoever failed first in time. */
+    assert_int_equal(report.failed_index, 0);
     free(report.payload);
   }
 }
@@ -600,6 +602,323 @@ static void test_retries_exhausted(void **state) {
     assert_int_equal(report.term_signal, SIGKILL);
     assert_int_equal(report.chunk_start, 500);
     assert_int_equal(report.chunk_stop, 550);
+    shared_free(sh);
+  }
+}
+
+/* ------------------------------------------- the lowest failure wins */
+
+/* Element `fail_at` fails after `sleep_us`; element `die_at` (used here as a
+ * second failing index) fails at once. Elements record themselves as in
+ * chunk_fn; every element checks the limit first, as callable.c does. */
+static int two_failures_fn(void *ctx, pf_team_worker *w, int64_t start,
+                           int64_t stop) {
+  shared *sh = ctx;
+  for (int64_t i = start; i < stop; i++) {
+    if (i >= pf_team_worker_limit(w)) return 0;
+    if (i == sh->fail_at) {
+      pf_test_sleep_us(sh->sleep_us);
+      atomic_store(&sh->fail_pid, (int)getpid());
+      atomic_store(&sh->fail_worker, pf_team_worker_id(w));
+      return pf_team_worker_fail(w, i, "low", 4);
+    }
+    if (i == sh->die_at) return pf_team_worker_fail(w, i, "high", 5);
+    atomic_fetch_add(&sh->counts[i], 1);
+    sh->values[i] = value_of(i);
+  }
+  return 0;
+}
+
+static void test_lowest_failure_wins(void **state) {
+  (void)state;
+  static const int64_t chunks[] = {1, 7, 0};
+  for (int s = PF_SCHEDULE_STATIC; s <= PF_SCHEDULE_GUIDED; s++)
+    for (size_t c = 0; c < PF_ARRAY_LEN(chunks); c++) {
+      int64_t size = 2000;
+      shared *sh = shared_new(size, 4);
+      sh->fail_at = 3;       /* slow: fails 0.2 s in */
+      sh->sleep_us = 200 * 1000;
+      sh->die_at = 1500;     /* fast: fails at once */
+      pf_team_options o = options(4, (pf_schedule)s, chunks[c]);
+      pf_team_report report;
+      pf_error err;
+      memset(&err, 0, sizeof err);
+      char what[64];
+      snprintf(what, sizeof what, "%s chunk %lld",
+               pf_schedule_name((pf_schedule)s), (long long)chunks[c]);
+      snapshot before = take_snapshot();
+      int rc = pf_team_run(size, &o, NULL, two_failures_fn, sh, &report, &err);
+      check_clean(before, what);
+      if (rc != PF_EKERNEL || report.failed_index != 3)
+        fail_msg("%s: rc %d, failed index %lld (%s)", what, rc,
+                 (long long)report.failed_index, err.message);
+      assert_non_null(report.payload);
+      assert_string_equal((const char *)report.payload, "low");
+      assert_int_equal(report.pid, sh->fail_pid);
+      assert_int_equal(report.worker, sh->fail_worker);
+      /* Everything before the failing element was computed. */
+      for (int64_t i = 0; i < 3; i++)
+        if (sh->counts[i] != 1 || sh->values[i] != value_of(i))
+          fail_msg("%s: element %lld before the failure not computed", what,
+                   (long long)i);
+      free(report.payload);
+      shared_free(sh);
+    }
+}
+
+/* After a failure no chunk past it is claimed: with 1,000,000 elements in
+ * chunks of 10 that each take 1 ms, a failure at element 25 ends the job
+ * long before the rest is done, and elements below it are all computed. */
+static int slow_fail_fn(void *ctx, pf_team_worker *w, int64_t start,
+                        int64_t stop) {
+  shared *sh = ctx;
+  pf_test_sleep_us(1000);
+  for (int64_t i = start; i < stop; i++) {
+    if (i >= pf_team_worker_limit(w)) return 0;
+    if (i == sh->fail_at) return pf_team_worker_fail(w, i, NULL, 0);
+    atomic_fetch_add(&sh->counts[i], 1);
+  }
+  return 0;
+}
+
+static void test_no_claims_past_failure(void **state) {
+  (void)state;
+  for (int s = PF_SCHEDULE_STATIC; s <= PF_SCHEDULE_GUIDED; s++) {
+    int64_t size = 1000000;
+    shared *sh = shared_new(size, 3);
+    sh->fail_at = 25;
+    pf_team_options o = options(3, (pf_schedule)s, 10);
+    pf_team_report report;
+    snapshot before = take_snapshot();
+    double t0 = pf_test_now();
+    int rc = pf_team_run(size, &o, NULL, slow_fail_fn, sh, &report, NULL);
+    double took = pf_test_now() - t0;
+    check_clean(before, "no claims past failure");
+    assert_int_equal(rc, PF_EKERNEL);
+    assert_int_equal(report.failed_index, 25);
+    int64_t written = 0;
+    for (int64_t i = 0; i < size; i++) written += sh->counts[i];
+    for (int64_t i = 0; i < 25; i++) assert_int_equal(sh->counts[i], 1);
+    if (written > 1000 || took > 5.0)
+      fail_msg("%s: %lld elements written after %.2f s",
+               pf_schedule_name((pf_schedule)s), (long long)written, took);
+    shared_free(sh);
+  }
+}
+
+/* A chunk function returning nonzero without pf_team_worker_fail fails the
+ * whole job (index -1, which is lower than any element's). */
+static int bare_error_fn(void *ctx, pf_team_worker *w, int64_t start,
+                         int64_t stop) {
+  if (start <= 500 && 500 < stop) return PF_EINVAL;
+  return chunk_fn(ctx, w, start, stop);
+}
+
+static void test_bare_error(void **state) {
+  (void)state;
+  shared *sh = shared_new(1000, 2);
+  sh->fail_at = 700; /* a recorded failure at a higher index loses */
+  pf_team_options o = options(2, PF_SCHEDULE_DYNAMIC, 10);
+  pf_team_report report;
+  snapshot before = take_snapshot();
+  assert_int_equal(pf_team_run(1000, &o, NULL, bare_error_fn, sh, &report,
+                               NULL), PF_EKERNEL);
+  check_clean(before, "bare error");
+  assert_int_equal(report.failed_index, -1);
+  assert_null(report.payload);
+  shared_free(sh);
+}
+
+/* ----------------------------------------------- forking on demand */
+
+typedef struct fork_count {
+  int forks;
+  long prepare_sleep_us;
+} fork_count;
+
+static void count_fork(void *c) {
+  fork_count *f = c;
+  f->forks++;
+  if (f->prepare_sleep_us > 0) pf_test_sleep_us(f->prepare_sleep_us);
+}
+
+static void test_fork_on_demand(void **state) {
+  (void)state;
+  /* Never more workers than chunks (static: parts). */
+  struct {
+    pf_schedule schedule;
+    int64_t size, chunk;
+    int workers, most;
+  } cases[] = {
+      {PF_SCHEDULE_STATIC, 3, 0, 8, 3},
+      {PF_SCHEDULE_STATIC, 1000, 400, 8, 3},
+      {PF_SCHEDULE_DYNAMIC, 1000, 100, 50, 10},
+      {PF_SCHEDULE_GUIDED, 5, 0, 50, 5},
+  };
+  for (size_t i = 0; i < PF_ARRAY_LEN(cases); i++) {
+    shared *sh = shared_new(cases[i].size, cases[i].workers);
+    fork_count f = {0};
+    pf_team_hooks hooks = {.ctx = &f, .prepare = count_fork};
+    pf_team_options o =
+        options(cases[i].workers, cases[i].schedule, cases[i].chunk);
+    snapshot before = take_snapshot();
+    assert_int_equal(pf_team_run(cases[i].size, &o, &hooks, chunk_fn, sh,
+                                 NULL, NULL), 0);
+    check_clean(before, "fork cap");
+    check_elements(sh, 0, "fork cap");
+    if (f.forks > cases[i].most ||
+        (cases[i].schedule == PF_SCHEDULE_STATIC && f.forks != cases[i].most))
+      fail_msg("case %zu: %d forks, want %s %d", i, f.forks,
+               cases[i].schedule == PF_SCHEDULE_STATIC ? "" : "at most",
+               cases[i].most);
+    shared_free(sh);
+  }
+  /* A tiny dynamic job is done by the first worker while the caller is
+   * slow to fork the next (50 ms per fork): far fewer than 64 forks. */
+  shared *sh = shared_new(200, 64);
+  fork_count f = {.prepare_sleep_us = 50 * 1000};
+  pf_team_hooks hooks = {.ctx = &f, .prepare = count_fork};
+  pf_team_options o = options(64, PF_SCHEDULE_DYNAMIC, 1);
+  snapshot before = take_snapshot();
+  assert_int_equal(pf_team_run(200, &o, &hooks, chunk_fn, sh, NULL, NULL), 0);
+  check_clean(before, "on demand");
+  check_elements(sh, 0, "on demand");
+  if (f.forks > 10) fail_msg("a tiny job forked %d workers", f.forks);
+  shared_free(sh);
+}
+
+/* ------------------------------------------- deaths before any claim */
+
+static void exit7(void *c) {
+  (void)c;
+  _exit(7);
+}
+
+static void test_idle_deaths_bounded(void **state) {
+  (void)state;
+  for (int retries = 0; retries <= 3; retries += 3) {
+    shared *sh = shared_new(1000, 3);
+    fork_count f = {0};
+    pf_team_hooks hooks = {.ctx = &f, .prepare = count_fork, .child = exit7};
+    pf_team_options o = options(3, PF_SCHEDULE_DYNAMIC, 10);
+    o.retries = retries;
+    pf_team_report report;
+    pf_error err;
+    memset(&err, 0, sizeof err);
+    snapshot before = take_snapshot();
+    double t0 = pf_test_now();
+    int rc = pf_team_run(1000, &o, &hooks, chunk_fn, sh, &report, &err);
+    double took = pf_test_now() - t0;
+    check_clean(before, "idle deaths");
+    assert_int_equal(rc, PF_EWORKER);
+    assert_int_equal(report.exit_status, 7);
+    assert_int_equal(report.chunk_start, -1);
+    if (strstr(err.message, "before claiming any work") == NULL)
+      fail_msg("message: %s", err.message);
+    /* The budget: workers * (retries + 1) such deaths are replaced. */
+    if (f.forks > 3 * (retries + 1) + 3 || took > 5.0)
+      fail_msg("retries %d: %d forks in %.2f s", retries, f.forks, took);
+    shared_free(sh);
+  }
+}
+
+/* ------------------------------------------------------ SIGCHLD ignored */
+
+static void test_sigchld_ignored(void **state) {
+  (void)state;
+  for (int how = 0; how < 2; how++) {
+    struct sigaction ign = {0};
+    sigemptyset(&ign.sa_mask);
+    ign.sa_handler = how == 0 ? SIG_IGN : SIG_DFL;
+    ign.sa_flags = how == 0 ? 0 : SA_NOCLDWAIT;
+    struct sigaction old;
+    assert_int_equal(sigaction(SIGCHLD, &ign, &old), 0);
+    shared *sh = shared_new(5000, 3);
+    sh->die_at = 2000; /* a death is still seen, and retried */
+    sh->die_how = DIE_EXIT3;
+    sh->die_once = 1;
+    pf_team_options o = options(3, PF_SCHEDULE_DYNAMIC, 50);
+    o.retries = 1;
+    pf_team_report report;
+    pf_error err;
+    memset(&err, 0, sizeof err);
+    snapshot before = take_snapshot();
+    int rc = pf_team_run(5000, &o, NULL, chunk_fn, sh, &report, &err);
+    struct sigaction after;
+    sigaction(SIGCHLD, NULL, &after);
+    sigaction(SIGCHLD, &old, NULL);
+    check_clean(before, "SIGCHLD ignored");
+    if (rc != 0) fail_msg("SIGCHLD case %d: rc %d (%s)", how, rc, err.message);
+    assert_int_equal(report.retried, 1);
+    check_elements(sh, 1, "SIGCHLD ignored");
+    /* The application's disposition is back. */
+    assert_true(after.sa_handler == ign.sa_handler);
+    assert_int_equal(after.sa_flags & SA_NOCLDWAIT, ign.sa_flags & SA_NOCLDWAIT);
+    shared_free(sh);
+  }
+}
+
+/* -------------------------------------------- pidfds closed by a hook */
+
+typedef struct closer {
+  int calls;
+  int reopen;      /* put /dev/null where each pidfd was */
+  int fds[64];
+  int nfds;
+} closer;
+
+static int is_pidfd(int fd) {
+  char path[64], target[64];
+  snprintf(path, sizeof path, "/proc/self/fd/%d", fd);
+  ssize_t n = readlink(path, target, sizeof target - 1);
+  if (n < 0) return 0;
+  target[n] = '\0';
+  return strstr(target, "pidfd") != NULL;
+}
+
+static int close_pidfds(void *c, int64_t done, int64_t total) {
+  (void)done, (void)total;
+  closer *cl = c;
+  if (cl->calls++ != 0) return 0;
+  for (int fd = 3; fd < 1024; fd++) {
+    if (!is_pidfd(fd)) continue;
+    close(fd);
+    if (cl->reopen && cl->nfds < 64) {
+      int nul = open("/dev/null", O_RDONLY | O_CLOEXEC);
+      if (nul >= 0 && nul != fd) {
+        dup2(nul, fd);
+        close(nul);
+      }
+      cl->fds[cl->nfds++] = fd;
+    }
+  }
+  return 0;
+}
+
+static void test_pidfds_closed(void **state) {
+  (void)state;
+  for (int reopen = 0; reopen < 2; reopen++) {
+    shared *sh = shared_new(3, 3);
+    sh->sleep_us = 3 * 1000 * 1000; /* workers outlive the first wait */
+    closer cl = {.reopen = reopen};
+    pf_team_hooks hooks = {.ctx = &cl, .wait = close_pidfds};
+    pf_team_options o = options(3, PF_SCHEDULE_STATIC, 1);
+    pf_error err;
+    memset(&err, 0, sizeof err);
+    snapshot before = take_snapshot();
+    double t0 = pf_test_now();
+    int rc = pf_team_run(3, &o, &hooks, chunk_fn, sh, NULL, &err);
+    double took = pf_test_now() - t0;
+    /* The files the hook put there are the caller's: still open. */
+    for (int i = 0; i < cl.nfds; i++) {
+      assert_true(fcntl(cl.fds[i], F_GETFD) >= 0);
+      close(cl.fds[i]);
+    }
+    check_clean(before, "pidfds closed");
+    if (rc != PF_ESYS || err.sys_errno != EBADF || took > 2.0)
+      fail_msg("reopen %d: rc %d errno %d after %.2f s (%s)", reopen, rc,
+               err.sys_errno, took, err.message);
+    assert_non_null(strstr(err.message, "closed"));
     shared_free(sh);
   }
 }
@@ -838,6 +1157,13 @@ int main(void) {
       cmocka_unit_test(test_worker_dies),
       cmocka_unit_test(test_worker_fail_payload),
       cmocka_unit_test(test_first_failure_wins),
+      cmocka_unit_test(test_lowest_failure_wins),
+      cmocka_unit_test(test_no_claims_past_failure),
+      cmocka_unit_test(test_bare_error),
+      cmocka_unit_test(test_fork_on_demand),
+      cmocka_unit_test(test_idle_deaths_bounded),
+      cmocka_unit_test(test_sigchld_ignored),
+      cmocka_unit_test(test_pidfds_closed),
       cmocka_unit_test(test_stopping),
       cmocka_unit_test(test_timeout),
       cmocka_unit_test(test_retry_recovers),
