@@ -275,11 +275,24 @@ int pf_native_fill(const pf_native *native, const pf_array *out,
  * children forked later, never a file (nothing in /dev/shm), returned to the
  * system when every process unmaps it or exits. NULL with errno on failure. */
 void *pf_shared_alloc(size_t bytes);
-/* Unmaps memory from pf_shared_alloc. NULL is a no-op. */
+/* Like pf_shared_alloc, but backed by an anonymous memfd (memfd_create,
+ * MFD_CLOEXEC: nothing in /dev/shm), whose descriptor goes to *fd (-1 on
+ * failure): the memory can later be made private with pf_shared_privatize.
+ * The caller closes *fd if it never privatizes. NULL with errno on failure. */
+void *pf_shared_alloc_memfd(size_t bytes, int *fd);
+/* Turns memory from pf_shared_alloc_memfd into a private copy-on-write
+ * mapping of the same memfd at the same address (contents kept, nothing
+ * copied; children forked later get their own copy on write, as with any
+ * private memory) and closes `fd`. Returns 0; PF_EINVAL; PF_ESYS with errno
+ * (the memory is then still shared and `fd` still open). Release the memory
+ * with pf_shared_free either way. */
+int pf_shared_privatize(void *memory, size_t bytes, int fd);
+/* Unmaps memory from pf_shared_alloc or pf_shared_alloc_memfd. NULL is a
+ * no-op. */
 void pf_shared_free(void *memory, size_t bytes);
 /* 1 when [memory, memory+bytes) lies in MAP_SHARED mappings of this process (so
  * forked workers write where the caller reads), 0 when not, negative on error.
- * Reads /proc/self/maps. */
+ * Reads /proc/self/maps (whole lines, however long a mapped path is). */
 int pf_shared_contains(const void *memory, size_t bytes);
 
 /* ------------------------------------------------------- process teams */
