@@ -247,11 +247,16 @@ static int32_t convert(compiler *c, int32_t v, pf__type to) {
     if (x.op == PF__OP_AXIS_I)
       return emit_index(c, PF__OP_AXIS_F, x.axis, x.pos);
     if (x.op == PF__OP_FLAT_I) return emit_index(c, PF__OP_FLAT_F, 0, x.pos);
-    /* float(-i) is -float(i) for index variables (never INT64_MIN). */
+    /* float(-i) is 0.0 - float(i) for index variables (never INT64_MIN):
+     * not -float(i), which is -0.0 at i = 0 where NumPy's int64 negation
+     * gives 0 and so +0.0 (copysign(1, -i), 1/(-i*1.0)). */
     if (x.op == PF__OP_NEG_I && (c->v[x.arg[0]].op == PF__OP_AXIS_I ||
-                                 c->v[x.arg[0]].op == PF__OP_FLAT_I))
-      return emit(c, PF__OP_NEG_F, PF__T_F, convert(c, x.arg[0], PF__T_F), -1,
-                  -1, x.pos);
+                                 c->v[x.arg[0]].op == PF__OP_FLAT_I)) {
+      int32_t zero = constant_f(c, 0.0, x.pos);
+      int32_t f = convert(c, x.arg[0], PF__T_F);
+      if (zero < 0 || f < 0) return -1;
+      return emit(c, PF__OP_SUB_F, PF__T_F, zero, f, -1, x.pos);
+    }
     return emit(c, PF__OP_CVT_IF, PF__T_F, v, -1, -1, x.pos);
   }
   assert(to == PF__T_B);
