@@ -132,6 +132,16 @@ int pf_shape_size(int ndim, const int64_t *shape, size_t itemsize,
 void pf_array_set_contiguous(pf_array *a);
 /* 1 when `a` is C-contiguous (axes of length 1 ignored), else 0. */
 int pf_array_is_contiguous(const pf_array *a);
+/* 1 when two elements of `a` may share bytes (a zero stride on an axis of
+ * length > 1, or strides that do not step over the axes below them), else 0.
+ * Conservative: sorted by |stride|, each axis's stride must exceed the extent
+ * of the smaller ones; a rare non-overlapping interleaved layout counts as
+ * overlapping. Fills refuse overlapping outputs (PF_EINVAL). */
+int pf_array_overlaps(const pf_array *a);
+/* The message fills give for an overlapping output. */
+#define PF_OVERLAP_MESSAGE                                                  \
+  "output elements overlap in memory (a stride of 0, or strides smaller "  \
+  "than the axes they step over): every element needs its own bytes"
 
 /* Splits flat C-order index `flat` of `shape` into `index[0..ndim)`. */
 void pf_index_unravel(int ndim, const int64_t *shape, int64_t flat,

@@ -150,11 +150,8 @@ static int validate(const pf_array *out, int64_t *size, pf_error *err) {
                                       "more than %d dimensions)", PF_MAX_DIMS);
   if (*size > 0 && out->data == NULL)
     return pf__error_set(err, PF_EINVAL, -1, "output data is NULL");
-  for (int d = 0; d < out->ndim; d++)
-    if (out->shape[d] > 1 && out->strides[d] == 0 && *size > 0)
-      return pf__error_set(err, PF_EINVAL, -1,
-                           "output axis %d has stride 0: elements would alias",
-                           d);
+  if (pf_array_overlaps(out))
+    return pf__error_set(err, PF_EINVAL, -1, "%s", PF_OVERLAP_MESSAGE);
   return 0;
 }
 

@@ -36,6 +36,12 @@ void pf_array_set_contiguous(pf_array *a) {
   }
 }
 
+static uint64_t pf__abs_stride(const pf_array *a, int d) {
+  int64_t s = a->strides[d];
+  /* INT64_MIN has no positive int64: compute in unsigned. */
+  return s < 0 ? (uint64_t)0 - (uint64_t)s : (uint64_t)s;
+}
+
 int pf_array_is_contiguous(const pf_array *a) {
   int64_t stride = (int64_t)pf_dtype_size(a->dtype);
   for (int d = a->ndim - 1; d >= 0; d--) {
@@ -44,6 +50,42 @@ int pf_array_is_contiguous(const pf_array *a) {
     stride *= a->shape[d];
   }
   return 1;
+}
+
+int pf_array_overlaps(const pf_array *a) {
+  /* Conservative: order the axes by |stride|; each must step over everything
+   * the smaller ones span (their extent plus one element), which makes the
+   * map from index to address one-to-one. Layouts that interleave axes in
+   * other ways (rare, and only from as_strided) are reported as overlapping
+   * even when they are not -- a false alarm costs a copy, a miss corrupts. */
+  int axes[PF_MAX_DIMS];
+  int n = 0;
+  for (int d = 0; d < a->ndim; d++) {
+    if (a->shape[d] == 0) return 0; /* no elements at all */
+    if (a->shape[d] > 1) axes[n++] = d;
+  }
+  /* Insertion sort by |stride|: at most PF_MAX_DIMS axes. */
+  for (int k = 1; k < n; k++) {
+    int d = axes[k];
+    int m = k;
+    for (; m > 0 && pf__abs_stride(a, axes[m - 1]) > pf__abs_stride(a, d); m--)
+      axes[m] = axes[m - 1];
+    axes[m] = d;
+  }
+  uint64_t extent = (uint64_t)pf_dtype_size(a->dtype);
+  if (extent == 0) extent = 1;
+  for (int k = 0; k < n; k++) {
+    int d = axes[k];
+    uint64_t stride = pf__abs_stride(a, d);
+    if (stride < extent) return 1;
+    /* extent += stride * (shape - 1), saturating: beyond 2**64 bytes no
+     * larger stride can follow, and then that axis is reported. */
+    uint64_t span;
+    if (__builtin_mul_overflow(stride, (uint64_t)(a->shape[d] - 1), &span) ||
+        __builtin_add_overflow(extent, span, &extent))
+      extent = UINT64_MAX;
+  }
+  return 0;
 }
 
 void pf_index_unravel(int ndim, const int64_t *shape, int64_t flat,

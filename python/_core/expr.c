@@ -3,7 +3,8 @@
  * workers, schedule, chunk, progress).
  *
  * Arguments are converted with the GIL held (parameters become pf_param
- * values; names stay owned by the dict's keys, which `params` keeps alive),
+ * values, converted from a private snapshot of `params` whose tuples own the
+ * names: a value's __index__ may change the caller's dict meanwhile),
  * the expression is compiled, and only pf_expr_fill runs without the GIL;
  * the waiter takes it back briefly to check for Ctrl-C and report progress.
  */
@@ -76,7 +77,8 @@ static int seed_from_object(PyObject *value, pf_param *p) {
 }
 
 /* Converts one parameter value. Returns 0, or -1 with TypeError or
- * OverflowError naming the parameter. */
+ * ValueError naming the parameter. May run Python code (__index__,
+ * __float__): the caller holds its own references to name and value. */
 static int param_from_object(PyObject *name, PyObject *value, pf_param *p) {
   if (PyUnicode_CompareWithASCIIString(name, "seed") == 0)
     return seed_from_object(value, p);
@@ -93,8 +95,10 @@ static int param_from_object(PyObject *name, PyObject *value, pf_param *p) {
     Py_DECREF(index);
     if (v == -1 && PyErr_Occurred()) return -1;
     if (overflow) {
-      PyErr_Format(PyExc_OverflowError,
-                   "parameter %R = %R does not fit in int64", name, value);
+      PyErr_Format(PyExc_ValueError,
+                   "parameter %R = %R does not fit in int64 (expressions "
+                   "compute integers in int64; pass a float for larger "
+                   "values)", name, value);
       return -1;
     }
     p->kind = PF_PARAM_INT;
@@ -112,25 +116,47 @@ static int param_from_object(PyObject *name, PyObject *value, pf_param *p) {
   return -1;
 }
 
-/* Fills params[0..*count) from the dict. The caller frees *params. */
-static int params_from_dict(PyObject *dict, pf_param **params, size_t *count) {
+/* Fills params[0..*count) from `mapping` (a dict or any mapping). The
+ * caller frees *params and releases *keep, which owns the names.
+ *
+ * Converting a value may run Python code (__index__, __float__) that changes
+ * the caller's mapping; so the names and values are snapshotted first -- a
+ * list of (name, value) tuples holding its own references -- and converted
+ * from there. The names' UTF-8 buffers live as long as *keep. */
+static int params_from_dict(PyObject *mapping, pf_param **params,
+                            size_t *count, PyObject **keep) {
   *params = NULL;
   *count = 0;
-  if (!PyDict_Check(dict)) {
-    PyErr_Format(PyExc_TypeError, "params must be a dict, not %.100s",
-                 Py_TYPE(dict)->tp_name);
+  *keep = NULL;
+  PyObject *snapshot = PyDict_New();
+  if (snapshot == NULL) return -1;
+  if (PyDict_Merge(snapshot, mapping, 1) < 0) {
+    Py_DECREF(snapshot);
+    if (PyErr_ExceptionMatches(PyExc_AttributeError) ||
+        PyErr_ExceptionMatches(PyExc_TypeError)) {
+      PyErr_Clear();
+      PyErr_Format(PyExc_TypeError,
+                   "params must be a dict (a mapping), not %.100s",
+                   Py_TYPE(mapping)->tp_name);
+    }
     return -1;
   }
-  Py_ssize_t n = PyDict_Size(dict);
+  PyObject *items = PyDict_Items(snapshot);
+  Py_DECREF(snapshot);
+  if (items == NULL) return -1;
+  *keep = items;
+  Py_ssize_t n = PyList_GET_SIZE(items);
   if (n == 0) return 0;
   *params = PyMem_Calloc((size_t)n, sizeof **params);
   if (*params == NULL) {
     PyErr_NoMemory();
     return -1;
   }
-  Py_ssize_t at = 0;
-  PyObject *key, *value;
-  while (PyDict_Next(dict, &at, &key, &value)) {
+  for (Py_ssize_t k = 0; k < n; k++) {
+    /* The list is ours alone: no Python code can change it meanwhile. */
+    PyObject *item = PyList_GET_ITEM(items, k);
+    PyObject *key = PyTuple_GET_ITEM(item, 0);
+    PyObject *value = PyTuple_GET_ITEM(item, 1);
     if (!PyUnicode_Check(key)) {
       PyErr_Format(PyExc_TypeError, "parameter names must be str, not %.100s",
                    Py_TYPE(key)->tp_name);
@@ -156,14 +182,17 @@ static PyObject *fill_expr_impl(PyObject *module, PyObject *text_obj,
                             "expressions cannot contain NUL characters",
                             (int64_t)strlen(text));
   pf_array arr;
-  if (pfpy_array_describe(out, &arr) < 0) return NULL;
   pf_param *params;
   size_t nparams;
+  PyObject *keep = NULL; /* owns the parameter names */
   PyObject *result = NULL;
   pf_expr *expr = NULL;
   pf_error err = {0};
   int rc;
-  if (params_from_dict(params_dict, &params, &nparams) < 0) goto done;
+  /* Parameters first: converting them may run Python code, which must not
+   * see (or change, e.g. resize) an array already described. */
+  if (params_from_dict(params_dict, &params, &nparams, &keep) < 0) goto done;
+  if (pfpy_array_describe(out, &arr) < 0) goto done;
   rc = pf_expr_compile(&expr, text, arr.ndim, params, nparams, &err);
   if (rc == PF_ENOMEM) {
     PyErr_NoMemory();
@@ -196,6 +225,7 @@ static PyObject *fill_expr_impl(PyObject *module, PyObject *text_obj,
 done:
   pf_expr_free(expr);
   PyMem_Free(params);
+  Py_XDECREF(keep);
   return result;
 }
 

@@ -68,6 +68,11 @@ int pfpy_array_describe(PyArrayObject *arr, pf_array *out) {
     out->shape[d] = PyArray_DIM(arr, d);
     out->strides[d] = PyArray_STRIDE(arr, d);
   }
+  /* Every backend refuses these, with the message pf_fill gives. */
+  if (pf_array_overlaps(out)) {
+    PyErr_SetString(PyExc_ValueError, PF_OVERLAP_MESSAGE);
+    return -1;
+  }
   return 0;
 }
 

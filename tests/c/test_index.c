@@ -529,6 +529,103 @@ static void test_shared_contains(void **state) {
   pf_shared_free(NULL, 100); /* no-op */
 }
 
+/* xorshift64: reproducible layouts for the overlap test. */
+static uint64_t overlap_rand(uint64_t *x) {
+  *x ^= *x << 13;
+  *x ^= *x >> 7;
+  *x ^= *x << 17;
+  return *x;
+}
+
+/* Whether two elements of `a` truly share a byte: every pair of elements'
+ * byte ranges compared (small arrays only). */
+static int brute_overlaps(const pf_array *a) {
+  int64_t size = 1;
+  for (int d = 0; d < a->ndim; d++) size *= a->shape[d];
+  int64_t item = (int64_t)pf_dtype_size(a->dtype);
+  int64_t offsets[512];
+  assert_true(size <= 512);
+  for (int64_t f = 0; f < size; f++) offsets[f] = pf__offset_of(a, f);
+  for (int64_t x = 0; x < size; x++)
+    for (int64_t y = x + 1; y < size; y++) {
+      int64_t lo = offsets[x] < offsets[y] ? offsets[x] : offsets[y];
+      int64_t hi = offsets[x] < offsets[y] ? offsets[y] : offsets[x];
+      if (hi - lo < item) return 1;
+    }
+  return 0;
+}
+
+static void test_overlaps(void **state) {
+  (void)state;
+  pf_array a = {.dtype = PF_FLOAT64, .ndim = 2, .shape = {3, 4}};
+  pf_array_set_contiguous(&a);
+  assert_int_equal(pf_array_overlaps(&a), 0);
+  int64_t c_strides[2] = {a.strides[0], a.strides[1]};
+  a.strides[0] = 8;  /* Fortran order */
+  a.strides[1] = 24;
+  assert_int_equal(pf_array_overlaps(&a), 0);
+  a.strides[0] = -c_strides[0]; /* reversed rows */
+  a.strides[1] = c_strides[1];
+  assert_int_equal(pf_array_overlaps(&a), 0);
+  a.strides[0] = 0; /* as_strided with a zero stride */
+  assert_int_equal(pf_array_overlaps(&a), 1);
+  a.strides[0] = 16; /* rows overlap: 4 elements span 32 bytes */
+  a.strides[1] = 8;
+  assert_int_equal(pf_array_overlaps(&a), 1);
+  a.strides[1] = 4; /* elements overlap themselves */
+  a.strides[0] = 64;
+  assert_int_equal(pf_array_overlaps(&a), 1);
+  a.shape[1] = 1; /* a length-1 axis's stride never matters */
+  a.strides[1] = 0;
+  assert_int_equal(pf_array_overlaps(&a), 0);
+  a.shape[0] = 0; /* no elements: nothing overlaps */
+  a.strides[0] = 0;
+  assert_int_equal(pf_array_overlaps(&a), 0);
+  pf_array s = {.dtype = PF_INT32, .ndim = 0};
+  assert_int_equal(pf_array_overlaps(&s), 0);
+  /* Extreme strides: no overflow in the check. */
+  pf_array e = {.dtype = PF_UINT8, .ndim = 2, .shape = {2, 2},
+                .strides = {INT64_MIN, INT64_MAX}};
+  assert_int_equal(pf_array_overlaps(&e), 0); /* 0, MAX, MIN, -1: distinct */
+  e.strides[0] = INT64_MAX; /* 0, MAX, MAX, 2 MAX */
+  assert_int_equal(pf_array_overlaps(&e), 1);
+  /* 2**62 * 4 = 2**64 saturates instead of wrapping to 0; and element
+   * (4, 1) is element (2, 0): 4 * 2**62 - 2**63 = 2 * 2**62. */
+  e.shape[0] = 5;
+  e.strides[0] = INT64_MAX / 2 + 1;
+  e.strides[1] = INT64_MIN;
+  assert_int_equal(pf_array_overlaps(&e), 1);
+
+  /* Random small layouts: never a miss (a real overlap reported as none),
+   * and a layout sorted like NumPy's views is never a false alarm. */
+  uint64_t rng = 12345;
+  int misses = 0, views = 0;
+  for (int trial = 0; trial < 20000; trial++) {
+    pf_array r = {.dtype = (trial & 1) ? PF_FLOAT64 : PF_INT16};
+    r.ndim = 1 + (int)(overlap_rand(&rng) % 3);
+    for (int d = 0; d < r.ndim; d++) {
+      r.shape[d] = 1 + (int64_t)(overlap_rand(&rng) % 5);
+      r.strides[d] = (int64_t)(overlap_rand(&rng) % 97) - 48;
+    }
+    int truth = brute_overlaps(&r);
+    if (truth) assert_int_equal(pf_array_overlaps(&r), 1);
+    misses += truth && !pf_array_overlaps(&r);
+    /* A strided view of a C-contiguous array: never overlapping. */
+    pf_array v = r;
+    int64_t step = (int64_t)pf_dtype_size(v.dtype);
+    for (int d = v.ndim - 1; d >= 0; d--) {
+      int64_t k = 1 + (int64_t)(overlap_rand(&rng) % 3);
+      v.strides[d] = (trial & 2 ? -1 : 1) * step * k;
+      step *= k * v.shape[d];
+    }
+    assert_int_equal(brute_overlaps(&v), 0);
+    assert_int_equal(pf_array_overlaps(&v), 0);
+    views++;
+  }
+  assert_int_equal(misses, 0);
+  assert_int_equal(views, 20000);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_shape_size_basic),
@@ -538,6 +635,7 @@ int main(void) {
       cmocka_unit_test(test_unravel_odometer),
       cmocka_unit_test(test_offset_of),
       cmocka_unit_test(test_contiguous),
+      cmocka_unit_test(test_overlaps),
       cmocka_unit_test(test_dtype_size_name),
       cmocka_unit_test(test_dtype_parse_accepts),
       cmocka_unit_test(test_dtype_parse_rejects),
