@@ -342,10 +342,13 @@ static int team_chunk(void *ctx, pf_team_worker *worker, int64_t start,
     PyErr_Clear();
   }
   if (packed != NULL && PyBytes_Check(packed))
-    pf_team_worker_fail(worker, j->failed_index, PyBytes_AS_STRING(packed),
+    /* The team counts from j->offset: report the index in its terms (the
+     * caller adds the offset back). */
+    pf_team_worker_fail(worker, j->failed_index - j->offset,
+                        PyBytes_AS_STRING(packed),
                         (size_t)PyBytes_GET_SIZE(packed));
   else
-    pf_team_worker_fail(worker, j->failed_index, NULL, 0);
+    pf_team_worker_fail(worker, j->failed_index - j->offset, NULL, 0);
   Py_XDECREF(packed);
   return PF_EKERNEL;
 }

@@ -76,16 +76,19 @@ def native_function(func) -> NativeFunction | None:
     prototypes, for a native function with any other prototype."""
     if isinstance(func, ctypes._CFuncPtr):
         prototype = func
-        address = ctypes.cast(func, ctypes.c_void_p).value
+        address = ctypes.cast(func, ctypes.c_void_p).value or 0
     else:
         try:
             address = getattr(func, "address", None)
             prototype = getattr(func, "ctypes", None)
         except Exception:  # a property that raises: not a native function
             return None
-        if (not isinstance(address, int) or isinstance(address, bool)
-                or not isinstance(prototype, ctypes._CFuncPtr)):
-            return None
+        if not isinstance(prototype, ctypes._CFuncPtr):
+            return None  # no declared signature: a Python callable
+        if not isinstance(address, int) or isinstance(address, bool):
+            raise ValueError(
+                f"the native function's .address must be an int, not "
+                f"{type(address).__name__}")
     argtypes, restype = prototype.argtypes, prototype.restype
     kind = _kind(restype, argtypes)
     if kind is None:
@@ -97,9 +100,52 @@ def native_function(func) -> NativeFunction | None:
         raise TypeError(
             f"unsupported native function prototype {shown}; supported: "
             f"{SUPPORTED_PROTOTYPES}")
-    if not address:
-        raise ValueError("the native function's address is NULL")
+    _check_address(address)
     return NativeFunction(int(address), kind)
+
+
+# The lowest page is never mapped (NULL and small offsets from it), and user
+# space ends well below 2**63 on every 64-bit Linux.
+_FIRST_VALID = 4096
+_ABOVE_VALID = 1 << 63
+# Addresses found in an executable mapping; bounded, cleared when full.
+_checked: set = set()
+
+
+def _executable(address: int):
+    """Whether `address` lies in an executable mapping of this process; None
+    when /proc/self/maps cannot be read."""
+    try:
+        with open("/proc/self/maps", "rb") as f:
+            for line in f:
+                span, perms = line.split(None, 2)[:2]
+                low, _, high = span.partition(b"-")
+                if int(low, 16) <= address < int(high, 16):
+                    return perms[2:3] == b"x"
+    except (OSError, ValueError):
+        return None
+    return False
+
+
+def _check_address(address: int) -> None:
+    """ValueError for an address no function can be at: NULL, the first
+    page, negative, beyond user space, or (where /proc tells) outside every
+    executable mapping. Calling such an address would crash the process."""
+    if address in _checked:
+        return
+    if not _FIRST_VALID <= address < _ABOVE_VALID:
+        shown = "NULL" if address == 0 else hex(address) if address > 0 \
+            else str(address)
+        raise ValueError(
+            f"the native function's address {shown} cannot hold a function "
+            f"(it must be a pointer to code in this process)")
+    if _executable(address) is False:
+        raise ValueError(
+            f"the native function's address {hex(address)} is not in "
+            f"executable memory of this process")
+    if len(_checked) >= 256:
+        _checked.clear()
+    _checked.add(address)
 
 
 def ctx_address(ctx) -> int:

@@ -6,6 +6,7 @@ progress reporting.
 """
 from __future__ import annotations
 
+import collections.abc
 import math
 import numbers
 import operator
@@ -22,12 +23,23 @@ __all__ = ["cpu_count", "populate"]
 _SCHEDULES = ("static", "dynamic", "guided")
 _BACKENDS = ("auto", "processes", "threads", "serial")
 
-# `auto` runs the first elements in the caller for this long before choosing:
-# a job that finishes meanwhile never pays for forking workers.
-_AUTO_PROBE_SECONDS = 0.002
-# Forking workers costs about a millisecond each; below this much remaining
-# work the caller finishes alone.
+# `auto` may compute the first elements of a Python callable in the caller,
+# so that a job that finishes meanwhile never pays for forking workers. The
+# caller works in slices of about this long, re-measuring after each...
+_AUTO_SLICE_SECONDS = 0.002
+# ...and hands the rest to workers as soon as the rest looks longer than
+# this, or once it has spent this long itself (forking costs about a
+# millisecond per worker, so less work than this is not worth it).
 _AUTO_PARALLEL_SECONDS = 0.01
+# Elements per chunk in the caller: at most this many, and fewer when one
+# element costs more than _AUTO_CHUNK_SECONDS, so the caller's slice stays
+# bounded even when the elements suddenly get expensive.
+_AUTO_MAX_CHUNK = 16
+_AUTO_CHUNK_SECONDS = 0.0002
+# At most this many retries (a larger count means the same in practice and
+# must not overflow the C int counters).
+_MAX_RETRIES = 1 << 16
+_MAX_DIMS = 32
 # Vectorized calls get blocks of at most this many elements by default.
 _MAX_VECTOR_BLOCK = 1 << 20
 
@@ -38,7 +50,7 @@ def cpu_count() -> int:
     return _core.cpu_count()
 
 
-def populate(func, shape=None, dtype=np.float64, *, out=None, workers=None,
+def populate(func, shape=None, dtype=None, *, out=None, workers=None,
              schedule="dynamic", chunk=None, backend="auto", vectorized=False,
              params=None, ctx=None, progress=False, retries=0, timeout=None):
     """Populate an array in parallel: ``a[idx] = func(*idx)`` for every index.
@@ -59,8 +71,10 @@ def populate(func, shape=None, dtype=np.float64, *, out=None, workers=None,
         function, run on threads with the GIL released.
     shape : int or tuple of ints, optional
         The shape of the result; may be omitted when ``out`` is given.
-    dtype : dtype, default float64
-        Any bool, integer, floating or complex dtype.
+    dtype : dtype, optional
+        Any bool, integer, floating or complex dtype; ``None`` (the default)
+        means out's dtype when ``out`` is given, else float64. A dtype that
+        differs from out's raises ValueError.
     out : ndarray, optional
         A writable array of any strides (``numpy.memmap`` included) to fill
         and return. A file-backed memmap opened ``r+``/``w+`` is written in
@@ -79,7 +93,8 @@ def populate(func, shape=None, dtype=np.float64, *, out=None, workers=None,
         GIL, so they always run on the thread pool (``serial``: one thread);
         the result never depends on the backend.
     vectorized : bool
-        Call ``func`` on blocks of index arrays instead of single elements.
+        Call ``func`` on blocks of index arrays instead of single elements
+        (a bool: ``"False"`` is a TypeError, not a true value).
     params : dict, optional
         Scalar parameters of an expression.
     ctx : int or ctypes object, optional
@@ -89,7 +104,10 @@ def populate(func, shape=None, dtype=np.float64, *, out=None, workers=None,
         callable is called as ``progress(done, total)`` from the caller's
         thread.
     retries : int
-        How many times a chunk lost to a dead worker is recomputed.
+        How many times a chunk lost to a dead worker is recomputed (values
+        above 65536 count as 65536). With ``retries > 0`` (or ``timeout``),
+        ``backend="auto"`` runs every element of a Python callable in a
+        supervised worker process, never in the caller.
     timeout : float, optional
         Seconds for the whole call; then workers are stopped and
         :class:`parfill.TimeoutError` is raised.
@@ -120,14 +138,22 @@ def populate(func, shape=None, dtype=np.float64, *, out=None, workers=None,
     workers = _resolve_workers(workers)
     _check_schedule(schedule)
     chunk = _positive_int_or_none(chunk, "chunk")
+    if chunk is not None:
+        chunk = min(chunk, max(math.prod(shape), 1))  # larger: one chunk
     if backend not in _BACKENDS:
         raise ValueError(
             f"backend must be one of {', '.join(map(repr, _BACKENDS))}, "
             f"not {backend!r}")
-    retries = _non_negative_int(retries, "retries")
+    retries = min(_non_negative_int(retries, "retries"), _MAX_RETRIES)
+    if not isinstance(vectorized, (bool, np.bool_)):
+        raise TypeError(f"vectorized must be a bool, not {vectorized!r}")
+    vectorized = bool(vectorized)
     timeout = _resolve_timeout(timeout)
-    if params is not None and not isinstance(params, dict):
-        raise TypeError(f"params must be a dict, not {type(params).__name__}")
+    if params is not None:
+        if not isinstance(params, collections.abc.Mapping):
+            raise TypeError(
+                f"params must be a dict (a mapping), not {type(params).__name__}")
+        params = dict(params)  # a snapshot: nothing can change it under us
     # Before any callable path: ctypes functions are callable too.
     native = None if is_expression else native_function(func)
     if ctx is not None and (native is None or native.kind != "block"):
@@ -154,7 +180,7 @@ def populate(func, shape=None, dtype=np.float64, *, out=None, workers=None,
         if params is not None:
             raise TypeError("params apply to expressions only")
         return _populate_callable(func, out, shape, dtype, workers, schedule,
-                                  chunk, backend, bool(vectorized), reporter,
+                                  chunk, backend, vectorized, reporter,
                                   retries, timeout)
     finally:
         if reporter is not None:
@@ -169,6 +195,22 @@ def _resolve_shape(shape) -> tuple:
     try:
         dims = (operator.index(shape),)
     except TypeError:
+        # Only sequences, never any iterable: an unbounded one
+        # (itertools.count()) would be consumed until memory runs out.
+        if isinstance(shape, np.ndarray) and shape.ndim == 1:
+            shape = shape.tolist()
+        if not isinstance(shape, collections.abc.Sequence) or isinstance(
+                shape, (str, bytes)):
+            raise TypeError(
+                f"shape must be an int or a tuple of ints, not {shape!r}"
+            ) from None
+        try:
+            length = len(shape)
+        except (OverflowError, TypeError):
+            length = _MAX_DIMS + 1
+        if length > _MAX_DIMS:
+            raise ValueError(f"at most {_MAX_DIMS} dimensions are supported, "
+                             f"not {length}") from None
         try:
             dims = tuple(operator.index(n) for n in shape)
         except TypeError:
@@ -177,8 +219,9 @@ def _resolve_shape(shape) -> tuple:
             ) from None
     if any(n < 0 for n in dims):
         raise ValueError(f"negative dimensions are not allowed: {dims}")
-    if len(dims) > 32:
-        raise ValueError(f"at most 32 dimensions are supported, not {len(dims)}")
+    if len(dims) > _MAX_DIMS:
+        raise ValueError(f"at most {_MAX_DIMS} dimensions are supported, "
+                         f"not {len(dims)}")
     return dims
 
 
@@ -194,12 +237,14 @@ def _resolve_dtype(dtype) -> np.dtype:
     return dt
 
 
-def _resolve_output(out, shape, dtype):
+def _resolve_output(out, shape, dtype, caller="populate"):
+    """(out, shape, dtype) from the arguments; ``dtype=None`` means out's
+    dtype, or float64 without ``out``."""
     if out is None:
         if shape is None:
-            raise TypeError("populate() needs a shape or an out array")
+            raise TypeError(f"{caller}() needs a shape or an out array")
         shape = _resolve_shape(shape)
-        dt = _resolve_dtype(dtype)
+        dt = _resolve_dtype(np.float64 if dtype is None else dtype)
         _check_size(shape, dt)
         return None, shape, dt
     if not isinstance(out, np.ndarray):
@@ -207,12 +252,36 @@ def _resolve_output(out, shape, dtype):
     if not out.flags.writeable:
         raise ValueError("out is read-only")
     dt = _resolve_dtype(out.dtype)
-    if dtype is not np.float64 and _resolve_dtype(dtype) != dt:
+    if _overlaps(out):
+        raise ValueError(_OVERLAP_MESSAGE)
+    if dtype is not None and _resolve_dtype(dtype) != dt:
         raise ValueError(f"dtype {np.dtype(dtype)} does not match out's {dt}")
     if shape is not None and _resolve_shape(shape) != out.shape:
         raise ValueError(
             f"shape {_resolve_shape(shape)} does not match out's {out.shape}")
     return out, out.shape, dt
+
+
+# The message of pf_array_overlaps' refusal in C (PF_OVERLAP_MESSAGE).
+_OVERLAP_MESSAGE = (
+    "output elements overlap in memory (a stride of 0, or strides smaller "
+    "than the axes they step over): every element needs its own bytes")
+
+
+def _overlaps(a) -> bool:
+    """pf_array_overlaps (src/index.c) for an ndarray: sorted by |stride|,
+    each axis of length > 1 must step over the extent of the smaller ones.
+    Checked here too because a private ``out`` of a process fill is only
+    copied into, never described to C."""
+    if 0 in a.shape:
+        return False
+    extent = a.itemsize
+    for stride, n in sorted((abs(s), n) for s, n in zip(a.strides, a.shape)
+                            if n > 1):
+        if stride < extent:
+            return True
+        extent += stride * (n - 1)
+    return False
 
 
 def _check_size(shape, dt):
@@ -249,7 +318,7 @@ def _positive_int_or_none(value, name):
         raise TypeError(f"{name} must be an int or None, not {value!r}")
     if value < 1:
         raise ValueError(f"{name} must be >= 1, not {value}")
-    return int(value)
+    return min(int(value), 1 << 62)  # beyond any array: one chunk
 
 
 def _non_negative_int(value, name):
@@ -269,7 +338,11 @@ def _resolve_timeout(timeout):
                         f"{timeout!r}")
     if not timeout > 0:
         raise ValueError(f"timeout must be > 0 seconds, not {timeout}")
-    return float(timeout)
+    try:
+        seconds = float(timeout)
+    except OverflowError:  # an int beyond any float: no deadline
+        seconds = math.inf
+    return -1.0 if math.isinf(seconds) else seconds
 
 
 # ----------------------------------------------------------------- callables
@@ -278,7 +351,12 @@ def _populate_callable(func, out, shape, dtype, workers, schedule, chunk,
                        backend, vectorized, reporter, retries, timeout):
     size = math.prod(shape)
     if backend == "auto":
-        backend = "serial" if workers == 1 or size <= 1 else "auto"
+        if timeout > 0 or retries > 0:
+            # The call asked for supervision: every element runs in a worker
+            # process that can be stopped (timeout) or replaced (retries).
+            backend = "processes"
+        elif workers == 1 or size <= 1:
+            backend = "serial"
     if vectorized and chunk is None:
         chunk = max(1, min(-(-size // (workers * 4)), _MAX_VECTOR_BLOCK))
     common = dict(vectorized=vectorized, schedule=schedule,
@@ -298,18 +376,7 @@ def _populate_callable(func, out, shape, dtype, workers, schedule, chunk,
     target = _core.shared_empty(shape, dtype) if out is None else out
     start = 0
     if backend == "auto":
-        t0 = time.monotonic()
-        probe_chunk = min(chunk, 4096) if vectorized else 16
-        start = _core.fill_callable(func, target, backend="serial", workers=1,
-                                    chunk=probe_chunk, start=0,
-                                    budget=_AUTO_PROBE_SECONDS, **common)
-        if start < size:
-            elapsed = time.monotonic() - t0
-            remaining = elapsed / max(start, 1) * (size - start)
-            if remaining < _AUTO_PARALLEL_SECONDS:
-                _core.fill_callable(func, target, backend="serial", workers=1,
-                                    chunk=chunk or 0, start=start, **common)
-                start = size
+        start = _auto_in_caller(func, target, size, chunk, vectorized, common)
         if start == size:
             return target
     if not direct:
@@ -327,6 +394,44 @@ def _populate_callable(func, out, shape, dtype, workers, schedule, chunk,
         out[...] = target
         return out
     return target
+
+
+def _auto_in_caller(func, target, size, chunk, vectorized, common):
+    """`auto`'s measurement: computes elements in the caller, slice by slice,
+    while what is left looks cheap and the caller's own budget lasts; returns
+    the next element for the workers (``size`` when all is done).
+
+    The rest is never judged from the first slice alone: elements may get
+    expensive anywhere, so the caller re-measures after every slice and stops
+    after ``_AUTO_PARALLEL_SECONDS`` of its own work whatever it estimates.
+    A slice ends after the chunk that crosses its budget; a chunk that took
+    long is evidence that the elements after it are expensive too."""
+    start, spent = 0, 0.0
+    if vectorized:
+        step = max(1, min(chunk, 4096))
+    else:
+        step = 1
+    while start < size:
+        budget = min(_AUTO_SLICE_SECONDS, _AUTO_PARALLEL_SECONDS - spent)
+        t0 = time.monotonic()
+        stop = _core.fill_callable(func, target, backend="serial", workers=1,
+                                   chunk=step, start=start,
+                                   budget=max(budget, 1e-6), **common)
+        elapsed = time.monotonic() - t0
+        spent += elapsed
+        done, start = stop - start, stop
+        if start >= size or spent >= _AUTO_PARALLEL_SECONDS:
+            break
+        per_element = elapsed / max(done, 1)
+        # The last chunk ran past the slice's budget by at least this much.
+        overshoot = (elapsed - budget) / min(step, done) if done else elapsed
+        per_element = max(per_element, overshoot)
+        if per_element * (size - start) >= _AUTO_PARALLEL_SECONDS - spent:
+            break
+        if not vectorized:
+            step = int(min(_AUTO_MAX_CHUNK,
+                           max(1, _AUTO_CHUNK_SECONDS / max(per_element, 1e-9))))
+    return start
 
 
 # ---------------------------------------------------------------- expressions

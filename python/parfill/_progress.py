@@ -52,6 +52,9 @@ class _PlainBar:
             self._draw(now)
 
     def _draw(self, now):
+        stream = sys.stderr
+        if stream is None:  # closed since the bar started: stop drawing
+            return
         total = max(self._total, 1)
         fraction = min(self._done / total, 1.0)
         filled = int(fraction * self.WIDTH)
@@ -59,15 +62,23 @@ class _PlainBar:
         rate = self._done / elapsed if elapsed > 0 else 0.0
         eta = (self._total - self._done) / rate if rate > 0 else float("inf")
         eta_text = f"{eta:.0f}s" if eta != float("inf") else "?"
-        sys.stderr.write(
-            f"\r[{'#' * filled}{'-' * (self.WIDTH - filled)}] "
-            f"{fraction * 100:5.1f}%  {_si(rate)} el/s  ETA {eta_text} ")
-        sys.stderr.flush()
+        try:
+            stream.write(
+                f"\r[{'#' * filled}{'-' * (self.WIDTH - filled)}] "
+                f"{fraction * 100:5.1f}%  {_si(rate)} el/s  ETA {eta_text} ")
+            stream.flush()
+        except (OSError, ValueError, AttributeError):
+            pass  # a closed or odd stream: the fill matters, not the bar
 
     def close(self):
         self._draw(time.monotonic())
-        sys.stderr.write("\n")
-        sys.stderr.flush()
+        stream = sys.stderr
+        try:
+            if stream is not None:
+                stream.write("\n")
+                stream.flush()
+        except (OSError, ValueError, AttributeError):
+            pass
 
 
 def _si(x):
@@ -83,6 +94,8 @@ def make_progress(progress, total):
     if progress is None or progress is False:
         return None
     if progress is True:
+        if sys.stderr is None:  # pythonw, a daemon: nowhere to draw a bar
+            return None
         try:
             from tqdm import tqdm
         except ImportError:

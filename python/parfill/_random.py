@@ -35,7 +35,7 @@ def _unsigned(value, name, bits):
     return value
 
 
-def random(shape=None, dist="uniform", seed=0, dtype=np.float64, *, out=None,
+def random(shape=None, dist="uniform", seed=0, dtype=None, *, out=None,
            workers=None, stream=0, schedule="dynamic", chunk=None,
            progress=False):
     """An array of random numbers, filled in parallel, reproducibly.
@@ -55,7 +55,9 @@ def random(shape=None, dist="uniform", seed=0, dtype=np.float64, *, out=None,
         normal values (Box-Muller on pairs of Philox words; see README).
     seed : int
         0 <= seed < 2**128 (Philox's 128-bit key).
-    dtype : float64 or float32
+    dtype : float64 or float32, optional
+        ``None`` (the default): out's dtype when ``out`` is given, else
+        float64.
     out : ndarray, optional
         A writable float32/float64 array of any strides to fill and return.
     workers : int, optional
@@ -78,7 +80,7 @@ def random(shape=None, dist="uniform", seed=0, dtype=np.float64, *, out=None,
         raise ValueError(f"dist must be 'uniform' or 'normal', not {dist!r}")
     seed = _unsigned(seed, "seed", 128)
     stream = _unsigned(stream, "stream", 64)
-    out, shape, dt = _resolve_output(out, shape, dtype)
+    out, shape, dt = _resolve_output(out, shape, dtype, caller="random")
     if dt not in (np.dtype(np.float64), np.dtype(np.float32)):
         raise TypeError(f"random makes float64 or float32 values, not {dt}")
     workers = _resolve_workers(workers)
