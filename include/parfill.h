@@ -171,18 +171,29 @@ const char *pf_schedule_name(pf_schedule schedule);
 
 typedef struct pf_pool pf_pool;
 
-/* Creates a pool of `threads` threads (<= 0: pf_cpu_count()). Threads block all
- * signals. On success *pool owns the threads until pf_pool_destroy. Returns 0,
- * PF_EINVAL, PF_ENOMEM or PF_ESYS. */
+/* Creates a pool of `threads` threads (<= 0: pf_cpu_count()), its base size.
+ * Threads block all signals. Fills that ask for more workers grow it up to
+ * pf_pool_max_threads() threads (more workers than that share the threads);
+ * threads above the base size exit after about 2 s without work. When the
+ * system refuses threads (RLIMIT_NPROC), the pool keeps those it could start.
+ * On success *pool owns the threads until pf_pool_destroy. Returns 0,
+ * PF_EINVAL, PF_ENOMEM or PF_ESYS (not a single thread could be started; the
+ * error says why). */
 int pf_pool_create(pf_pool **pool, int threads);
 
 /* Waits for queued work, joins the threads, frees the pool. NULL is a no-op.
- * Must not be called while another thread uses the pool. In a forked child the
- * threads do not exist: the memory is released without joining. */
+ * Must not be called while another thread uses the pool, nor while a fill
+ * that returned early (see pf_fill_options.release) still runs on it. In a
+ * forked child the threads do not exist: the memory is released without
+ * joining. */
 void pf_pool_destroy(pf_pool *pool);
 
-/* The number of threads. Thread-safe. */
+/* The number of threads now. Thread-safe. */
 int pf_pool_size(const pf_pool *pool);
+
+/* The most threads a pool grows to: max(64, 4 * pf_cpu_count()), or the
+ * pool's base size when that is larger. Thread-safe. */
+int pf_pool_max_threads(const pf_pool *pool);
 
 /* The process-wide default pool with pf_cpu_count() threads, created on first
  * use (thread-safe, lock-free publication). NULL if it cannot be created. The
@@ -200,24 +211,59 @@ typedef int (*pf_progress_fn)(void *ctx, int64_t done, int64_t total);
 typedef struct pf_fill_options {
   pf_pool *pool;            /* NULL: pf_pool_default() */
   int workers;              /* 0: one per pool thread; more than the pool has
-                               grows the pool */
+                               grows the pool (up to pf_pool_max_threads) */
   pf_schedule schedule;
   int64_t chunk;            /* elements per chunk (minimum for guided); 0: auto */
   pf_progress_fn progress;  /* may be NULL */
   void *progress_ctx;
   double progress_interval; /* seconds; <= 0: 0.1 */
+  double timeout;           /* seconds for the whole fill; <= 0: none. Past
+                               it the fill stops and returns PF_ETIMEDOUT. */
+  /* Optional. When set, pf_fill owns `ctx` from the call on: it calls
+   * release(ctx) exactly once (every return path, argument errors included),
+   * after the last kernel call of this fill has returned and no other can
+   * start. On a cancel (progress hook nonzero) or a timeout, pf_fill then
+   * returns at once without waiting for kernel calls still running on pool
+   * threads (they see limit 0); release runs later on the thread that ends
+   * the last of them. The output's memory must stay valid until release
+   * (let ctx own it). */
+  void (*release)(void *ctx);
 } pf_fill_options;
 
 #define PF_FILL_OPTIONS_DEFAULTS \
-  { NULL, 0, PF_SCHEDULE_DYNAMIC, 0, NULL, NULL, 0.1 }
+  { NULL, 0, PF_SCHEDULE_DYNAMIC, 0, NULL, NULL, 0.1, 0.0, NULL }
+
+/* A kernel call's handle on its fill; valid during that call only. */
+typedef struct pf_fill_worker pf_fill_worker;
 
 /* A block kernel: writes the `count` consecutive C-order elements that start at
- * flat index `start` to `out`, contiguous, in the output's dtype. `worker` is in
- * [0, workers) and no two concurrent calls share one, so it can index per-worker
- * scratch. Returns 0, or a negative code that stops the fill (first error wins;
- * other workers stop at their next block). Called concurrently. */
+ * flat index `start` to `out`, contiguous, in the output's dtype. Called
+ * concurrently. Returns 0, or a negative code: a kernel returning nonzero
+ * without calling pf_fill_worker_fail counts as
+ * pf_fill_worker_fail(worker, rc, -1, NULL). */
 typedef int (*pf_kernel_fn)(void *ctx, int64_t start, int64_t count, void *out,
-                            int worker);
+                            pf_fill_worker *worker);
+
+/* The worker number of a kernel call: in [0, pf_fill_workers()), and no two
+ * concurrent calls share one, so it can index per-worker scratch. */
+int pf_fill_worker_id(const pf_fill_worker *worker);
+
+/* Elements at flat index >= the limit need not be computed: INT64_MAX while
+ * nothing failed, the lowest failing index after pf_fill_worker_fail, 0 once
+ * the fill is canceled, timed out or failed as a whole. A relaxed atomic load
+ * (on a fill running on the calling thread it also checks the timeout): slow
+ * kernels may call it per element. */
+int64_t pf_fill_worker_limit(const pf_fill_worker *worker);
+
+/* Element `index` (or -1: the whole fill) failed with `code` (< 0). The fill
+ * still finishes every element below the lowest failing index (so the error
+ * of the first failing element in C order wins, as in a sequential loop),
+ * stops the rest, and returns that lowest index's code with err->position =
+ * index and err->message = the formatted message (NULL fmt:
+ * pf_strerror(code)), kept as given. Returns `code`. Thread-safe. */
+int pf_fill_worker_fail(pf_fill_worker *worker, int code, int64_t index,
+                        const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
 
 /* Most elements a kernel is asked for at once when the output is not
  * contiguous (the library then writes through a per-worker scratch block). */
@@ -226,14 +272,17 @@ typedef int (*pf_kernel_fn)(void *ctx, int64_t start, int64_t count, void *out,
 /* Fills every element of `out` with `kernel`, spread over the pool's threads
  * under the schedule; the caller blocks until done, running `progress`. With one
  * worker or one chunk the kernel runs on the calling thread. In a forked child
- * of the process that created the pool, runs serially on the calling thread.
- * Returns 0, the kernel's or progress callback's code, PF_EINVAL (bad array or
- * options), PF_ENOMEM or PF_ESYS. Thread-safe: concurrent fills share the pool. */
+ * of the process that created the pool, or where no pool thread can be
+ * started, runs serially on the calling thread. Concurrent fills share the
+ * pool's threads fairly (their work interleaves in slices of a few
+ * milliseconds). Returns 0, the lowest failing element's code (see
+ * pf_fill_worker_fail), the progress callback's code, PF_ETIMEDOUT,
+ * PF_EINVAL (bad array or options), PF_ENOMEM or PF_ESYS. Thread-safe. */
 int pf_fill(const pf_array *out, pf_kernel_fn kernel, void *ctx,
             const pf_fill_options *options, pf_error *err);
 
 /* The number of workers pf_fill will use for these options and `size`
- * elements: kernel `worker` arguments are below it. */
+ * elements: kernel worker ids are below it. */
 int pf_fill_workers(const pf_fill_options *options, int64_t size);
 
 /* --------------------------------------------------------- native functions */
@@ -271,9 +320,14 @@ typedef struct pf_native {
  * functions get blocks of consecutive elements (PF_BLOCK_ELEMENTS at most
  * for strided outputs, which go through a scratch block). Functions cannot
  * report errors; a fill stops early only when the progress callback cancels
- * it: element and index functions then stop within 512 elements per worker
- * (the callback is also called between them when the fill runs on the
- * calling thread); a block function's call runs to its end. Returns 0 or a
+ * it or the timeout passes: element and index functions then stop within 512
+ * elements per worker (the callback is also called between them when the
+ * fill runs on the calling thread); a block function's call runs to its end
+ * (or, with options->release set, pf_native_fill returns at once on a cancel
+ * or timeout and calls release(native->ctx) once the last call of the
+ * function has returned: let native->ctx own the output, which the
+ * function's late calls still write; element and index functions ignore
+ * ctx). Returns 0 or a
  * code as pf_fill (PF_EINVAL for a NULL function or an unknown kind).
  * Thread-safe. */
 int pf_native_fill(const pf_native *native, const pf_array *out,

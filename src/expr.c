@@ -18,6 +18,7 @@
 #include <string.h>
 
 #include "expr.h"
+#include "pool.h"
 
 #define EXPR_MIN_CHUNK (16 * PF__VM_BLOCK)
 #define EXPR_MAX_CHUNK (INT64_C(1) << 20)
@@ -153,8 +154,9 @@ static void fill_release(expr_fill *f) {
 
 /* The pf_kernel_fn of expression fills. */
 static int expr_kernel(void *ctx, int64_t start, int64_t count, void *out,
-                       int worker) {
+                       pf_fill_worker *handle) {
   expr_fill *f = ctx;
+  const int worker = pf_fill_worker_id(handle);
   const pf_expr *e = f->expr;
   assert(worker >= 0 && worker < f->workers);
   if (e->result_kind == PF__RESULT_SLOT) {
@@ -256,8 +258,10 @@ int pf__expr_eval_block(const pf_expr *expr, const int64_t *shape,
                         void *out, pf_error *err) {
   expr_fill f;
   int rc = fill_init(&f, expr, shape, dtype, 1, err);
+  pf_fill_worker alone;
+  pf__fill_worker_detached(&alone, 0);
   if (rc == 0 && count > 0)
-    rc = fill_result(&f, expr_kernel(&f, start, count, out, 0), err);
+    rc = fill_result(&f, expr_kernel(&f, start, count, out, &alone), err);
   fill_release(&f);
   return rc;
 }

@@ -3,29 +3,62 @@
  * thread pool.
  *
  * DESIGN
- * A fill is a job on the caller's stack: the schedule, the kernel, a
- * first-error-wins code, a count of elements done and a count of workers still
- * running (with a mutex and condition variable to wait on it). It queues one
- * task per worker on the pool; each task claims chunks until none is left or
- * the error code is set, and calls the kernel on blocks of each chunk. The
- * caller sleeps on the condition variable, waking every progress interval to
- * report progress (and to let the progress hook cancel), and returns only after
- * every task has finished, so the job may safely live on its stack.
+ * A fill is a job on the heap: the schedule, a copy of the output's
+ * description, the kernel, the lowest failure so far (code, element index,
+ * message) with its `limit` (the index at and past which nothing need be
+ * computed), a count of elements done and a count of tasks still queued or
+ * running (with a mutex and a condition variable to wait on it). It queues
+ * one task per worker on the pool; each task claims chunks and calls the
+ * kernel on blocks of each chunk, clipped to the limit. The caller sleeps on
+ * the condition variable, waking every progress interval to report progress
+ * (and to let the progress hook cancel) and at the timeout.
+ *
+ * Lowest failure wins: a sequential loop raises the error of the first
+ * failing element in C order, so a failure at index i does not stop the
+ * others outright; it lowers the limit to i. Chunks are claimed in rising
+ * order (per worker, and globally for dynamic and guided schedules), so a
+ * task whose next chunk starts at or past the limit has nothing left that
+ * matters and ends; everything below i is still computed, and a lower
+ * failure found meanwhile replaces the first. A cancel, a timeout or a
+ * failure of the whole fill (index -1) sets the limit to 0: everyone stops
+ * at their next block.
+ *
+ * Slices: a task runs until its fill is done -- unless other tasks wait in
+ * the pool's queue (another fill's), in which case it hands its thread over
+ * after SLICE_SECONDS by returning PF__TASK_AGAIN and is queued again at the
+ * tail (pool.c DESIGN, Fairness). Alone, a fill never re-queues; sharing,
+ * fills take turns of a few milliseconds, so a small fill behind a large one
+ * takes a few slices, not the large one's whole time. A task keeps its place
+ * in a chunk across turns.
+ *
+ * Early return (release): the job is on the heap so that it can outlive the
+ * call. On a cancel or a timeout the caller withdraws its queued tasks from
+ * the pool; if kernel calls are still running (a slow kernel, a Python
+ * function blocking for seconds) and the caller gave a `release` hook -- so
+ * the kernel's context no longer lives on its stack -- the caller marks the
+ * job detached and returns; the last task to end frees the job and calls
+ * release. Without a hook the caller waits for the running calls, which see
+ * limit 0 at their next block.
  *
  * Contiguous outputs are written by the kernel in place, in blocks of at
- * most CONTIG_BLOCK elements. Other layouts go through a per-worker scratch
+ * most CONTIG_BLOCK elements. Other layouts go through a per-task scratch
  * block of PF_BLOCK_ELEMENTS elements that is then scattered with the array's
- * strides. Workers look at the error code before every block, so a failure
- * or a cancel stops the others at their next block, not their next chunk
- * (a static schedule gives each worker one chunk of size/workers elements).
+ * strides (only the part below the limit: the rest may not be computed).
  *
- * One worker, one chunk, or a forked child of the pool's creator: the kernel
- * runs on the calling thread, with no locking at all.
+ * One worker, one chunk, a forked child of the pool's creator, a kernel on a
+ * pool thread (nesting), or no pool thread at all: the kernel runs on the
+ * calling thread, in the same blocks, with progress and the timeout checked
+ * between blocks (and the timeout in pf_fill_worker_limit).
+ *
+ * Lock order: job->lock, then nothing; the pool's lock is never taken while
+ * job->lock is held (the caller withdraws first, then locks to account).
  */
 #include <assert.h>
 #include <errno.h>
 #include <pthread.h>
+#include <stdarg.h>
 #include <stdatomic.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -33,30 +66,176 @@
 #include "pool.h"
 #include "schedule.h"
 
-typedef struct fill_job {
-  pf__sched sched;
-  const pf_array *out;
-  pf_kernel_fn kernel;
-  void *ctx;
-  size_t itemsize;
-  int contiguous;
-  char *scratch; /* workers * PF_BLOCK_ELEMENTS * itemsize, if !contiguous */
-  _Atomic int error;  /* first nonzero code wins */
-  _Atomic int64_t done;
-  pthread_mutex_t lock;
-  pthread_cond_t finished;
-  int running; /* tasks not yet finished; guarded by lock */
-} fill_job;
-
 /* Elements per kernel call for contiguous outputs: large enough that the call
  * costs nothing, small enough that errors, cancels and progress are seen
  * within a chunk. */
 #define CONTIG_BLOCK (64 * (int64_t)PF_BLOCK_ELEMENTS)
 
+/* A task's turn while other tasks wait for a thread: long enough that the
+ * re-queue (one lock) costs nothing, short enough that a small fill behind a
+ * large one waits milliseconds. */
+#define SLICE_SECONDS 0.003
+
+typedef struct fill_job fill_job;
+
 typedef struct fill_task {
   fill_job *job;
-  int worker;
+  pf_fill_worker worker;
+  pf__cursor cursor;
+  int64_t next, stop; /* what is left of the chunk being worked on */
+  char *scratch;      /* PF_BLOCK_ELEMENTS items, if !contiguous; lazily */
 } fill_task;
+
+struct fill_job {
+  pf__sched sched;
+  pf_array out;
+  pf_kernel_fn kernel;
+  void *ctx;
+  void (*release)(void *ctx);
+  size_t itemsize;
+  int contiguous;
+  int workers;
+  pf_pool *pool;       /* NULL when serial */
+  fill_task *tasks;    /* workers of them */
+  _Atomic int64_t limit;
+  _Atomic int64_t done;
+  pthread_mutex_t lock;
+  pthread_cond_t finished; /* CLOCK_MONOTONIC */
+  /* guarded by lock */
+  int running;  /* tasks queued or running */
+  int detached; /* the caller returned: the last task frees the job */
+  int failed;   /* code, index and message hold the lowest failure */
+  int code;
+  int64_t index;
+  char message[PF_ERROR_MESSAGE_SIZE];
+  /* read-only after start */
+  const pf_fill_options *o; /* valid while the caller is in pf_fill */
+  double deadline;          /* pf__now() seconds, or 0 */
+  double interval;
+  double next_report;       /* serial fills: the calling thread only */
+};
+
+static void job_fail_v(fill_job *job, int code, int64_t index,
+                       const char *fmt, va_list ap) {
+  if (code == 0) code = PF_EKERNEL;
+  if (index < 0) index = -1;
+  pthread_mutex_lock(&job->lock);
+  if (!job->failed || index < job->index) {
+    job->failed = 1;
+    job->code = code;
+    job->index = index;
+    if (fmt == NULL)
+      snprintf(job->message, sizeof job->message, "%s", pf_strerror(code));
+    else
+      vsnprintf(job->message, sizeof job->message, fmt, ap);
+  }
+  pthread_mutex_unlock(&job->lock);
+  int64_t want = index < 0 ? 0 : index;
+  int64_t cur = atomic_load_explicit(&job->limit, memory_order_relaxed);
+  while (want < cur && !atomic_compare_exchange_weak_explicit(
+                           &job->limit, &cur, want, memory_order_relaxed,
+                           memory_order_relaxed)) {
+  }
+}
+
+static void job_fail(fill_job *job, int code, int64_t index, const char *fmt,
+                     ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  job_fail_v(job, code, index, fmt, ap);
+  va_end(ap);
+}
+
+/* The fill's code once it stopped as a whole, else 0. */
+static int job_code(fill_job *job) {
+  pthread_mutex_lock(&job->lock);
+  int rc = job->failed ? job->code : 0;
+  pthread_mutex_unlock(&job->lock);
+  return rc;
+}
+
+/* ------------------------------------------------------- worker handles */
+
+void pf__fill_worker_detached(pf_fill_worker *worker, int id) {
+  *worker = (pf_fill_worker){.id = id};
+}
+
+void pf__fill_worker_mapped(pf_fill_worker *worker, pf_fill_worker *outer,
+                            int64_t (*to_outer)(const void *, int64_t),
+                            int64_t (*from_outer)(const void *, int64_t),
+                            const void *map) {
+  *worker = (pf_fill_worker){.id = outer->id,
+                             .outer = outer,
+                             .to_outer = to_outer,
+                             .from_outer = from_outer,
+                             .map = map};
+}
+
+int pf_fill_worker_id(const pf_fill_worker *worker) { return worker->id; }
+
+static void check_deadline(fill_job *job) {
+  if (job->deadline > 0 && pf__now() >= job->deadline)
+    job_fail(job, PF_ETIMEDOUT, -1, NULL);
+}
+
+int64_t pf_fill_worker_limit(const pf_fill_worker *worker) {
+  if (worker->outer != NULL) {
+    int64_t limit = pf_fill_worker_limit(worker->outer);
+    return limit == INT64_MAX ? INT64_MAX
+                              : worker->from_outer(worker->map, limit);
+  }
+  fill_job *job = worker->job;
+  if (job == NULL) return INT64_MAX;
+  if (worker->serial && job->deadline > 0) check_deadline(job);
+  return atomic_load_explicit(&job->limit, memory_order_relaxed);
+}
+
+int pf_fill_worker_fail(pf_fill_worker *worker, int code, int64_t index,
+                        const char *fmt, ...) {
+  if (code == 0) code = PF_EKERNEL;
+  worker->failed = 1;
+  va_list ap;
+  va_start(ap, fmt);
+  if (worker->outer != NULL) {
+    char message[PF_ERROR_MESSAGE_SIZE];
+    if (fmt == NULL)
+      snprintf(message, sizeof message, "%s", pf_strerror(code));
+    else
+      vsnprintf(message, sizeof message, fmt, ap);
+    pf_fill_worker_fail(worker->outer, code,
+                        index < 0 ? -1 : worker->to_outer(worker->map, index),
+                        "%s", message);
+  } else if (worker->job != NULL) {
+    job_fail_v(worker->job, code, index, fmt, ap);
+  }
+  va_end(ap);
+  return code;
+}
+
+static int report(const pf_fill_options *o, int64_t done, int64_t total) {
+  return o->progress != NULL ? o->progress(o->progress_ctx, done, total) : 0;
+}
+
+int pf__fill_worker_poll(pf_fill_worker *worker, int64_t done) {
+  while (worker->outer != NULL) worker = worker->outer;
+  fill_job *job = worker->job;
+  if (job == NULL) return 0;
+  if (worker->serial) {
+    if (job->o->progress != NULL) {
+      double now = pf__now();
+      if (now >= job->next_report) {
+        int rc = report(job->o, done, job->sched.size);
+        job->next_report = now + job->interval;
+        if (rc != 0) job_fail(job, rc, -1, NULL);
+      }
+    }
+    check_deadline(job);
+  }
+  if (atomic_load_explicit(&job->limit, memory_order_relaxed) != 0) return 0;
+  return job_code(job);
+}
+
+/* ---------------------------------------------------------------- blocks */
 
 /* Writes `count` elements from `src` (contiguous) to the strided output at
  * flat indices [start, start+count), stepping an N-d index instead of
@@ -85,55 +264,83 @@ static void scatter(const pf_array *out, size_t itemsize, int64_t start,
   }
 }
 
-/* Runs the kernel over [start, stop) block by block, counting finished
- * elements in job->done; returns 0, the kernel's error, or the job's error
- * when another worker failed or the fill was canceled meanwhile. */
-static int run_chunk(fill_job *job, int worker, int64_t start, int64_t stop) {
+/* Runs the kernel on [first, first+count) (count > 0, below the limit when
+ * the block began); 1 when this task should stop (it failed). */
+static int run_block(fill_task *t, int64_t first, int64_t count) {
+  fill_job *job = t->job;
+  int rc;
+  t->worker.failed = 0;
+  if (job->contiguous) {
+    char *base = (char *)job->out.data + first * (int64_t)job->itemsize;
+    rc = job->kernel(job->ctx, first, count, base, &t->worker);
+  } else {
+    if (t->scratch == NULL) {
+      t->scratch = pf__malloc(PF_BLOCK_ELEMENTS * job->itemsize);
+      if (t->scratch == NULL) {
+        job_fail(job, PF_ENOMEM, -1, "out of memory for scratch");
+        return 1;
+      }
+    }
+    rc = job->kernel(job->ctx, first, count, t->scratch, &t->worker);
+    if (rc != 0 && !t->worker.failed) job_fail(job, rc, -1, NULL);
+    /* Elements at and past the limit may be left uncomputed; those below it
+     * are written even when this call failed (at an element past them). */
+    int64_t limit = atomic_load_explicit(&job->limit, memory_order_relaxed);
+    int64_t valid = limit - first < count ? limit - first : count;
+    if (valid > 0)
+      scatter(&job->out, job->itemsize, first, valid, t->scratch);
+  }
+  if (rc != 0 && !t->worker.failed) job_fail(job, rc, -1, NULL);
+  atomic_fetch_add_explicit(&job->done, count, memory_order_relaxed);
+  return rc != 0 || t->worker.failed;
+}
+
+/* The next block of task t into [*first, *last); 0 when it has nothing left
+ * below the limit. */
+static int next_block(fill_task *t, int64_t *first, int64_t *last) {
+  fill_job *job = t->job;
+  if (t->next >= t->stop &&
+      !pf__sched_claim(&job->sched, &t->cursor, &t->next, &t->stop))
+    return 0;
+  int64_t limit = atomic_load_explicit(&job->limit, memory_order_relaxed);
+  if (t->next >= limit) return 0; /* chunks come in rising order: all later */
   int64_t step = job->contiguous ? CONTIG_BLOCK : PF_BLOCK_ELEMENTS;
-  char *scratch =
-      job->contiguous
-          ? NULL
-          : job->scratch + (size_t)worker * PF_BLOCK_ELEMENTS * job->itemsize;
-  for (int64_t first = start; first < stop; first += step) {
-    int rc = atomic_load_explicit(&job->error, memory_order_relaxed);
-    if (rc != 0) return rc;
-    int64_t count = stop - first < step ? stop - first : step;
-    if (job->contiguous) {
-      char *base = (char *)job->out->data + first * (int64_t)job->itemsize;
-      rc = job->kernel(job->ctx, first, count, base, worker);
-    } else {
-      rc = job->kernel(job->ctx, first, count, scratch, worker);
-      if (rc == 0) scatter(job->out, job->itemsize, first, count, scratch);
-    }
-    if (rc != 0) return rc;
-    atomic_fetch_add_explicit(&job->done, count, memory_order_relaxed);
-  }
-  return 0;
+  int64_t end = t->stop - t->next < step ? t->stop : t->next + step;
+  if (end > limit) end = limit;
+  *first = t->next;
+  *last = end;
+  return 1;
 }
 
-static void run_worker(fill_job *job, int worker) {
-  pf__cursor cursor;
-  pf__cursor_init(&job->sched, &cursor, worker);
-  int64_t start, stop;
-  while (atomic_load_explicit(&job->error, memory_order_relaxed) == 0 &&
-         pf__sched_claim(&job->sched, &cursor, &start, &stop)) {
-    int rc = run_chunk(job, worker, start, stop);
-    if (rc != 0) {
-      /* Fails (harmlessly) when rc is the job's error already. */
-      int expected = 0;
-      atomic_compare_exchange_strong(&job->error, &expected, rc);
-      return;
-    }
-  }
+static void job_free(fill_job *job) {
+  if (job->release != NULL) job->release(job->ctx);
+  for (int w = 0; w < job->workers; w++) free(job->tasks[w].scratch);
+  free(job->tasks);
+  pthread_cond_destroy(&job->finished);
+  pthread_mutex_destroy(&job->lock);
+  free(job);
 }
 
-static void fill_task_main(void *arg) {
-  fill_task *task = arg;
-  fill_job *job = task->job;
-  run_worker(job, task->worker);
+static int fill_task_main(void *arg) {
+  fill_task *t = arg;
+  fill_job *job = t->job;
+  double began = pf__now();
+  int64_t first, last;
+  while (next_block(t, &first, &last)) {
+    if (run_block(t, first, last - first)) break;
+    t->next = last;
+    /* Other fills' tasks wait: take turns (DESIGN: Slices). */
+    if (pf__pool_waiting(job->pool) > 0 && pf__now() - began >= SLICE_SECONDS)
+      return PF__TASK_AGAIN;
+  }
   pthread_mutex_lock(&job->lock);
-  if (--job->running == 0) pthread_cond_signal(&job->finished);
+  assert(job->running > 0);
+  int last_one = --job->running == 0;
+  int free_it = last_one && job->detached;
+  if (last_one && !job->detached) pthread_cond_signal(&job->finished);
   pthread_mutex_unlock(&job->lock);
+  if (free_it) job_free(job);
+  return PF__TASK_DONE;
 }
 
 static int validate(const pf_array *out, int64_t *size, pf_error *err) {
@@ -167,64 +374,132 @@ int pf_fill_workers(const pf_fill_options *options, int64_t size) {
   return workers;
 }
 
-static int report(const pf_fill_options *o, int64_t done, int64_t total) {
-  return o->progress != NULL ? o->progress(o->progress_ctx, done, total) : 0;
-}
-
-static int fill_serial(fill_job *job, const pf_fill_options *o) {
-  double interval = o->progress_interval > 0 ? o->progress_interval : 0.1;
-  double next_report = o->progress != NULL ? pf__now() + interval : 0;
-  pf__cursor cursor;
-  pf__cursor_init(&job->sched, &cursor, 0);
-  int64_t start, stop, done = 0;
-  while (pf__sched_claim(&job->sched, &cursor, &start, &stop)) {
-    /* Cut long chunks into blocks so progress and cancellation stay prompt. */
-    for (int64_t first = start; first < stop;) {
-      int64_t step = o->progress != NULL ? 64 * PF_BLOCK_ELEMENTS : stop;
-      int64_t last = stop - first < step ? stop : first + step;
-      int rc = run_chunk(job, 0, first, last);
-      if (rc != 0) return rc;
-      done += last - first;
-      first = last;
-      if (o->progress != NULL && pf__now() >= next_report) {
-        rc = report(o, done, job->sched.size);
-        if (rc != 0) return rc;
-        next_report = pf__now() + interval;
-      }
-    }
+static int fill_serial(fill_job *job) {
+  fill_task *t = &job->tasks[0];
+  t->worker.serial = 1;
+  const pf_fill_options *o = job->o;
+  job->next_report = o->progress != NULL ? pf__now() + job->interval : 0;
+  int64_t first, last;
+  while (next_block(t, &first, &last)) {
+    if (run_block(t, first, last - first)) break;
+    t->next = last;
+    /* Blocks are claimed in order: `last` elements are done. */
+    pf__fill_worker_poll(&t->worker, last);
   }
-  return report(o, done, job->sched.size);
+  int rc = job_code(job);
+  return rc != 0 ? rc : report(o, job->sched.size, job->sched.size);
 }
 
-static int wait_workers(fill_job *job, const pf_fill_options *o) {
-  double interval = o->progress_interval > 0 ? o->progress_interval : 0.1;
-  int canceled = 0;
+/* Stops the fill as a whole with `rc` and takes its queued tasks back;
+ * called by the caller without job->lock. */
+static void stop_all(fill_job *job, int rc) {
+  job_fail(job, rc, -1, NULL);
+  int withdrawn = pf__pool_withdraw(job->pool, job);
+  pthread_mutex_lock(&job->lock);
+  assert(job->running >= withdrawn);
+  job->running -= withdrawn;
+  pthread_mutex_unlock(&job->lock);
+}
+
+/* Fills err (may be NULL) from the job's failure; returns its code, or 0.
+ * Called with job->lock held. */
+static int copy_failure(const fill_job *job, pf_error *err) {
+  if (!job->failed) return 0;
+  return pf__error_set(err, job->code, job->index, "%s", job->message);
+}
+
+/* Waits for the tasks; returns 1 when the caller may free the job, 0 when
+ * the job was detached (the last task frees it: *rc and err are then
+ * already filled, and the job must not be touched). */
+static int wait_workers(fill_job *job, int *rc_out, pf_error *err) {
+  const pf_fill_options *o = job->o;
+  double next_report = o->progress != NULL ? pf__now() + job->interval : 0;
+  int stopped = 0;
   pthread_mutex_lock(&job->lock);
   while (job->running > 0) {
-    if (o->progress == NULL || canceled) {
+    double wake = 0;
+    if (!stopped) {
+      wake = next_report;
+      if (job->deadline > 0 && (wake == 0 || job->deadline < wake))
+        wake = job->deadline;
+    }
+    if (wake == 0) {
       pthread_cond_wait(&job->finished, &job->lock);
       continue;
     }
     struct timespec until;
-    clock_gettime(CLOCK_REALTIME, &until);
-    double t = (double)until.tv_nsec * 1e-9 + interval;
-    until.tv_sec += (time_t)t;
-    until.tv_nsec = (long)((t - (double)(time_t)t) * 1e9);
+    until.tv_sec = (time_t)wake;
+    until.tv_nsec = (long)((wake - (double)until.tv_sec) * 1e9);
     pthread_cond_timedwait(&job->finished, &job->lock, &until);
     if (job->running == 0) break;
     pthread_mutex_unlock(&job->lock);
-    int rc = report(o, atomic_load(&job->done), job->sched.size);
+    double now = pf__now();
+    int rc = 0;
+    if (o->progress != NULL && now >= next_report) {
+      rc = report(o, atomic_load(&job->done), job->sched.size);
+      next_report = pf__now() + job->interval;
+    }
+    if (rc == 0 && job->deadline > 0 && now >= job->deadline)
+      rc = PF_ETIMEDOUT;
     if (rc != 0) {
-      int expected = 0;
-      atomic_compare_exchange_strong(&job->error, &expected, rc);
-      canceled = 1;
+      stop_all(job, rc);
+      stopped = 1;
     }
     pthread_mutex_lock(&job->lock);
+    if (stopped && job->running > 0 && job->release != NULL) {
+      job->detached = 1; /* DESIGN: Early return */
+      *rc_out = copy_failure(job, err);
+      pthread_mutex_unlock(&job->lock);
+      return 0;
+    }
   }
   pthread_mutex_unlock(&job->lock);
-  int rc = atomic_load(&job->error);
-  if (rc == 0) rc = report(o, job->sched.size, job->sched.size);
+  return 1;
+}
+
+/* Calls release for paths that return before a job owns ctx. */
+static int give_up(const pf_fill_options *o, void *ctx, int rc) {
+  if (o->release != NULL) o->release(ctx);
   return rc;
+}
+
+static fill_job *job_new(const pf_array *out, pf_kernel_fn kernel, void *ctx,
+                         const pf_fill_options *o, int workers) {
+  fill_job *job = pf__calloc(1, sizeof *job);
+  if (job == NULL) return NULL;
+  job->tasks = pf__calloc((size_t)workers, sizeof *job->tasks);
+  pthread_condattr_t attr;
+  int ok = job->tasks != NULL && pthread_condattr_init(&attr) == 0;
+  if (ok) {
+    pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+    ok = pthread_cond_init(&job->finished, &attr) == 0;
+    pthread_condattr_destroy(&attr);
+  }
+  if (ok && pthread_mutex_init(&job->lock, NULL) != 0) {
+    pthread_cond_destroy(&job->finished);
+    ok = 0;
+  }
+  if (!ok) {
+    free(job->tasks);
+    free(job);
+    return NULL;
+  }
+  job->out = *out;
+  job->kernel = kernel;
+  job->ctx = ctx;
+  job->itemsize = pf_dtype_size(out->dtype);
+  job->contiguous = pf_array_is_contiguous(out);
+  job->workers = workers;
+  job->o = o;
+  job->interval = o->progress_interval > 0 ? o->progress_interval : 0.1;
+  job->deadline = o->timeout > 0 ? pf__now() + o->timeout : 0;
+  atomic_init(&job->limit, INT64_MAX);
+  atomic_init(&job->done, 0);
+  for (int w = 0; w < workers; w++) {
+    job->tasks[w].job = job;
+    job->tasks[w].worker = (pf_fill_worker){.job = job, .id = w};
+  }
+  return job;
 }
 
 int pf_fill(const pf_array *out, pf_kernel_fn kernel, void *ctx,
@@ -233,12 +508,14 @@ int pf_fill(const pf_array *out, pf_kernel_fn kernel, void *ctx,
   const pf_fill_options *o = options != NULL ? options : &defaults;
   int64_t size;
   int rc = validate(out, &size, err);
-  if (rc != 0) return rc;
-  if (kernel == NULL) return pf__error_set(err, PF_EINVAL, -1, "no kernel");
+  if (rc != 0) return give_up(o, ctx, rc);
+  if (kernel == NULL)
+    return give_up(o, ctx, pf__error_set(err, PF_EINVAL, -1, "no kernel"));
   if (o->chunk < 0 || o->workers < 0 ||
       (unsigned)o->schedule > PF_SCHEDULE_GUIDED)
-    return pf__error_set(err, PF_EINVAL, -1, "invalid fill options");
-  if (size == 0) return report(o, 0, 0);
+    return give_up(o, ctx, pf__error_set(err, PF_EINVAL, -1,
+                                         "invalid fill options"));
+  if (size == 0) return give_up(o, ctx, report(o, 0, 0));
 
   /* One worker needs no pool: do not create the default one for it (e.g. a
    * nested fill in a forked worker process would start threads there). */
@@ -248,58 +525,46 @@ int pf_fill(const pf_array *out, pf_kernel_fn kernel, void *ctx,
     pool = o->pool != NULL ? o->pool : pf_pool_default();
     if (pool == NULL || !pf__pool_usable(pool)) workers = 1;
   }
+  pf__sched sched;
+  pf__sched_init(&sched, o->schedule, size, o->chunk, workers);
+  if (sched.chunk >= size) workers = 1;
+  /* No thread at all (RLIMIT_NPROC): the caller does the work. */
+  if (workers > 1 && pf__pool_reserve(pool, workers, NULL) < 0) workers = 1;
+  if (workers == 1) pool = NULL;
 
-  fill_job job = {.out = out, .kernel = kernel, .ctx = ctx};
-  job.itemsize = pf_dtype_size(out->dtype);
-  job.contiguous = pf_array_is_contiguous(out);
-  pf__sched_init(&job.sched, o->schedule, size, o->chunk, workers);
-  if (job.sched.chunk >= size) workers = 1;
-  if (workers == 1) pf__sched_init(&job.sched, o->schedule, size, o->chunk, 1);
-  atomic_init(&job.error, 0);
-  atomic_init(&job.done, 0);
-  if (!job.contiguous) {
-    job.scratch = pf__malloc((size_t)workers * PF_BLOCK_ELEMENTS * job.itemsize);
-    if (job.scratch == NULL)
-      return pf__error_set(err, PF_ENOMEM, -1, "out of memory for scratch");
-  }
+  fill_job *job = job_new(out, kernel, ctx, o, workers);
+  if (job == NULL)
+    return give_up(o, ctx, pf__error_set(err, PF_ENOMEM, -1,
+                                         "out of memory for the fill"));
+  job->release = o->release;
+  job->pool = pool;
+  pf__sched_init(&job->sched, o->schedule, size, o->chunk, workers);
+  for (int w = 0; w < workers; w++)
+    pf__cursor_init(&job->sched, &job->tasks[w].cursor, w);
+
   if (workers == 1) {
-    rc = fill_serial(&job, o);
-    free(job.scratch);
-    return rc < 0 || rc > 0 ? pf__error_set(err, rc, -1, NULL) : 0;
+    rc = fill_serial(job);
+  } else {
+    job->running = workers;
+    for (int w = 0; w < workers; w++)
+      if (pf__pool_submit(pool, fill_task_main, &job->tasks[w], job) != 0) {
+        /* Out of memory queueing: stop the queued tasks and account for
+         * the ones never queued. */
+        job_fail(job, PF_ENOMEM, -1, "out of memory queueing tasks");
+        pthread_mutex_lock(&job->lock);
+        job->running -= workers - w;
+        pthread_mutex_unlock(&job->lock);
+        break;
+      }
+    if (!wait_workers(job, &rc, err)) return rc;
+    rc = job_code(job);
+    if (rc == 0) rc = report(o, size, size);
   }
-
-  fill_task *tasks = pf__malloc(sizeof *tasks * (size_t)workers);
-  if (tasks == NULL) {
-    free(job.scratch);
-    return pf__error_set(err, PF_ENOMEM, -1, "out of memory for tasks");
-  }
-  rc = pf__pool_reserve(pool, workers);
   if (rc != 0) {
-    free(tasks);
-    free(job.scratch);
-    return pf__error_set(err, rc, -1, "cannot start pool threads");
+    pthread_mutex_lock(&job->lock);
+    if (copy_failure(job, err) == 0) pf__error_set(err, rc, -1, NULL);
+    pthread_mutex_unlock(&job->lock);
   }
-  pthread_mutex_init(&job.lock, NULL);
-  pthread_cond_init(&job.finished, NULL);
-  job.running = workers;
-  int submitted = 0;
-  for (; submitted < workers; submitted++) {
-    tasks[submitted] = (fill_task){&job, submitted};
-    if (pf__pool_submit(pool, fill_task_main, &tasks[submitted]) != 0) break;
-  }
-  if (submitted < workers) {
-    /* Out of memory queueing: stop the queued tasks early and account for
-     * the ones never queued. */
-    int expected = 0;
-    atomic_compare_exchange_strong(&job.error, &expected, PF_ENOMEM);
-    pthread_mutex_lock(&job.lock);
-    job.running -= workers - submitted;
-    pthread_mutex_unlock(&job.lock);
-  }
-  rc = wait_workers(&job, o);
-  pthread_cond_destroy(&job.finished);
-  pthread_mutex_destroy(&job.lock);
-  free(tasks);
-  free(job.scratch);
-  return rc != 0 ? pf__error_set(err, rc, -1, NULL) : 0;
+  job_free(job);
+  return rc;
 }

@@ -59,6 +59,7 @@
 
 #include "expr.h"
 #include "internal.h"
+#include "pool.h"
 
 #define MAGIC "\x93NUMPY"
 #define MAGIC_LEN 6
@@ -634,14 +635,31 @@ static int write_range(npy_job *job, npy_worker *w, const char *p, int64_t n,
   return 0;
 }
 
+/* Index maps between the elements a kernel sees and the blocks of the
+ * fill around it (pf__fill_worker_mapped). */
+static int64_t element_to_block(const void *map, int64_t element) {
+  const npy_job *job = map;
+  return (job->header_len + element * (int64_t)job->itemsize) / BLOCK;
+}
+
+static int64_t block_to_element(const void *map, int64_t block) {
+  const npy_job *job = map;
+  int64_t bytes = block * BLOCK - job->header_len;
+  return bytes <= 0 ? 0 : bytes / (int64_t)job->itemsize;
+}
+
 /* The pf_kernel_fn of the block space: blocks [start, start+count), one
  * status byte each in `out`. Block b is file bytes [b*BLOCK, (b+1)*BLOCK):
  * aligned for direct I/O, and (the header's length being a multiple of 64)
  * on element boundaries; block 0 begins with the header. */
 static int write_blocks(void *ctx, int64_t start, int64_t count, void *out,
-                        int worker) {
+                        pf_fill_worker *handle) {
   npy_job *job = ctx;
+  const int worker = pf_fill_worker_id(handle);
   assert(worker >= 0 && worker < job->workers);
+  pf_fill_worker inner;
+  pf__fill_worker_mapped(&inner, handle, element_to_block, block_to_element,
+                         job);
   npy_worker *w = &job->w[worker];
   if (w->buffer == NULL) {
     w->buffer = aligned_alloc(DIO_ALIGN, (size_t)BLOCK);
@@ -659,7 +677,7 @@ static int write_blocks(void *ctx, int64_t start, int64_t count, void *out,
     if (n > 0) {
       rc = job->kernel(job->ctx, (data - job->header_len) /
                                      (int64_t)job->itemsize,
-                       n, w->buffer + (data - lo), worker);
+                       n, w->buffer + (data - lo), &inner);
       if (rc != 0) return job_fail(job, rc);
     }
     rc = write_range(job, w, w->buffer, hi - lo, lo);
@@ -687,8 +705,10 @@ static int run_serial(npy_job *job, unsigned char *status, int64_t nblocks) {
   const pf_fill_options *o = job->user;
   double interval = o->progress_interval > 0 ? o->progress_interval : 0.1;
   double next = pf__now() + interval;
+  pf_fill_worker alone;
+  pf__fill_worker_detached(&alone, 0);
   for (int64_t b = 0; b < nblocks; b++) {
-    int rc = write_blocks(job, b, 1, status + b, 0);
+    int rc = write_blocks(job, b, 1, status + b, &alone);
     if (rc != 0) return rc;
     if (o->progress != NULL && pf__now() >= next) {
       rc = job_progress(job, 0, 0);
@@ -707,6 +727,7 @@ static int fill_blocks(npy_job *job, pf_error *err) {
   if (o.chunk > 0) o.chunk = o.chunk / per_block + (o.chunk % per_block != 0);
   o.progress = job->user->progress != NULL ? job_progress : NULL;
   o.progress_ctx = job;
+  o.release = NULL; /* the blocks' ctx is this job, on our stack */
   pf_pool *pool = o.pool != NULL ? o.pool : pf_pool_default();
   job->workers = pool != NULL ? pf_fill_workers(&o, nblocks) : 1;
   int64_t chunk = o.chunk > 0 ? o.chunk
@@ -941,7 +962,7 @@ typedef struct expr_job {
 } expr_job;
 
 static int expr_block(void *ctx, int64_t start, int64_t count, void *out,
-                      int worker) {
+                      pf_fill_worker *worker) {
   expr_job *job = ctx;
   (void)worker;
   pf_error e;

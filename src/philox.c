@@ -547,7 +547,7 @@ typedef struct random_job {
 } random_job;
 
 static int random_kernel(void *ctx, int64_t start, int64_t count, void *out,
-                         int worker) {
+                         pf_fill_worker *worker) {
   const random_job *job = ctx;
   (void)worker;
   if (!job->narrow) {

@@ -8,6 +8,28 @@
  * own completion state, so several fills may share a pool at once; a fill never
  * blocks a pool thread on another fill, so sharing cannot deadlock.
  *
+ * Fairness: a task returns PF__TASK_AGAIN to be queued again at the tail
+ * (same node, no allocation, cannot fail). Fill tasks do so when their slice
+ * of a few milliseconds is up *and* other tasks wait (pf__pool_waiting), so
+ * concurrent fills take turns round robin, while a fill alone never pays
+ * for a re-queue. A fill that is canceled or timed out takes its queued tasks
+ * back (pf__pool_withdraw), so its caller need not wait for them to reach a
+ * thread behind another fill's work.
+ *
+ * Size: a pool starts `base` threads and grows on demand (pf__pool_reserve)
+ * up to `max` = max(base, 64, 4 * CPUs) -- a fill asking for more workers
+ * than that queues more tasks than there are threads, which is correct (tasks
+ * never wait for each other) and bounds memory (each thread is a stack).
+ * Threads above `base` exit after IDLE_SECONDS without work, so a burst of
+ * workers=500 does not keep hundreds of idle threads for the process's life.
+ * Each thread has a slot in a fixed array of `max` slots; an exited thread's
+ * slot is joined and reused by the next grow (or by pf_pool_destroy).
+ *
+ * Thread creation failure (EAGAIN under RLIMIT_NPROC, ENOMEM): a pool keeps
+ * the threads it could start and works with them; pf_pool_create fails only
+ * when not one thread starts, and then frees everything (never half a pool).
+ * Fills with no pool run serially on the caller (fill.c).
+ *
  * Signals: threads are created with every signal blocked, so SIGINT and
  * friends are delivered to the application's threads (Python's main thread),
  * never to a pool thread in the middle of a kernel.
@@ -26,7 +48,7 @@
  * the calling thread.
  *
  * Lock order: a pool's mutex is a leaf; nothing else is locked while it is
- * held.
+ * held, and task functions run without it.
  */
 #include <assert.h>
 #include <errno.h>
@@ -34,24 +56,38 @@
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdlib.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "pool.h"
 
+/* Seconds a thread above the base size waits for work before it exits. */
+#define IDLE_SECONDS 2.0
+
 typedef struct task {
   pf__task_fn fn;
   void *arg;
+  const void *tag;
   struct task *next;
 } task;
+
+enum { SLOT_FREE, SLOT_RUNNING, SLOT_EXITED };
+
+typedef struct slot {
+  pf_pool *pool;
+  pthread_t thread;
+  int state; /* guarded by pool->lock */
+} slot;
 
 struct pf_pool {
   pthread_mutex_t lock;
   pthread_cond_t wake; /* tasks queued, or shutting down */
   task *head, *tail;   /* FIFO, guarded by lock */
   task *free_tasks;    /* recycled task nodes, guarded by lock */
-  pthread_t *threads;  /* guarded by lock */
-  int nthreads;        /* guarded by lock; read unlocked by pf_pool_size */
-  int capacity;        /* of threads[] */
+  int queued;          /* nodes in the FIFO; written under lock, read relaxed */
+  slot *slots;         /* max of them; the array never moves */
+  int nthreads;        /* running threads; written under lock, read relaxed */
+  int base, max;       /* immutable */
   int shutdown;        /* guarded by lock */
   pid_t pid;           /* creator process; immutable */
 };
@@ -59,54 +95,128 @@ struct pf_pool {
 /* The pool whose thread this is (NULL on other threads). */
 static _Thread_local const pf_pool *own_pool;
 
+static _Atomic int fail_create_after = -1;
+
+void pf__pool_fail_create_after(int n) { atomic_store(&fail_create_after, n); }
+
+static int create_thread(pthread_t *thread, void *(*fn)(void *), void *arg) {
+  int n = atomic_load(&fail_create_after);
+  while (n >= 0) {
+    if (n == 0) return EAGAIN;
+    if (atomic_compare_exchange_weak(&fail_create_after, &n, n - 1)) break;
+  }
+  return pthread_create(thread, NULL, fn, arg);
+}
+
 /* The pool was made by this process (not inherited through fork). */
 static int same_process(const pf_pool *pool) { return pool->pid == getpid(); }
 
+static void check_invariants(const pf_pool *pool) {
+  assert(pool->nthreads >= 0 && pool->nthreads <= pool->max);
+  assert(pool->queued >= 0);
+  assert((pool->head == NULL) == (pool->tail == NULL));
+  assert((pool->head == NULL) == (pool->queued == 0));
+  assert(pool->tail == NULL || pool->tail->next == NULL);
+  (void)pool;
+}
+
+static void deadline_in(struct timespec *ts, double seconds) {
+  clock_gettime(CLOCK_REALTIME, ts);
+  double t = (double)ts->tv_nsec * 1e-9 + seconds;
+  ts->tv_sec += (time_t)t;
+  ts->tv_nsec = (long)((t - (double)(time_t)t) * 1e9);
+}
+
+static void enqueue(pf_pool *pool, task *t) {
+  t->next = NULL;
+  if (pool->tail != NULL)
+    pool->tail->next = t;
+  else
+    pool->head = t;
+  pool->tail = t;
+  __atomic_store_n(&pool->queued, pool->queued + 1, __ATOMIC_RELAXED);
+}
+
 static void *pool_thread(void *arg) {
-  pf_pool *pool = arg;
+  slot *self = arg;
+  pf_pool *pool = self->pool;
   own_pool = pool;
   pthread_mutex_lock(&pool->lock);
   for (;;) {
-    while (pool->head == NULL && !pool->shutdown)
-      pthread_cond_wait(&pool->wake, &pool->lock);
+    check_invariants(pool);
+    if (pool->head == NULL && !pool->shutdown) {
+      if (pool->nthreads <= pool->base) {
+        pthread_cond_wait(&pool->wake, &pool->lock);
+        continue;
+      }
+      /* A surplus thread: exit after IDLE_SECONDS without work. */
+      struct timespec until;
+      deadline_in(&until, IDLE_SECONDS);
+      int rc = 0;
+      while (pool->head == NULL && !pool->shutdown && rc != ETIMEDOUT)
+        rc = pthread_cond_timedwait(&pool->wake, &pool->lock, &until);
+      if (pool->head == NULL && !pool->shutdown &&
+          pool->nthreads > pool->base)
+        break;
+      continue;
+    }
     if (pool->head == NULL) break; /* shutdown with an empty queue */
     task *t = pool->head;
     pool->head = t->next;
     if (pool->head == NULL) pool->tail = NULL;
-    pf__task_fn fn = t->fn;
-    void *fn_arg = t->arg;
-    t->next = pool->free_tasks;
-    pool->free_tasks = t;
+    __atomic_store_n(&pool->queued, pool->queued - 1, __ATOMIC_RELAXED);
     pthread_mutex_unlock(&pool->lock);
-    fn(fn_arg);
+    int again = t->fn(t->arg);
     pthread_mutex_lock(&pool->lock);
+    if (again == PF__TASK_AGAIN) {
+      enqueue(pool, t); /* at the tail: the others' turn first */
+      pthread_cond_signal(&pool->wake);
+    } else {
+      t->next = pool->free_tasks;
+      pool->free_tasks = t;
+    }
   }
+  self->state = SLOT_EXITED;
+  __atomic_store_n(&pool->nthreads, pool->nthreads - 1, __ATOMIC_RELAXED);
   pthread_mutex_unlock(&pool->lock);
   return NULL;
 }
 
-/* Starts threads until there are `target`. Called with pool->lock held. */
+/* Joins threads that exited. Called with pool->lock held: they hold no lock
+ * any more once they marked their slot. */
+static void join_exited(pf_pool *pool) {
+  for (int s = 0; s < pool->max; s++)
+    if (pool->slots[s].state == SLOT_EXITED) {
+      pthread_join(pool->slots[s].thread, NULL);
+      pool->slots[s].state = SLOT_FREE;
+    }
+}
+
+/* Starts threads until there are `target` (<= max) or the system refuses
+ * one; returns 0 or that errno. Called with pool->lock held. */
 static int start_threads(pf_pool *pool, int target) {
-  if (target > pool->capacity) {
-    pthread_t *grown = pf__realloc(pool->threads, sizeof *grown * (size_t)target);
-    if (grown == NULL) return PF_ENOMEM;
-    pool->threads = grown;
-    pool->capacity = target;
-  }
+  assert(target <= pool->max);
+  join_exited(pool);
   sigset_t all, old;
   sigfillset(&all);
   pthread_sigmask(SIG_SETMASK, &all, &old);
-  int rc = 0;
-  while (pool->nthreads < target) {
-    if (pthread_create(&pool->threads[pool->nthreads], NULL, pool_thread,
-                       pool) != 0) {
-      rc = PF_ESYS;
-      break;
-    }
+  int e = 0;
+  for (int s = 0; s < pool->max && pool->nthreads < target; s++) {
+    if (pool->slots[s].state != SLOT_FREE) continue;
+    e = create_thread(&pool->slots[s].thread, pool_thread, &pool->slots[s]);
+    if (e != 0) break;
+    pool->slots[s].state = SLOT_RUNNING;
     __atomic_store_n(&pool->nthreads, pool->nthreads + 1, __ATOMIC_RELAXED);
   }
   pthread_sigmask(SIG_SETMASK, &old, NULL);
-  return rc;
+  check_invariants(pool);
+  return e;
+}
+
+static int max_threads_for(int base) {
+  int most = 4 * pf_cpu_count();
+  if (most < 64) most = 64;
+  return base > most ? base : most;
 }
 
 int pf_pool_create(pf_pool **out, int threads) {
@@ -116,21 +226,36 @@ int pf_pool_create(pf_pool **out, int threads) {
   pf_pool *pool = pf__calloc(1, sizeof *pool);
   if (pool == NULL) return PF_ENOMEM;
   pool->pid = getpid();
+  pool->base = threads;
+  pool->max = max_threads_for(threads);
+  pool->slots = pf__calloc((size_t)pool->max, sizeof *pool->slots);
+  if (pool->slots == NULL) {
+    free(pool);
+    return PF_ENOMEM;
+  }
+  for (int s = 0; s < pool->max; s++) pool->slots[s].pool = pool;
   if (pthread_mutex_init(&pool->lock, NULL) != 0) {
+    free(pool->slots);
     free(pool);
     return PF_ESYS;
   }
   if (pthread_cond_init(&pool->wake, NULL) != 0) {
     pthread_mutex_destroy(&pool->lock);
+    free(pool->slots);
     free(pool);
     return PF_ESYS;
   }
   pthread_mutex_lock(&pool->lock);
-  int rc = start_threads(pool, threads);
+  int e = start_threads(pool, threads);
+  /* Fewer threads than asked: the pool works with those (see DESIGN). Its
+   * base shrinks to them, so they are the ones that stay. */
+  if (pool->nthreads < pool->base) pool->base = pool->nthreads;
+  int none = pool->nthreads == 0;
   pthread_mutex_unlock(&pool->lock);
-  if (rc != 0) {
+  if (none) {
     pf_pool_destroy(pool);
-    return rc;
+    errno = e;
+    return PF_ESYS;
   }
   *out = pool;
   return 0;
@@ -151,28 +276,39 @@ void pf_pool_destroy(pf_pool *pool) {
     pool->shutdown = 1;
     pthread_cond_broadcast(&pool->wake);
     pthread_mutex_unlock(&pool->lock);
-    for (int t = 0; t < pool->nthreads; t++)
-      pthread_join(pool->threads[t], NULL);
+    /* Slot states change only under the lock, and no thread starts once
+     * shutdown is set (callers may not use the pool meanwhile). */
+    for (int s = 0; s < pool->max; s++) {
+      pthread_mutex_lock(&pool->lock);
+      int state = pool->slots[s].state;
+      pthread_mutex_unlock(&pool->lock);
+      if (state != SLOT_FREE) pthread_join(pool->slots[s].thread, NULL);
+    }
     pthread_cond_destroy(&pool->wake);
     pthread_mutex_destroy(&pool->lock);
   }
   free_nodes(pool->head);
   free_nodes(pool->free_tasks);
-  free(pool->threads);
+  free(pool->slots);
   free(pool);
 }
 
 int pf_pool_size(const pf_pool *pool) {
-  /* nthreads only grows, and an int read is atomic on every target we build
-   * for; a stale value is as good as a fresh one to callers. */
+  /* A stale value is as good as a fresh one to callers. */
   return __atomic_load_n(&pool->nthreads, __ATOMIC_RELAXED);
 }
+
+int pf_pool_max_threads(const pf_pool *pool) { return pool->max; }
 
 int pf__pool_usable(const pf_pool *pool) {
   return same_process(pool) && own_pool != pool; /* see DESIGN: Nesting */
 }
 
-int pf__pool_submit(pf_pool *pool, pf__task_fn fn, void *arg) {
+int pf__pool_waiting(const pf_pool *pool) {
+  return __atomic_load_n(&pool->queued, __ATOMIC_RELAXED);
+}
+
+int pf__pool_submit(pf_pool *pool, pf__task_fn fn, void *arg, const void *tag) {
   assert(pf__pool_usable(pool));
   pthread_mutex_lock(&pool->lock);
   task *t = pool->free_tasks;
@@ -187,24 +323,49 @@ int pf__pool_submit(pf_pool *pool, pf__task_fn fn, void *arg) {
   }
   t->fn = fn;
   t->arg = arg;
-  t->next = NULL;
-  if (pool->tail != NULL)
-    pool->tail->next = t;
-  else
-    pool->head = t;
-  pool->tail = t;
+  t->tag = tag;
+  enqueue(pool, t);
+  check_invariants(pool);
   pthread_cond_signal(&pool->wake);
   pthread_mutex_unlock(&pool->lock);
   return 0;
 }
 
-int pf__pool_reserve(pf_pool *pool, int threads) {
-  assert(pf__pool_usable(pool));
-  if (pf_pool_size(pool) >= threads) return 0;
+int pf__pool_withdraw(pf_pool *pool, const void *tag) {
+  int removed = 0;
   pthread_mutex_lock(&pool->lock);
-  int rc = start_threads(pool, threads);
+  task **link = &pool->head, *last = NULL;
+  while (*link != NULL) {
+    task *t = *link;
+    if (t->tag == tag) {
+      *link = t->next;
+      t->next = pool->free_tasks;
+      pool->free_tasks = t;
+      removed++;
+    } else {
+      last = t;
+      link = &t->next;
+    }
+  }
+  pool->tail = last;
+  __atomic_store_n(&pool->queued, pool->queued - removed, __ATOMIC_RELAXED);
+  check_invariants(pool);
   pthread_mutex_unlock(&pool->lock);
-  return rc;
+  return removed;
+}
+
+int pf__pool_reserve(pf_pool *pool, int threads, pf_error *err) {
+  assert(pf__pool_usable(pool));
+  if (threads > pool->max) threads = pool->max;
+  int have = pf_pool_size(pool);
+  if (have >= threads) return have;
+  pthread_mutex_lock(&pool->lock);
+  int e = start_threads(pool, threads);
+  have = pool->nthreads;
+  pthread_mutex_unlock(&pool->lock);
+  if (have == 0)
+    return pf__error_sys(err, PF_ESYS, e, "cannot start a pool thread");
+  return have;
 }
 
 static _Atomic(pf_pool *) default_pool;

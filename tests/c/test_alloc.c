@@ -44,7 +44,8 @@ static void test_pool_create(void **state) {
 }
 
 static int square_kernel(void *ctx, int64_t start, int64_t count, void *out,
-                         int worker) {
+                         pf_fill_worker *fw) {
+  int worker = pf_fill_worker_id(fw);
   (void)ctx;
   (void)worker;
   for (int64_t k = 0; k < count; k++)

@@ -73,7 +73,8 @@ static void kctx_init(kctx *k, size_t itemsize, int64_t size, int workers,
 }
 
 static int pattern_kernel(void *vctx, int64_t start, int64_t count, void *out,
-                          int worker) {
+                          pf_fill_worker *fw) {
+  int worker = pf_fill_worker_id(fw);
   kctx *k = vctx;
   atomic_fetch_add(&k->calls, 1);
   if (worker < 0 || worker >= k->workers || worker >= MAX_WORKERS ||
@@ -481,7 +482,8 @@ typedef struct race_ctx {
 static int64_t now_us(void) { return (int64_t)(pf_test_now() * 1e6); }
 
 static int race_kernel(void *vctx, int64_t start, int64_t count, void *out,
-                       int worker) {
+                       pf_fill_worker *fw) {
+  int worker = pf_fill_worker_id(fw);
   race_ctx *r = vctx;
   (void)worker;
   memset(out, 0, (size_t)count);
@@ -645,7 +647,8 @@ static void test_progress_cancels(void **state) {
 
 /* Sleeps 1 us per 100 elements, counting the elements it finished. */
 static int slow_kernel(void *vctx, int64_t start, int64_t count, void *out,
-                       int worker) {
+                       pf_fill_worker *fw) {
+  int worker = pf_fill_worker_id(fw);
   _Atomic int64_t *elements = vctx;
   (void)start, (void)worker;
   memset(out, 1, (size_t)count);
@@ -684,7 +687,8 @@ static void test_cancel_large_chunks(void **state) {
 /* --------------------------------------------------------- invalid input */
 
 static int noop_kernel(void *ctx, int64_t start, int64_t count, void *out,
-                       int worker) {
+                       pf_fill_worker *fw) {
+  int worker = pf_fill_worker_id(fw);
   (void)ctx, (void)start, (void)worker;
   memset(out, 0, (size_t)count);
   return 0;
@@ -820,7 +824,8 @@ typedef struct nest_ctx {
 } nest_ctx;
 
 static int nesting_kernel(void *vctx, int64_t start, int64_t count, void *out,
-                          int worker) {
+                          pf_fill_worker *fw) {
+  int worker = pf_fill_worker_id(fw);
   nest_ctx *n = vctx;
   (void)worker;
   memset(out, 0, (size_t)count * 8);

@@ -492,7 +492,8 @@ typedef struct kctx {
 } kctx;
 
 static int pattern_kernel(void *ctx, int64_t start, int64_t count, void *out,
-                          int worker) {
+                          pf_fill_worker *fw) {
+  int worker = pf_fill_worker_id(fw);
   kctx *k = ctx;
   atomic_fetch_add(&k->calls, 1);
   if (count <= 0 || count > k->max_count || worker < 0 || start < 0)
@@ -689,9 +690,9 @@ static int progress_fn(void *ctx, int64_t done, int64_t total) {
 
 /* A kernel slow enough for progress ticks to fall inside the fill. */
 static int slow_kernel(void *ctx, int64_t start, int64_t count, void *out,
-                       int worker) {
+                       pf_fill_worker *fw) {
   usleep(2000);
-  return pattern_kernel(ctx, start, count, out, worker);
+  return pattern_kernel(ctx, start, count, out, fw);
 }
 
 static void test_fill_progress_and_cancel(void **state) {
