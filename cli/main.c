@@ -4,16 +4,33 @@
  *   parfill fill EXPR --shape 20000x20000 [...] -o OUT.npy
  *   parfill --help | --version
  *
- * Signals: SIGINT, SIGTERM and SIGHUP only set a flag (the handler resets
- * itself, so a second Ctrl-C kills at once). The fill's progress callback
- * runs on this thread about every 0.1 s, sees the flag and cancels; the
- * library then removes its temporary file and we exit 130. The pool's
- * threads block every signal, so handlers always run here. SIGXFSZ is
+ * Signals (during `fill` only; --help and --version keep the defaults):
+ * every catchable signal whose default is to end the process -- SIGINT,
+ * SIGTERM, SIGHUP, and SIGQUIT, SIGUSR1/2, SIGALRM, SIGVTALRM, SIGPROF,
+ * SIGXCPU, SIGIO, SIGPWR, SIGSTKFLT, the real-time signals -- only records
+ * itself in a flag (the handler resets itself, so a second one kills at
+ * once). The fill's progress callback runs on this thread about every
+ * 0.1 s, sees the flag and cancels; the library then removes whatever it
+ * created. SIGINT, SIGTERM and SIGHUP then exit 130 ("interrupted"); the
+ * others are raised again with their default action, so the parent sees
+ * the process killed by that signal. A signal the parent set to be ignored
+ * (nohup, a background job) stays ignored. The handlers only set the flag:
+ * no cleanup in signal context, no async-signal-unsafe calls. The pool's
+ * threads block every signal, so handlers always run here.
+ *
+ * Where the filesystem has O_TMPFILE the file being written has no name
+ * until it is complete, so even SIGKILL (or a crash) leaves nothing; the
+ * handlers matter for the named fallback.
+ *
+ * SIGPIPE is ignored: a progress bar or message written to a closed pipe
+ * (`parfill ... --progress 2>&1 | head -c 20`) is an EPIPE write error
+ * that stops the bar, not a kill in the middle of the fill. SIGXFSZ is
  * ignored, so exceeding the file size limit (ulimit -f) is an EFBIG error
- * the library reports instead of a kill that would leave the temporary file.
+ * the library reports instead of a kill.
  */
 #include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -22,20 +39,60 @@
 volatile sig_atomic_t cli_interrupted = 0;
 
 static void on_signal(int sig) {
-  (void)sig;
-  cli_interrupted = 1;
+  /* The first signal wins: it decides the exit. */
+  if (cli_interrupted == 0) cli_interrupted = sig;
 }
 
-static void install_signals(void) {
+/* Signals that end the process by default and may be caught (SIGSEGV and
+ * the other faults excepted: they cannot be returned from). */
+static const int terminating[] = {
+    SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2, SIGALRM, SIGVTALRM,
+    SIGPROF, SIGXCPU, SIGIO, SIGPWR, SIGSTKFLT};
+
+static void catch_signal(int sig) {
+  struct sigaction old;
+  if (sigaction(sig, NULL, &old) != 0 || old.sa_handler == SIG_IGN) return;
   struct sigaction sa;
   memset(&sa, 0, sizeof sa);
   sa.sa_handler = on_signal;
   sigemptyset(&sa.sa_mask);
   sa.sa_flags = SA_RESETHAND;
-  sigaction(SIGINT, &sa, NULL);
-  sigaction(SIGTERM, &sa, NULL);
-  sigaction(SIGHUP, &sa, NULL);
+  sigaction(sig, &sa, NULL);
+}
+
+static void install_signals(void) {
+  for (size_t k = 0; k < sizeof terminating / sizeof *terminating; k++)
+    catch_signal(terminating[k]);
+  for (int sig = SIGRTMIN; sig <= SIGRTMAX; sig++) catch_signal(sig);
+  signal(SIGPIPE, SIG_IGN);
   signal(SIGXFSZ, SIG_IGN);
+}
+
+static int is_interrupt(int sig) {
+  return sig == SIGINT || sig == SIGTERM || sig == SIGHUP;
+}
+
+/* After the fill and its cleanup: dies of the caught signal, as it would
+ * have without our handler. */
+static void reraise(int sig) {
+  fflush(stderr);
+  signal(sig, SIG_DFL);
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, sig);
+  sigprocmask(SIG_UNBLOCK, &set, NULL);
+  raise(sig);
+  /* Not reached for a terminating signal; be sure anyway. */
+  _exit(128 + sig);
+}
+
+/* The .npy fill's flags. PARFILL_NAMED_TEMP=1 in the environment
+ * selects the named temporary file even where O_TMPFILE works (the tests
+ * use it to cover that path). */
+static unsigned npy_flags(const cli_fill_args *a) {
+  const char *named = getenv("PARFILL_NAMED_TEMP");
+  return (a->force ? PF_NPY_FORCE : 0) |
+         (named != NULL && strcmp(named, "1") == 0 ? PF_NPY_NAMED_TEMP : 0);
 }
 
 static int is_expr_error(int code) {
@@ -77,11 +134,14 @@ static int run_fill(int argc, char **argv) {
     rc = PF_ECANCELED;
   } else {
     rc = pf_npy_fill_expr(a.output, expr, a.dtype, a.ndim, a.shape, &options,
-                          a.force ? PF_NPY_FORCE : 0, &err);
+                          npy_flags(&a), &err);
   }
   cli_progress_finish(&progress, rc == 0);
   pf_expr_free(expr);
 
+  /* Everything is cleaned up (or the file complete): now die of it. */
+  int sig = cli_interrupted;
+  if (sig != 0 && !is_interrupt(sig)) reraise(sig);
   if (rc == 0) return CLI_OK;
   if (rc == PF_ECANCELED && cli_interrupted) {
     fputs("parfill: interrupted\n", stderr);
@@ -112,7 +172,6 @@ static int finish_stdout(int status) {
 }
 
 int main(int argc, char **argv) {
-  install_signals();
   if (argc < 2) {
     cli_usage_error("no command given");
     return CLI_USAGE;
@@ -133,6 +192,7 @@ int main(int argc, char **argv) {
         cli_print_help(stdout);
         return finish_stdout(CLI_OK);
       }
+    install_signals();
     return run_fill(argc - 2, argv + 2);
   }
   cli_usage_error("unknown command '%s'", cmd);

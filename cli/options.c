@@ -3,6 +3,7 @@
 #include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "cli.h"
 
@@ -46,8 +47,10 @@ void cli_print_help(FILE *f) {
       "                        5 (1-d), 0x5 (empty); at most 32 axes\n"
       "  --dtype DTYPE         NumPy dtype name: float64 (default), float32,\n"
       "                        int64, uint8, bool, complex128, f4, i8, ...\n"
-      "  -D NAME=VALUE         a parameter of EXPR: an integer (42), a float\n"
-      "                        (2.5, 1e-3, inf) or True/False; repeatable\n"
+      "  -D NAME=VALUE         a parameter of EXPR: an integer as Python writes\n"
+      "                        it (42, -7, 0x2a, 0o52, 0b101010, 1_000; within\n"
+      "                        int64), a float (2.5, 1e-3, inf) or True/False;\n"
+      "                        repeatable\n"
       "  --workers N           threads (default: the CPUs this process may use)\n"
       "  --schedule S          static, dynamic (default) or guided\n"
       "  --chunk N             elements per chunk (minimum for guided), rounded\n"
@@ -63,7 +66,9 @@ void cli_print_help(FILE *f) {
       "\n"
       "exit status: 0 done; 1 I/O or other failure (no file left behind);\n"
       "  2 bad usage, bad expression, or OUT.npy exists without --force;\n"
-      "  130 interrupted (SIGINT/SIGTERM; no file left behind).\n"
+      "  130 interrupted (SIGINT/SIGTERM/SIGHUP; no file left behind).\n"
+      "  Other terminating signals (SIGUSR1, SIGALRM, ...) also leave no file\n"
+      "  and end parfill by that signal; SIGPIPE is ignored.\n"
       "\n"
       "examples:\n"
       "  parfill fill 'sin(i*0.001)*cos(j*0.001)' --shape 20000x20000 -o x.npy\n"
@@ -124,27 +129,105 @@ static int parse_int(const char *text, int64_t *value) {
   return 0;
 }
 
-/* A decimal integer in [0, 2**128) filling all of text: the seed of the
- * random functions, Philox's 128-bit key. */
-static int parse_u128(const char *text, uint64_t u[2]) {
-  if (*text == '\0') return -1;
-  u[0] = u[1] = 0;
-  for (const char *p = text; *p != '\0'; p++) {
-    if (*p < '0' || *p > '9') return -1;
-    /* u = u * 10 + digit, in 32-bit limbs so every product fits. */
-    uint64_t carry = (uint64_t)(*p - '0');
-    for (int k = 0; k < 4; k++) {
-      uint64_t *w = &u[k / 2];
-      int shift = 32 * (k % 2);
-      uint64_t limb = (*w >> shift) & 0xffffffffu;
-      uint64_t v = limb * 10 + carry;
-      *w = (*w & ~(UINT64_C(0xffffffff) << shift)) |
-           ((v & 0xffffffffu) << shift);
-      carry = v >> 32;
-    }
-    if (carry != 0) return -1;
+/* Python's integer literal with an optional sign: decimal, 0x.., 0o..,
+ * 0b.., with PEP 515 underscores between digits (and after the prefix).
+ * Returns 1 with *neg and the magnitude in *value (*overflow when it does
+ * not fit in 128 bits, *leading_zero for a decimal such as 010, which
+ * Python refuses), or 0 when text is not an integer literal at all. */
+static int int_literal(const char *text, int *neg, unsigned __int128 *value,
+                       int *overflow, int *leading_zero) {
+  const char *p = text;
+  *neg = 0;
+  *value = 0;
+  *overflow = *leading_zero = 0;
+  if (*p == '+' || *p == '-') *neg = *p++ == '-';
+  int base = 10;
+  if (p[0] == '0' && p[1] != '\0' && strchr("xXoObB", p[1]) != NULL) {
+    base = p[1] == 'x' || p[1] == 'X' ? 16 : p[1] == 'o' || p[1] == 'O' ? 8
+                                                                        : 2;
+    p += 2;
   }
-  return 0;
+  const char *first = p;
+  int ndigits = 0, underscore_ok = base != 10, last_underscore = 0;
+  for (; *p != '\0'; p++) {
+    if (*p == '_') {
+      if (!underscore_ok) return 0;
+      underscore_ok = 0;
+      last_underscore = 1;
+      continue;
+    }
+    int d = *p >= '0' && *p <= '9'   ? *p - '0'
+            : *p >= 'a' && *p <= 'f' ? *p - 'a' + 10
+            : *p >= 'A' && *p <= 'F' ? *p - 'A' + 10
+                                     : 99;
+    if (d >= base) return 0;
+    unsigned __int128 next = *value * (unsigned)base + (unsigned)d;
+    if (*value > (~(unsigned __int128)0 - (unsigned)d) / (unsigned)base)
+      *overflow = 1;
+    *value = next;
+    ndigits++;
+    underscore_ok = 1;
+    last_underscore = 0;
+  }
+  if (ndigits == 0 || last_underscore) return 0;
+  if (base == 10 && first[0] == '0' && (*value != 0 || *overflow))
+    *leading_zero = 1;
+  return 1;
+}
+
+/* Python's float literal with an optional sign (digits with PEP 515
+ * underscores, a point and/or an exponent), or inf, infinity, nan in any
+ * case -- not C's extras (hex floats, nan(...)). Returns 0 with *value, -1
+ * when text is not one, -2 when it overflows float64. */
+static int float_literal(const char *text, double *value) {
+  const char *p = text;
+  if (*p == '+' || *p == '-') p++;
+  if (strcasecmp(p, "inf") == 0 || strcasecmp(p, "infinity") == 0 ||
+      strcasecmp(p, "nan") == 0) {
+    *value = strtod(text, NULL);
+    return 0;
+  }
+  size_t len = strlen(text);
+  char *clean = malloc(len + 1);
+  if (clean == NULL) return -1;
+  size_t n = 0;
+  if (text[0] == '+' || text[0] == '-') clean[n++] = text[0];
+  int digits = 0, point = 0, exponent = 0, prev_digit = 0, ok = 1;
+  for (; *p != '\0' && ok; p++) {
+    char c = *p;
+    if (c >= '0' && c <= '9') {
+      digits++;
+      prev_digit = 1;
+      clean[n++] = c;
+    } else if (c == '_') {
+      /* between two digits only */
+      ok = prev_digit && p[1] >= '0' && p[1] <= '9';
+      prev_digit = 0;
+    } else if (c == '.' && !point && !exponent) {
+      point = 1;
+      prev_digit = 0;
+      clean[n++] = c;
+    } else if ((c == 'e' || c == 'E') && digits > 0 && !exponent) {
+      exponent = 1;
+      prev_digit = 0;
+      clean[n++] = c;
+      if (p[1] == '+' || p[1] == '-') clean[n++] = *++p;
+      ok = p[1] >= '0' && p[1] <= '9';
+    } else {
+      ok = 0;
+    }
+  }
+  clean[n] = '\0';
+  int rc = -1;
+  if (ok && digits > 0) {
+    char *end;
+    errno = 0;
+    *value = strtod(clean, &end);
+    if (*end == '\0')
+      rc = errno == ERANGE && (*value > 1 || *value < -1) ? -2 : 0;
+  }
+  free(clean);
+  return rc;
 }
 
 static int is_identifier(const char *s, size_t n) {
@@ -186,23 +269,48 @@ static int parse_define(const char *text, cli_fill_args *args) {
   }
   pf_param *p = &args->params[args->nparams];
   const char *value = eq + 1;
-  char *end;
   p->name = name;
-  if (parse_int(value, &p->i) == 0) {
-    p->kind = PF_PARAM_INT;
-  } else if (strcmp(name, "seed") == 0 && parse_u128(value, p->u) == 0) {
-    p->kind = PF_PARAM_UINT128;
+  int neg, overflow, leading_zero;
+  unsigned __int128 u;
+  const int is_seed = strcmp(name, "seed") == 0;
+  if (int_literal(value, &neg, &u, &overflow, &leading_zero)) {
+    /* Integers exactly as Python's int literals; never silently a float. */
+    const unsigned __int128 max = is_seed && !neg ? ~(unsigned __int128)0
+                                  : neg ? (unsigned __int128)INT64_MAX + 1
+                                        : (unsigned __int128)INT64_MAX;
+    if (leading_zero) {
+      cli_usage_error("-D %s=%s: leading zeros are not allowed in a decimal "
+                      "integer (as in Python: write 0o%s for octal)", name,
+                      value, value + strspn(value, "+-0_"));
+    } else if (overflow || u > max) {
+      cli_usage_error("-D %s=%s: the integer does not fit in %s", name, value,
+                      is_seed && !neg ? "[0, 2**128)"
+                                      : "int64 (-2**63 .. 2**63-1)");
+    } else if (u > (unsigned __int128)INT64_MAX && !neg) {
+      p->kind = PF_PARAM_UINT128;
+      p->u[0] = (uint64_t)u;
+      p->u[1] = (uint64_t)(u >> 64);
+    } else {
+      p->kind = PF_PARAM_INT;
+      p->i = neg ? (int64_t)(0 - (uint64_t)u) : (int64_t)u;
+    }
+    if (leading_zero || overflow || u > max) {
+      free(name);
+      return CLI_USAGE;
+    }
   } else if (strcmp(value, "True") == 0 || strcmp(value, "False") == 0) {
     p->kind = PF_PARAM_BOOL;
     p->i = value[0] == 'T';
   } else {
-    errno = 0;
-    p->f = strtod(value, &end);
-    if (*value == '\0' || *value == ' ' || *end != '\0' ||
-        (errno == ERANGE && (p->f > 1 || p->f < -1))) {
+    int rc = float_literal(value, &p->f);
+    if (rc != 0) {
       free(name);
-      cli_usage_error("-D %.*s: '%s' is not an integer, a float or "
-                      "True/False", (int)name_len, text, value);
+      if (rc == -2)
+        cli_usage_error("-D %.*s: '%s' is out of range for float64",
+                        (int)name_len, text, value);
+      else
+        cli_usage_error("-D %.*s: '%s' is not an integer, a float or "
+                        "True/False", (int)name_len, text, value);
       return CLI_USAGE;
     }
     p->kind = PF_PARAM_FLOAT;
@@ -344,13 +452,18 @@ int cli_parse_fill(int argc, char **argv, cli_fill_args *args) {
     cli_usage_error("--shape: %s", why);
     return CLI_USAGE;
   }
-  int64_t size;
-  if (pf_shape_size(args->ndim, args->shape, pf_dtype_size(args->dtype),
-                    &size) != 0) {
-    cli_usage_error("--shape %s: more than 2**63 bytes of %s", shape_text,
-                    pf_dtype_name(args->dtype));
-    return CLI_USAGE;
-  }
+  /* NumPy's rule (numpy.empty, so numpy.load): the item size times every
+   * nonzero axis length fits in int64 -- a zero axis does not excuse a huge
+   * other one, or the file could not be loaded. */
+  int64_t bytes = (int64_t)pf_dtype_size(args->dtype);
+  for (int d = 0; d < args->ndim; d++)
+    if (args->shape[d] != 0 &&
+        __builtin_mul_overflow(bytes, args->shape[d], &bytes)) {
+      cli_usage_error("--shape %s: 2**63 bytes or more of %s (NumPy counts "
+                      "every nonzero axis, even in an empty array)",
+                      shape_text, pf_dtype_name(args->dtype));
+      return CLI_USAGE;
+    }
   if (args->output == NULL) {
     cli_usage_error("-o OUT.npy is required");
     return CLI_USAGE;

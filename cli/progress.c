@@ -4,7 +4,8 @@
  * The callback runs on the main thread about every 0.1 s while the pool's
  * threads work, so drawing costs the fill nothing. On a terminal the bar is
  * redrawn in place; elsewhere (--progress into a file or pipe) a line is
- * written at most once a second. Every tick also checks for Ctrl-C.
+ * written at most once a second. Every tick also checks for Ctrl-C. A
+ * write that fails (the pipe's reader has gone) ends the bar, not the fill.
  */
 #include <stdio.h>
 #include <string.h>
@@ -88,10 +89,18 @@ static void draw(cli_progress *p, int64_t done, int64_t total, double t) {
     bar[n++] = ']';
   }
   bar[n] = '\0';
-  fprintf(stderr, "%s%3d%% %s%s%s", p->tty ? "\r" : "",
-          (int)(fraction * 100), bar, tail,
-          p->tty ? "\033[K" : "\n");
-  fflush(stderr);
+  int written = fprintf(stderr, "%s%3d%% %s%s%s", p->tty ? "\r" : "",
+                        (int)(fraction * 100), bar, tail,
+                        p->tty ? "\033[K" : "\n");
+  if (written < 0 || fflush(stderr) != 0) {
+    /* Nobody reads the bar any more (EPIPE: the reader of a pipe is gone,
+     * SIGPIPE being ignored; EIO: the terminal hung up): stop drawing and
+     * let the fill go on. */
+    clearerr(stderr);
+    p->show = 0;
+    p->drawn = 0;
+    return;
+  }
   p->drawn = p->tty;
 }
 

@@ -626,26 +626,37 @@ int pf_npy_header_read_fd(int fd, pf_npy_header *h, pf_error *err);
 /* Flags of the .npy fills. */
 #define PF_NPY_FORCE 1u    /* replace a file that exists at the path */
 #define PF_NPY_BUFFERED 2u /* write through the page cache, not O_DIRECT */
+#define PF_NPY_NAMED_TEMP 4u /* a named temporary file even where O_TMPFILE
+                                works (tests; see pf_npy_fill) */
 
 /* Bytes of the file the .npy fills write per pwrite: each worker holds one
  * such buffer, so memory does not grow with the file. */
 #define PF_NPY_BLOCK_BYTES (1 << 20)
 
 /* Writes the .npy file `path`: C order, `dtype`, `ndim` dimensions of
- * `shape`, element flat index k = kernel's value for k. How: a temporary file
- * ".NAME.XXXXXX.tmp" is created next to `path` (O_EXCL, mode 0666 less the
- * umask), its whole size reserved with fallocate (so a full disk or the file
+ * `shape`, element flat index k = kernel's value for k. How: the name is
+ * checked first (taken without PF_NPY_FORCE, or longer than the directory
+ * allows: errors before any work); an unnamed temporary file (O_TMPFILE) is
+ * created in `path`'s directory -- it never appears in the directory, and
+ * vanishes if the process dies, even by SIGKILL -- or, where the filesystem
+ * has no O_TMPFILE (or with PF_NPY_NAMED_TEMP), a hidden file
+ * ".NAME.XXXXXX.tmp" next to `path` (O_EXCL); either has mode 0666 less the
+ * umask. Its whole size is reserved with fallocate (so a full disk or the file
  * size limit is reported before any work), then the file is written in
  * blocks of PF_NPY_BLOCK_BYTES (the header leads the first), each computed
  * by `kernel` on the pool under `options` into a per-worker buffer and
  * written with pwrite -- with direct I/O (O_DIRECT: no page cache, no copy)
  * where the filesystem has it and PF_NPY_BUFFERED is not given, else through
  * the page cache with writeback started as it goes -- then fsync'd and
- * renamed to `path`: without
- * PF_NPY_FORCE with no replacing (renameat2 RENAME_NOREPLACE, or link +
- * unlink), so `path` only ever names a complete file and an existing one is
- * never touched; with PF_NPY_FORCE replacing a regular file atomically (a
- * new inode) -- never a directory, symlink or device.
+ * bound to `path`: without PF_NPY_FORCE with no replacing (the unnamed file
+ * linked to `path` with linkat through /proc/self/fd; a named one renamed
+ * with renameat2 RENAME_NOREPLACE, or link + unlink), so `path` only ever
+ * names a complete file and an existing one is never touched; with
+ * PF_NPY_FORCE replacing a regular file atomically (a new inode; an unnamed
+ * file is first linked to a hidden temporary name, then renamed) -- never a
+ * directory, symlink or device. A named temporary file can survive only a
+ * kill the process cannot catch (SIGKILL; the application's handlers must
+ * cancel through the progress callback so this function removes it).
  * Memory use is the per-worker buffers plus one byte per block, whatever the
  * size of the file.
  *

@@ -48,6 +48,7 @@
 #include <assert.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -97,6 +98,19 @@ static int descr_of(pf_dtype dtype, char *buf) {
   return 0;
 }
 
+/* NumPy's size rule (numpy.empty, and so numpy.load): the item size times
+ * every nonzero axis length must fit in npy_intp -- a zero length does not
+ * make a huge other axis acceptable: (0, 2**63 - 1) of float64 is refused.
+ * pf_shape_size lets a zero length excuse any overflow, so files it accepts
+ * could not be loaded; this is checked on top of it. */
+static int numpy_size_ok(int ndim, const int64_t *shape, size_t itemsize) {
+  int64_t bytes = (int64_t)itemsize;
+  for (int d = 0; d < ndim; d++)
+    if (shape[d] != 0 && __builtin_mul_overflow(bytes, shape[d], &bytes))
+      return 0;
+  return 1;
+}
+
 /* ------------------------------------------------------------ writing */
 
 static void put_le(unsigned char *p, uint64_t v, int bytes) {
@@ -120,9 +134,13 @@ int pf_npy_header_write(const pf_npy_header *h, void *buf, size_t capacity,
                          (int)h->dtype);
   int64_t size;
   int rc = pf_shape_size(h->ndim, h->shape, pf_dtype_size(h->dtype), &size);
+  if (rc == 0 &&
+      !numpy_size_ok(h->ndim, h->shape, pf_dtype_size(h->dtype)))
+    rc = PF_EOVERFLOW;
   if (rc == PF_EOVERFLOW)
-    return pf__error_set(err, rc, -1, "array of more than %lld bytes",
-                         (long long)INT64_MAX);
+    return pf__error_set(err, rc, -1,
+                         "array of more than %lld bytes (counting every "
+                         "nonzero axis, as NumPy does)", (long long)INT64_MAX);
   if (rc != 0)
     return pf__error_set(err, PF_EINVAL, -1, "invalid shape");
 
@@ -462,6 +480,7 @@ int pf_npy_header_read(const void *buf, size_t size, pf_npy_header *h,
   int64_t elements;
   if (pf_shape_size(h->ndim, h->shape, pf_dtype_size(h->dtype), &elements) !=
           0 ||
+      !numpy_size_ok(h->ndim, h->shape, pf_dtype_size(h->dtype)) ||
       (int64_t)total > INT64_MAX - elements * (int64_t)pf_dtype_size(h->dtype))
     return pf__error_set(err, PF_EFORMAT, (int64_t)prefix,
                          "malformed .npy header: data larger than %lld bytes",
@@ -759,9 +778,10 @@ done:
 }
 
 /* A second descriptor of the temporary file for direct I/O, or -1 where the
- * filesystem has none (tmpfs) -- checked to be the very file we created. */
-static int open_direct(const char *tmp, int fd) {
-  int dfd = open(tmp, O_WRONLY | O_DIRECT | O_CLOEXEC);
+ * filesystem has none (tmpfs) -- checked to be the very file we created.
+ * `name` is the file's name, or /proc/self/fd/N for an unnamed one. */
+static int open_direct(const char *name, int fd) {
+  int dfd = open(name, O_WRONLY | O_DIRECT | O_CLOEXEC);
   if (dfd < 0) return -1;
   struct stat a, b;
   if (fstat(fd, &a) != 0 || fstat(dfd, &b) != 0 || a.st_dev != b.st_dev ||
@@ -797,28 +817,154 @@ static int temp_name(const char *path, char *tmp, size_t cap) {
   return n > 0 && (size_t)n < cap ? 0 : -1;
 }
 
-/* Binds the finished temporary file to `path`. */
-static int publish(const char *tmp, const char *path, unsigned flags) {
-  if (flags & PF_NPY_FORCE) return rename(tmp, path);
-  if (renameat2(AT_FDCWD, tmp, AT_FDCWD, path, RENAME_NOREPLACE) == 0)
-    return 0;
-  if (errno != EINVAL && errno != ENOSYS) return -1;
-  /* No renameat2 on this filesystem: link() fails if path exists. */
-  if (link(tmp, path) != 0) return -1;
-  unlink(tmp);
+/* The directory of `path` into dir[cap]: "." for a bare name, "/" for
+ * "/name". 0, or -1 when it does not fit. */
+static int dir_of(const char *path, char *dir, size_t cap) {
+  const char *slash = strrchr(path, '/');
+  int n;
+  if (slash == NULL)
+    n = snprintf(dir, cap, ".");
+  else
+    n = snprintf(dir, cap, "%.*s",
+                 slash == path ? 1 : (int)(slash - path), path);
+  return n > 0 && (size_t)n < cap ? 0 : -1;
+}
+
+/* Fails, before any work, for a name the final link or rename could never
+ * bind: a last component longer than the directory allows (the temporary
+ * names are cut to fit, so only the end would notice), a path over
+ * PATH_MAX. A missing directory or one we may not write is reported when
+ * the temporary file is created, also before any work. */
+static int check_name(const char *path, pf_error *err) {
+  const char *slash = strrchr(path, '/');
+  const char *base = slash != NULL ? slash + 1 : path;
+  if (strlen(path) >= PATH_MAX)
+    return pf__error_sys(err, PF_EIO, ENAMETOOLONG, "cannot create '%.100s...'",
+                         path);
+  char dir[PATH_MAX];
+  long name_max = -1;
+  if (dir_of(path, dir, sizeof dir) == 0) name_max = pathconf(dir, _PC_NAME_MAX);
+  if (name_max <= 0) name_max = NAME_MAX;
+  if (strlen(base) > (size_t)name_max)
+    return pf__error_sys(err, PF_EIO, ENAMETOOLONG,
+                         "cannot create '%s' (a name of %zu bytes; at most "
+                         "%ld here)", path, strlen(base), name_max);
   return 0;
 }
 
-/* Makes the rename durable: best effort (some filesystems cannot sync a
+/* The file being written: unnamed (O_TMPFILE: it vanishes with the process,
+ * even on SIGKILL, and is linked to its name at the end) or, where the
+ * filesystem has no O_TMPFILE, a hidden named file next to the target that
+ * every failure path unlinks. */
+typedef struct npy_temp {
+  int fd;
+  int named;           /* 1: `name` exists in the directory */
+  char proc[32];       /* "/proc/self/fd/N" of an unnamed file */
+  char *name;          /* the named file, or a scratch buffer for --force */
+  size_t cap;
+} npy_temp;
+
+/* Creates the temporary file for `path`. 0, or an error with err filled. */
+static int temp_create(npy_temp *t, const char *path, unsigned flags,
+                       pf_error *err) {
+  t->fd = -1;
+  t->named = 0;
+  t->cap = strlen(path) + 32;
+  t->name = malloc(t->cap);
+  if (t->name == NULL)
+    return pf__error_set(err, PF_ENOMEM, -1, "out of memory");
+  if (!(flags & PF_NPY_NAMED_TEMP)) {
+    char dir[PATH_MAX];
+    if (dir_of(path, dir, sizeof dir) != 0)
+      return pf__error_sys(err, PF_EIO, ENAMETOOLONG,
+                           "cannot create a file next to '%s'", path);
+    int fd;
+    do fd = open(dir, O_TMPFILE | O_RDWR | O_CLOEXEC, 0666);
+    while (fd < 0 && errno == EINTR);
+    if (fd < 0 && errno != EOPNOTSUPP && errno != EISDIR && errno != EINVAL)
+      return pf__error_sys(err, io_code(errno), errno,
+                           "cannot create a temporary file next to '%s'",
+                           path);
+    if (fd >= 0) {
+      /* It is linked through /proc (linkat with AT_EMPTY_PATH would need
+       * CAP_DAC_READ_SEARCH): without /proc, use a named file instead. */
+      snprintf(t->proc, sizeof t->proc, "/proc/self/fd/%d", fd);
+      struct stat a, b;
+      if (fstat(fd, &a) == 0 && stat(t->proc, &b) == 0 &&
+          a.st_dev == b.st_dev && a.st_ino == b.st_ino) {
+        t->fd = fd;
+        return 0;
+      }
+      close(fd);
+    }
+  }
+  for (int attempt = 0; attempt < 100 && t->fd < 0; attempt++) {
+    if (temp_name(path, t->name, t->cap) != 0)
+      return pf__error_set(err, PF_EINVAL, -1, "path too long");
+    t->fd = open(t->name, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
+    if (t->fd < 0 && errno != EEXIST && errno != EINTR) break;
+  }
+  if (t->fd < 0)
+    return pf__error_sys(err, io_code(errno), errno,
+                         "cannot create a temporary file next to '%s'", path);
+  t->named = 1;
+  return 0;
+}
+
+/* Closes the file (if still open) and removes whatever of it has a name. */
+static void temp_discard(npy_temp *t) {
+  if (t->fd >= 0) close(t->fd);
+  t->fd = -1;
+  if (t->named) unlink(t->name);
+  t->named = 0;
+  free(t->name);
+  t->name = NULL;
+}
+
+/* Binds the finished (closed) temporary file to `path`: without
+ * PF_NPY_FORCE never replacing anything (renameat2 RENAME_NOREPLACE, or
+ * link, which fails on an existing name), with it replacing atomically by
+ * rename. An unnamed file is first given a name: `path` itself, or for
+ * --force a hidden temporary name that is then renamed over `path` (there
+ * is no "link, replacing"). -1 with errno on failure; nothing is left. */
+static int temp_publish(npy_temp *t, const char *path, unsigned flags) {
+  if (!t->named) {
+    if (!(flags & PF_NPY_FORCE))
+      return linkat(AT_FDCWD, t->proc, AT_FDCWD, path, AT_SYMLINK_FOLLOW);
+    for (int attempt = 0;; attempt++) {
+      if (temp_name(path, t->name, t->cap) != 0) {
+        errno = ENAMETOOLONG;
+        return -1;
+      }
+      if (linkat(AT_FDCWD, t->proc, AT_FDCWD, t->name, AT_SYMLINK_FOLLOW) ==
+          0)
+        break;
+      if (errno != EEXIST || attempt == 100) return -1;
+    }
+    t->named = 1;
+  }
+  if (flags & PF_NPY_FORCE) {
+    if (rename(t->name, path) != 0) return -1;
+    t->named = 0;
+    return 0;
+  }
+  if (renameat2(AT_FDCWD, t->name, AT_FDCWD, path, RENAME_NOREPLACE) == 0) {
+    t->named = 0;
+    return 0;
+  }
+  if (errno != EINVAL && errno != ENOSYS) return -1;
+  /* No renameat2 on this filesystem: link() fails if path exists. */
+  if (link(t->name, path) != 0) return -1;
+  unlink(t->name);
+  t->named = 0;
+  return 0;
+}
+
+/* Makes the new name durable: best effort (some filesystems cannot sync a
  * directory, and the data itself is already on disk). */
 static void sync_dir(const char *path) {
-  const char *slash = strrchr(path, '/');
-  char dir[4096];
-  if (slash == NULL)
-    snprintf(dir, sizeof dir, ".");
-  else if (snprintf(dir, sizeof dir, "%.*s", (int)(slash - path + 1), path) >=
-           (int)sizeof dir)
-    return;
+  char dir[PATH_MAX];
+  if (dir_of(path, dir, sizeof dir) != 0) return;
   int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   if (fd < 0) return;
   fsync(fd);
@@ -832,7 +978,8 @@ int pf_npy_fill(const char *path, pf_dtype dtype, int ndim,
   static const pf_fill_options defaults = PF_FILL_OPTIONS_DEFAULTS;
   const pf_fill_options *o = options != NULL ? options : &defaults;
   if (path == NULL || kernel == NULL || path[0] == '\0' ||
-      (flags & ~(PF_NPY_FORCE | PF_NPY_BUFFERED)) != 0 || o->chunk < 0 || o->workers < 0 ||
+      (flags & ~(PF_NPY_FORCE | PF_NPY_BUFFERED | PF_NPY_NAMED_TEMP)) != 0 ||
+      o->chunk < 0 || o->workers < 0 ||
       (unsigned)o->schedule > PF_SCHEDULE_GUIDED)
     return pf__error_set(err, PF_EINVAL, -1, "invalid arguments");
   if (path[strlen(path) - 1] == '/')
@@ -853,7 +1000,9 @@ int pf_npy_fill(const char *path, pf_dtype dtype, int ndim,
                          (long long)INT64_MAX);
 
   /* Fail before any work when the name is taken (checked again, atomically,
-   * by the final no-replace rename). */
+   * by the final no-replace link or rename) or could never be bound. */
+  rc = check_name(path, err);
+  if (rc != 0) return rc;
   struct stat st;
   if (lstat(path, &st) == 0) {
     if (!(flags & PF_NPY_FORCE))
@@ -866,32 +1015,19 @@ int pf_npy_fill(const char *path, pf_dtype dtype, int ndim,
                            "regular files are replaced)", path);
   }
 
-  size_t cap = strlen(path) + 32;
-  char *tmp = malloc(cap);
-  if (tmp == NULL) return pf__error_set(err, PF_ENOMEM, -1, "out of memory");
-  int fd = -1, dfd = -1;
-  for (int attempt = 0; attempt < 100 && fd < 0; attempt++) {
-    if (temp_name(path, tmp, cap) != 0) {
-      rc = pf__error_set(err, PF_EINVAL, -1, "path too long");
-      goto fail_name;
-    }
-    fd = open(tmp, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
-    if (fd < 0 && errno != EEXIST && errno != EINTR) break;
-  }
-  if (fd < 0) {
-    rc = pf__error_sys(err, io_code(errno), errno,
-                       "cannot create a temporary file next to '%s'", path);
-    goto fail_name;
-  }
+  npy_temp t;
+  int dfd = -1;
+  rc = temp_create(&t, path, flags, err);
+  if (rc != 0) goto fail;
 
   int64_t file_bytes = (int64_t)header_len + data_bytes;
   int e;
-  do e = fallocate(fd, 0, 0, (off_t)file_bytes) == 0 ? 0 : errno;
+  do e = fallocate(t.fd, 0, 0, (off_t)file_bytes) == 0 ? 0 : errno;
   while (e == EINTR);
   if (e == EOPNOTSUPP || e == ENOSYS) {
     /* No reservation on this filesystem: a full disk then shows up as a
      * failed write during the fill instead. */
-    e = ftruncate(fd, (off_t)file_bytes) == 0 ? 0 : errno;
+    e = ftruncate(t.fd, (off_t)file_bytes) == 0 ? 0 : errno;
   }
   if (e != 0) {
     rc = pf__error_sys(err, io_code(e), e,
@@ -899,8 +1035,10 @@ int pf_npy_fill(const char *path, pf_dtype dtype, int ndim,
                        (long long)file_bytes, path);
     goto fail;
   }
-  if (!(flags & PF_NPY_BUFFERED)) dfd = open_direct(tmp, fd);
-  npy_job job = {.fd = fd, .dfd = dfd, .kernel = kernel, .ctx = ctx,
+  if (!(flags & PF_NPY_BUFFERED))
+    dfd = open_direct(t.named ? t.name : t.proc, t.fd);
+
+  npy_job job = {.fd = t.fd, .dfd = dfd, .kernel = kernel, .ctx = ctx,
                  .itemsize = pf_dtype_size(dtype), .size = size,
                  .header = header, .header_len = (int64_t)header_len,
                  .file_bytes = file_bytes, .user = o};
@@ -921,33 +1059,26 @@ int pf_npy_fill(const char *path, pf_dtype dtype, int ndim,
     close(dfd);
     dfd = -1;
   }
-  if (fsync(fd) != 0) {
+  if (fsync(t.fd) != 0) {
     rc = pf__error_sys(err, io_code(errno), errno, "cannot write '%s'", path);
     goto fail;
   }
-  if (close(fd) != 0) {
-    fd = -1;
-    rc = pf__error_sys(err, io_code(errno), errno, "cannot write '%s'", path);
-    goto fail;
-  }
-  fd = -1;
-  if (publish(tmp, path, flags) != 0) {
+  /* Published while still open: an unnamed file is linked through its
+   * descriptor. Write errors were all reported by fsync. */
+  if (temp_publish(&t, path, flags) != 0) {
     e = errno;
     rc = e == EEXIST ? pf__error_set(err, PF_EEXIST, -1, "'%s' exists", path)
-                     : pf__error_sys(err, PF_EIO, e, "cannot rename to '%s'",
+                     : pf__error_sys(err, PF_EIO, e, "cannot create '%s'",
                                      path);
     goto fail;
   }
   sync_dir(path);
-  free(tmp);
+  temp_discard(&t);
   return 0;
 
 fail:
   if (dfd >= 0) close(dfd);
-  if (fd >= 0) close(fd);
-  unlink(tmp);
-fail_name:
-  free(tmp);
+  temp_discard(&t);
   return rc;
 }
 

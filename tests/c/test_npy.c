@@ -182,9 +182,12 @@ static void test_header_round_trip(void **state) {
         case 1: v = (int64_t)(rng_next() % 100000); break;
         default: v = (int64_t)(rng_next() % 8); break;
       }
-      if (has_zero) v = (d == 0) ? 0 : (int64_t)(rng_next() >> 1);
-      if (!has_zero && v > 1 && budget / v < 1) v = 1;
-      if (!has_zero && v > 0) budget /= v;
+      /* A zero axis excuses no other (NumPy's rule): the nonzero ones
+       * still multiply within the budget, however large they are. */
+      if (has_zero && d == 0) v = 0;
+      if (has_zero && d > 0 && rng_next() % 2) v = (int64_t)(rng_next() >> 1);
+      if (v > 1 && budget / v < 1) v = budget > 0 ? budget : 1;
+      if (v > 0) budget /= v;
       h.shape[d] = v;
     }
     unsigned char buf[PF_NPY_HEADER_MAX];
@@ -209,17 +212,34 @@ static void test_header_round_trip(void **state) {
 
 static void test_header_longest(void **state) {
   (void)state;
-  /* 32 axes of 19 digits (a zero axis keeps the size valid). */
-  pf_npy_header h = {.dtype = PF_CLONGDOUBLE, .ndim = PF_MAX_DIMS};
+  /* 32 axes of 19 digits: no shape NumPy can load (a zero axis excuses
+   * nothing), so refused both ways -- but the writer's buffer would hold it
+   * and the reader parses it before refusing. */
+  pf_npy_header h = {.dtype = PF_BOOL, .ndim = PF_MAX_DIMS};
   h.shape[0] = 0;
   for (int d = 1; d < PF_MAX_DIMS; d++) h.shape[d] = INT64_MAX;
   unsigned char buf[PF_NPY_HEADER_MAX];
   size_t len;
+  pf_error err;
+  assert_int_equal(pf_npy_header_write(&h, buf, sizeof buf, &len, &err),
+                   PF_EOVERFLOW);
+  char dict[PF_NPY_HEADER_MAX];
+  int n = snprintf(dict, sizeof dict,
+                   "{'descr': '|b1', 'fortran_order': False, 'shape': (0");
+  for (int d = 1; d < PF_MAX_DIMS; d++)
+    n += snprintf(dict + n, sizeof dict - (size_t)n, ", %lld",
+                  (long long)INT64_MAX);
+  snprintf(dict + n, sizeof dict - (size_t)n, "), }");
+  assert_true(strlen(dict) + 10 + 22 < PF_NPY_HEADER_MAX);
+  assert_int_equal(read_rc(dict, NULL), PF_EFORMAT);
+  /* The longest loadable one: 32 axes, one of INT64_MAX bools. */
+  for (int d = 0; d < PF_MAX_DIMS; d++)
+    h.shape[d] = d == 5 ? INT64_MAX / 2 : 1;
   write_ok(&h, buf, &len);
   assert_true(len <= PF_NPY_HEADER_MAX);
   pf_npy_header back;
   assert_int_equal(pf_npy_header_read(buf, len, &back, NULL), 0);
-  assert_int_equal(back.shape[31], INT64_MAX);
+  assert_int_equal(back.shape[5], INT64_MAX / 2);
 }
 
 static void test_header_write_errors(void **state) {
@@ -259,6 +279,57 @@ static void test_header_write_errors(void **state) {
   bad.shape[0] = bad.shape[1] = INT64_MAX / 4;
   assert_int_equal(pf_npy_header_write(&bad, buf, sizeof buf, &len, &err),
                    PF_EOVERFLOW);
+}
+
+/* NumPy's size rule (numpy.empty): item size times every nonzero axis
+ * within INT64_MAX, a zero axis excusing nothing -- for writing and reading
+ * alike, so parfill neither writes nor accepts what numpy.load refuses. */
+static void test_header_numpy_size_rule(void **state) {
+  (void)state;
+  static const struct {
+    pf_dtype dtype;
+    int ndim;
+    int64_t shape[3];
+    int ok;
+  } cases[] = {
+      {PF_UINT8, 2, {0, INT64_MAX}, 1},      /* numpy.empty accepts it */
+      {PF_FLOAT64, 2, {0, INT64_MAX}, 0},    /* 8 * (2**63 - 1) */
+      {PF_FLOAT64, 2, {INT64_MAX, 0}, 0},
+      {PF_UINT8, 3, {0, INT64_C(1) << 60, 16}, 0},
+      {PF_UINT8, 3, {0, INT64_C(1) << 59, 15}, 1},
+      {PF_FLOAT64, 2, {0, INT64_C(1) << 59}, 1},
+      {PF_FLOAT64, 2, {0, INT64_C(1) << 60}, 0},
+      {PF_COMPLEX128, 3, {0, 0, INT64_C(1) << 58}, 1},
+      {PF_COMPLEX128, 3, {0, 0, INT64_C(1) << 59}, 0},
+  };
+  for (size_t c = 0; c < PF_ARRAY_LEN(cases); c++) {
+    unsigned char buf[PF_NPY_HEADER_MAX];
+    size_t len;
+    pf_error err;
+    pf_npy_header h = {.dtype = cases[c].dtype, .ndim = cases[c].ndim};
+    memcpy(h.shape, cases[c].shape, sizeof cases[c].shape);
+    int rc = pf_npy_header_write(&h, buf, sizeof buf, &len, &err);
+    if (rc != (cases[c].ok ? 0 : PF_EOVERFLOW))
+      fail_msg("case %zu: %d, %s", c, rc, err.message);
+    /* The same header, written by hand where we refuse to: read. */
+    char dict[512];
+    int n = snprintf(dict, sizeof dict, "{'descr': '%s', 'fortran_order': "
+                     "False, 'shape': (", pf_dtype_name(cases[c].dtype)
+                     [0] == 'u' ? "|u1" : cases[c].dtype == PF_FLOAT64
+                     ? "<f8" : "<c16");
+    for (int d = 0; d < cases[c].ndim; d++)
+      n += snprintf(dict + n, sizeof dict - (size_t)n, "%lld, ",
+                    (long long)cases[c].shape[d]);
+    snprintf(dict + n, sizeof dict - (size_t)n, "), }");
+    pf_npy_header r;
+    rc = read_rc(dict, &r);
+
+    assert_int_equal(rc, cases[c].ok ? 0 : PF_EFORMAT);
+    if (cases[c].ok) {
+      assert_int_equal(r.dtype, cases[c].dtype);
+      assert_int_equal(r.shape[1], cases[c].shape[1]);
+    }
+  }
 }
 
 /* What NumPy's reader accepts (ast.literal_eval) beyond what it writes. */
@@ -761,7 +832,7 @@ static void test_fill_io_errors(void **state) {
                                &err),
                    PF_EINVAL);
   assert_int_equal(pf_npy_fill(path, PF_FLOAT64, 1, shape, pattern_kernel, &k,
-                               NULL, 4, &err),
+                               NULL, 8, &err),
                    PF_EINVAL);
   assert_int_equal(pf_npy_fill(path, PF_DTYPE_COUNT, 1, shape, pattern_kernel,
                                &k, NULL, 0, &err),
@@ -794,6 +865,140 @@ static void test_fill_io_errors(void **state) {
   assert_true(WIFEXITED(status));
   assert_int_equal(WEXITSTATUS(status), 0);
   assert_int_equal(count_entries(dir), 0);
+  remove_dir(dir);
+}
+
+/* Progress callback that counts the directory's entries while writing. */
+typedef struct dir_watch {
+  const char *dir;
+  int max_entries, min_entries, calls;
+} dir_watch;
+
+static int watch_progress(void *ctx, int64_t done, int64_t total) {
+  dir_watch *w = ctx;
+  (void)done;
+  (void)total;
+  int n = count_entries(w->dir);
+  if (w->calls++ == 0 || n > w->max_entries) w->max_entries = n;
+  if (w->calls == 1 || n < w->min_entries) w->min_entries = n;
+  return 0;
+}
+
+/* The file being written is unnamed (O_TMPFILE) where the filesystem has
+ * it: nothing appears in the directory until the complete file is linked
+ * as `path`; PF_NPY_NAMED_TEMP makes it the hidden named file. With and
+ * without --force, the result is the same file. */
+static void test_fill_unnamed_and_named(void **state) {
+  (void)state;
+  char *dir = make_dir();
+  int fd = open(dir, O_TMPFILE | O_RDWR, 0600);
+  int has_tmpfile = fd >= 0;
+  if (fd >= 0) close(fd);
+  char path[4096];
+  snprintf(path, sizeof path, "%s/x.npy", dir);
+  int64_t shape[1] = {(int64_t)8 << 20}; /* 8 blocks of uint8 */
+  for (int named = 0; named <= 1; named++)
+    for (int force = 0; force <= 1; force++) {
+      if (force) {
+        int f = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+        assert_true(f >= 0);
+        close(f);
+      }
+      kctx k = {.itemsize = 1, .fail_at = -1, .max_count = 1 << 20};
+      dir_watch w = {.dir = dir};
+      pf_fill_options o = PF_FILL_OPTIONS_DEFAULTS;
+      o.workers = 2;
+      o.progress = watch_progress;
+      o.progress_ctx = &w;
+      o.progress_interval = 0.001;
+      pf_error err;
+      unsigned flags = (named ? PF_NPY_NAMED_TEMP : 0) |
+                       (force ? PF_NPY_FORCE : 0);
+      assert_int_equal(pf_npy_fill(path, PF_UINT8, 1, shape, slow_kernel, &k,
+                                   &o, flags, &err),
+                       0);
+      assert_true(w.calls >= 2);
+      /* While writing: the old file (force), plus the named temporary. */
+      int extra = named || !has_tmpfile;
+      assert_int_equal(w.max_entries, force + extra);
+      assert_int_equal(w.min_entries, force + extra);
+      assert_int_equal(count_entries(dir), 1);
+      check_file(path, PF_UINT8, 1, shape);
+      unlink(path);
+    }
+  remove_dir(dir);
+}
+
+/* A process killed (SIGKILL: no handler can run) in the middle of a fill
+ * leaves nothing when the file is unnamed; the named fallback leaves its
+ * hidden temporary file, as documented. */
+static int kill_self(void *ctx, int64_t done, int64_t total) {
+  (void)ctx;
+  (void)total;
+  if (done > 0) raise(SIGKILL);
+  return 0;
+}
+
+static void test_fill_killed_leaves_nothing(void **state) {
+  (void)state;
+  for (int named = 0; named <= 1; named++) {
+    char *dir = make_dir();
+    int fd = open(dir, O_TMPFILE | O_RDWR, 0600);
+    int has_tmpfile = fd >= 0;
+    if (fd >= 0) close(fd);
+    char path[4096];
+    snprintf(path, sizeof path, "%s/x.npy", dir);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+      int64_t shape[1] = {(int64_t)16 << 20};
+      kctx k = {.itemsize = 1, .fail_at = -1, .max_count = 1 << 20};
+      pf_fill_options o = PF_FILL_OPTIONS_DEFAULTS;
+      o.workers = 1;
+      o.progress = kill_self;
+      o.progress_interval = 0.001;
+      pf_npy_fill(path, PF_UINT8, 1, shape, slow_kernel, &k, &o,
+                  named ? PF_NPY_NAMED_TEMP : 0, NULL);
+      _exit(3); /* not killed: the test fails below */
+    }
+    int status;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_true(WIFSIGNALED(status));
+    assert_int_equal(WTERMSIG(status), SIGKILL);
+    assert_int_equal(count_entries(dir), named || !has_tmpfile ? 1 : 0);
+    remove_dir(dir);
+  }
+}
+
+/* A name the final link could never bind fails before any work: the
+ * temporary names are cut to fit, so only the end would notice. */
+static void test_fill_name_too_long(void **state) {
+  (void)state;
+  char *dir = make_dir();
+  char path[4096];
+  int n = snprintf(path, sizeof path, "%s/", dir);
+  memset(path + n, 'x', 256);
+  path[n + 256] = '\0';
+  int64_t shape[1] = {1000};
+  for (unsigned flags = 0; flags <= (PF_NPY_FORCE | PF_NPY_NAMED_TEMP);
+       flags++) {
+    if (flags & PF_NPY_BUFFERED) continue;
+    kctx k = {.itemsize = 8, .fail_at = -1, .max_count = 1 << 20};
+    pf_error err;
+    assert_int_equal(pf_npy_fill(path, PF_FLOAT64, 1, shape, pattern_kernel,
+                                 &k, NULL, flags, &err),
+                     PF_EIO);
+    assert_int_equal(err.sys_errno, ENAMETOOLONG);
+    assert_int_equal(atomic_load(&k.calls), 0);
+    assert_int_equal(count_entries(dir), 0);
+  }
+  /* 255 bytes is fine. */
+  path[n + 255] = '\0';
+  kctx k = {.itemsize = 8, .fail_at = -1, .max_count = 1 << 20};
+  assert_int_equal(pf_npy_fill(path, PF_FLOAT64, 1, shape, pattern_kernel, &k,
+                               NULL, 0, NULL),
+                   0);
+  check_file(path, PF_FLOAT64, 1, shape);
   remove_dir(dir);
 }
 
@@ -864,6 +1069,7 @@ int main(void) {
       cmocka_unit_test(test_header_round_trip),
       cmocka_unit_test(test_header_longest),
       cmocka_unit_test(test_header_write_errors),
+      cmocka_unit_test(test_header_numpy_size_rule),
       cmocka_unit_test(test_header_read_variants),
       cmocka_unit_test(test_header_unsupported_dtypes),
       cmocka_unit_test(test_header_malformed),
@@ -875,6 +1081,9 @@ int main(void) {
       cmocka_unit_test(test_fill_kernel_error),
       cmocka_unit_test(test_fill_progress_and_cancel),
       cmocka_unit_test(test_fill_io_errors),
+      cmocka_unit_test(test_fill_unnamed_and_named),
+      cmocka_unit_test(test_fill_killed_leaves_nothing),
+      cmocka_unit_test(test_fill_name_too_long),
       cmocka_unit_test(test_fill_expr),
   };
   return PF_RUN_TESTS(tests, NULL, NULL);

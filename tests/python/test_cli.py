@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import math
 import os
 import pty
 import re
@@ -268,6 +269,8 @@ def _caret_column(stderr, expr):
     ("i + k", 4, "'k'"),
     ("sin(i", 5, ""),
     ("2 ** (i - 5)", 2, "negative"),  # found while filling: int64 ** negative
+    ("", 0, "empty"),
+    ("   ", 3, "empty"),
 ])
 def test_bad_expression(tmp_path, expr, column, words):
     out = tmp_path / "x.npy"
@@ -336,6 +339,129 @@ def test_missing_directory(tmp_path):
     assert listing(tmp_path) == []
 
 
+@pytest.mark.parametrize("name", ["x" * 256, "y" * 300 + ".npy"])
+@pytest.mark.parametrize("force", [False, True])
+def test_name_too_long_fails_before_any_work(tmp_path, name, force):
+    t0 = time.perf_counter()
+    r = run(*SLOW_ARGS, "-o", tmp_path / name, *(["--force"] if force else []))
+    assert r.returncode == 1, r.stderr
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and "File name too long" in lines[0], r.stderr
+    assert time.perf_counter() - t0 < 2  # not after seconds of work
+    assert listing(tmp_path) == []
+
+
+def test_uncreatable_paths_fail_before_any_work(tmp_path):
+    (tmp_path / "file").write_bytes(b"")
+    for out, words in ((tmp_path / "no" / "x.npy", "No such file or directory"),
+                       (tmp_path / "file" / "x.npy", "Not a directory"),
+                       (tmp_path / ("d" * 256) / "x.npy", "File name too long")):
+        t0 = time.perf_counter()
+        r = run(*SLOW_ARGS, "-o", out)
+        assert r.returncode == 1, r.stderr
+        lines = r.stderr.strip().splitlines()
+        assert len(lines) == 1 and words in lines[0], r.stderr
+        assert time.perf_counter() - t0 < 2
+    assert listing(tmp_path) == ["file"]
+
+
+def _numpy_accepts(shape, dtype):
+    try:
+        np.empty(shape, dtype)
+    except ValueError:
+        return False
+    except MemoryError:
+        return True
+    return True
+
+
+@pytest.mark.parametrize("shape", [(0, 2**63 - 1), (2**63 - 1, 0), (0, 2**62),
+                                   (0, 2**60, 16), (2**61, 0, 4), (0, 2**31, 2**31),
+                                   (0, 2**59), (0, 2**60), (0, 0, 2**62)])
+@pytest.mark.parametrize("dtype", ["uint8", "float64", "complex128"])
+def test_shape_size_rule_is_numpys(tmp_path, shape, dtype):
+    """NumPy refuses a shape when the item size times its nonzero axis
+    lengths exceeds 2**63 - 1, even with a zero axis; parfill refuses
+    exactly those, and whatever it writes numpy.load reads."""
+    out = tmp_path / "x.npy"
+    r = run("fill", "i", "--shape", shape_arg(shape), "--dtype", dtype, "-o", out)
+    if _numpy_accepts(shape, dtype):
+        assert r.returncode == 0, r.stderr
+        a = load_both(out)
+        assert a.shape == shape and a.dtype == np.dtype(dtype)
+    else:
+        assert r.returncode == 2, r.stderr
+        assert "2**63 bytes" in r.stderr.splitlines()[0]
+        assert listing(tmp_path) == []
+
+
+@pytest.mark.parametrize("value,want", [
+    ("0x10", 16), ("0X1f", 31), ("0o17", 15), ("0b101", 5), ("1_000", 1000),
+    ("0x_ff", 255), ("-0x10", -16), ("+7", 7), ("0", 0), ("00", 0), ("0_0", 0),
+    ("9223372036854775807", 2**63 - 1), ("-9223372036854775808", -2**63),
+    ("-0b1", -1), ("1_0.5", 10.5), ("1e3", 1000.0), ("2.5", 2.5), (".5", 0.5),
+    ("5.", 5.0), ("1_0e1_0", 1e11), ("inf", math.inf), ("-Infinity", -math.inf),
+    ("True", True), ("False", False),
+])
+def test_define_takes_python_literals(tmp_path, value, want):
+    """-D values read as Python reads the literal: integers (any base, with
+    underscores) stay integers -- the expression computes in int64."""
+    out = tmp_path / "x.npy"
+    dtype = "int64" if isinstance(want, int) else "float64"
+    r = run("fill", "a + i * 0", "-D", f"a={value}", "--shape", "2", "--dtype", dtype,
+            "-o", out)
+    assert r.returncode == 0, r.stderr
+    assert np.load(out).tolist() == [want, want]
+    # The same parameter from Python: the same value and type.
+    assert np.array_equal(parfill.populate("a + i * 0", 2, np.dtype(dtype),
+                                           params={"a": eval(value.replace("Infinity", "inf"),
+                                                             {"inf": math.inf})}),
+                          np.load(out))
+
+
+def test_define_integer_stays_an_integer(tmp_path):
+    """0x10 used to be read as a float: a // 3 must be integer floor division
+    and the result int64-exact for large values."""
+    out = tmp_path / "x.npy"
+    r = run("fill", "a - 1 + i", "-D", "a=0x7fff_ffff_ffff_ffff", "--shape", "1",
+            "--dtype", "int64", "-o", out)
+    assert r.returncode == 0, r.stderr
+    assert np.load(out).tolist() == [2**63 - 2]
+
+
+@pytest.mark.parametrize("value,words", [
+    ("99999999999999999999", "does not fit in int64"),
+    ("9223372036854775808", "does not fit in int64"),
+    ("-9223372036854775809", "does not fit in int64"),
+    ("0x10000000000000000", "does not fit in int64"),
+    ("1" + "0" * 40, "does not fit in int64"),
+    ("010", "leading zeros"),
+    ("1__0", "not an integer"), ("_1", "not an integer"), ("1_", "not an integer"),
+    ("0x", "not an integer"), ("0b2", "not an integer"), ("0x1p3", "not an integer"),
+    ("1e999", "out of range"), ("nan(1)", "not an integer"), ("1e", "not an integer"),
+    ("", "not an integer"), (" 1", "not an integer"), ("0o8", "not an integer"),
+])
+def test_define_bad_values_are_usage_errors(tmp_path, value, words):
+    r = run("fill", "a + i", "-D", f"a={value}", "--shape", "2", "-o", tmp_path / "x.npy")
+    assert r.returncode == 2, r.stderr
+    first = r.stderr.splitlines()[0]
+    assert words in first and "-D a" in first, r.stderr  # names the parameter
+    assert "usage:" in r.stderr
+    assert listing(tmp_path) == []
+
+
+def test_seed_takes_python_literals(tmp_path):
+    seed = 2**127 + 2**64 + 5
+    out = tmp_path / "u.npy"
+    r = run("fill", "uniform()", "--shape", "100", "-D", f"seed={hex(seed)}", "-o", out)
+    assert r.returncode == 0, r.stderr
+    want = np.random.Generator(np.random.Philox(key=seed)).random(100)
+    assert np.array_equal(np.load(out), want)
+    r = run("fill", "uniform()", "--shape", "10", "-D", f"seed={hex(2**128)}", "-o",
+            tmp_path / "v.npy")
+    assert r.returncode == 2 and "2**128" in r.stderr
+
+
 @contextlib.contextmanager
 def _world_dir():
     """A directory that an unprivileged user may enter but not write."""
@@ -350,12 +476,20 @@ def _world_dir():
 
 
 def test_no_permission():
-    with _world_dir() as d:
+    with _world_dir() as d, _world_dir() as bindir:
         out = d / "x.npy"
         if os.geteuid() == 0:
-            # root may write anywhere: run as nobody (binary and path are
-            # world-readable) in a root-owned 0755 directory.
-            r = run("fill", "i", "--shape", "10", "-o", out, user=65534, group=65534)
+            # root may write anywhere: run as nobody in a root-owned 0755
+            # directory. The checkout's own directories may be closed to
+            # nobody (a clone under `mktemp -d` or /root), so nobody runs a
+            # copy of the binary (linked statically with libparfill) from a
+            # world-readable directory, with cwd "/".
+            exe = bindir / "parfill"
+            shutil.copy2(PARFILL, exe)
+            os.chmod(exe, 0o755)
+            r = subprocess.run([str(exe), "fill", "i", "--shape", "10", "-o", str(out)],
+                               capture_output=True, text=True, timeout=120, cwd="/",
+                               user=65534, group=65534, extra_groups=[])
         else:
             os.chmod(d, 0o555)
             r = run("fill", "i", "--shape", "10", "-o", out)
@@ -444,40 +578,162 @@ def test_read_only_filesystem():
 # ---------------------------------------------------------------- signals
 
 SLOW_EXPR = " + ".join(f"sin(i*0.001 + {k})" for k in range(300))
+# About 7 s of work on one worker here: a signal lands in the middle of it.
+SLOW_ARGS = ["fill", SLOW_EXPR, "--shape", "10000000", "--dtype", "float32",
+             "--workers", "1"]
 
 
-def _wait_for_temp_file(d, proc, timeout=20.0):
+def _default_signals():
+    """The child starts with default dispositions for the signals the tests
+    send: a suite started with SIGINT ignored (nohup, a background job) would
+    pass that on, and parfill rightly keeps an inherited SIG_IGN."""
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGUSR1,
+                signal.SIGALRM, signal.SIGPIPE):
+        signal.signal(sig, signal.SIG_DFL)
+
+
+def _start(args, env=None, **kw):
+    return subprocess.Popen([str(PARFILL), *map(str, args)], preexec_fn=_default_signals,
+                            env=env, **kw)
+
+
+def _wait_writing(d, proc, timeout=20.0):
+    """Until parfill holds a file open in directory d: the temporary file,
+    named or not (an O_TMPFILE shows as 'd/#123 (deleted)')."""
     deadline = time.monotonic() + timeout
+    prefix = str(d) + "/"
     while time.monotonic() < deadline:
-        if any(n.endswith(".tmp") for n in os.listdir(d)):
-            return
+        try:
+            fds = os.listdir(f"/proc/{proc.pid}/fd")
+        except FileNotFoundError:
+            fds = []
+        for fd in fds:
+            try:
+                if os.readlink(f"/proc/{proc.pid}/fd/{fd}").startswith(prefix):
+                    return
+            except OSError:
+                pass
         if proc.poll() is not None:
-            pytest.fail(f"parfill ended early: {proc.returncode} {proc.stderr.read()}")
+            pytest.fail(f"parfill ended early: {proc.returncode}")
         time.sleep(0.01)
-    pytest.fail("no temporary file appeared")
+    pytest.fail("parfill never opened a file in the directory")
 
 
-@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
-def test_interrupt_removes_temporary_file(tmp_path, sig):
-    out = tmp_path / "x.npy"
-    # Seconds of work on one worker: the signal lands in the middle of it.
-    proc = subprocess.Popen([str(PARFILL), "fill", SLOW_EXPR, "--shape", "10000000",
-                             "--dtype", "float32", "--workers", "1", "-o", str(out)],
-                            stderr=subprocess.PIPE, text=True)
+def _stop(proc):
+    if proc.poll() is None:
+        proc.kill()
+        proc.wait()
+
+
+def _env(named):
+    """named=True: the named temporary file (PARFILL_NAMED_TEMP=1), the path
+    taken where the filesystem has no O_TMPFILE; False: the default."""
+    env = dict(os.environ)
+    env.pop("PARFILL_NAMED_TEMP", None)
+    if named:
+        env["PARFILL_NAMED_TEMP"] = "1"
+    return env
+
+
+def _has_o_tmpfile(d):
     try:
-        _wait_for_temp_file(tmp_path, proc)
+        fd = os.open(d, os.O_TMPFILE | os.O_RDWR, 0o600)
+    except OSError:
+        return False
+    os.close(fd)
+    return True
+
+
+@pytest.mark.parametrize("named", [False, True], ids=["unnamed", "named"])
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP])
+def test_interrupt_removes_temporary_file(tmp_path, sig, named):
+    out = tmp_path / "x.npy"
+    proc = _start([*SLOW_ARGS, "-o", out], env=_env(named), stderr=subprocess.PIPE,
+                  text=True)
+    try:
+        _wait_writing(tmp_path, proc)
+        if named:
+            assert any(n.endswith(".tmp") for n in listing(tmp_path))
+        else:
+            assert listing(tmp_path) == []  # nothing visible while writing
         time.sleep(0.3)
         t0 = time.monotonic()
         proc.send_signal(sig)
         proc.wait(timeout=10)
         assert time.monotonic() - t0 < 2.0
+        assert proc.returncode == 130
+        assert "interrupted" in proc.stderr.read()
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-    assert proc.returncode == 130
-    assert "interrupted" in proc.stderr.read()
+        _stop(proc)
+    assert listing(tmp_path) == []  # hidden files included
+
+
+@pytest.mark.parametrize("named", [False, True], ids=["unnamed", "named"])
+@pytest.mark.parametrize("sig", [signal.SIGUSR1, signal.SIGUSR2, signal.SIGALRM,
+                                 signal.SIGRTMIN + 3])
+def test_terminating_signal_removes_file_and_ends_by_it(tmp_path, sig, named):
+    """Other catchable signals: the file is removed, then parfill dies of
+    the signal itself (the parent sees it killed by that signal)."""
+    out = tmp_path / "x.npy"
+    proc = _start([*SLOW_ARGS, "-o", out], env=_env(named), stderr=subprocess.PIPE)
+    try:
+        _wait_writing(tmp_path, proc)
+        time.sleep(0.3)
+        t0 = time.monotonic()
+        proc.send_signal(sig)
+        proc.wait(timeout=10)
+        assert time.monotonic() - t0 < 2.0
+        assert proc.returncode == -sig
+    finally:
+        _stop(proc)
     assert listing(tmp_path) == []
+
+
+def test_sigkill_leaves_nothing(tmp_path):
+    """The file is written unnamed (O_TMPFILE) and linked into place only
+    when complete: even an uncatchable kill leaves no file."""
+    if not _has_o_tmpfile(tmp_path):
+        pytest.skip("no O_TMPFILE on this filesystem (the named fallback is used)")
+    for force in (False, True):
+        out = tmp_path / "x.npy"
+        args = [*SLOW_ARGS, "-o", out] + (["--force"] if force else [])
+        proc = _start(args, env=_env(False), stderr=subprocess.DEVNULL)
+        try:
+            _wait_writing(tmp_path, proc)
+            time.sleep(0.3)
+            assert listing(tmp_path) == []
+            proc.send_signal(signal.SIGKILL)
+            proc.wait(timeout=10)
+            assert proc.returncode == -signal.SIGKILL
+        finally:
+            _stop(proc)
+        assert listing(tmp_path) == []
+
+
+@pytest.mark.parametrize("named", [False, True], ids=["unnamed", "named"])
+def test_progress_into_a_closed_pipe(tmp_path, named):
+    """`parfill fill ... --progress 2>&1 | head -c 20`: SIGPIPE is ignored and
+    the failed progress writes end the bar, not the fill: the file is
+    complete and nothing else is left."""
+    out = tmp_path / "x.npy"
+    args = ["fill", SLOW_EXPR, "--shape", "4000000", "--dtype", "float32",
+            "--workers", "1", "--progress", "-o", out]
+    proc = _start(args, env=_env(named), stderr=subprocess.PIPE)
+    try:
+        first = proc.stderr.read(20)  # the first bar line is mid-write
+        assert first.startswith(b"  0%") or first[:3].strip().isdigit(), first
+        proc.stderr.close()  # the reader goes away: later writes get EPIPE
+        time.sleep(0.2)
+        proc.send_signal(signal.SIGPIPE)  # an explicit one is ignored too
+        assert proc.wait(timeout=60) == 0
+    finally:
+        _stop(proc)
+    assert listing(tmp_path) == ["x.npy"]
+    a = load_both(out)
+    assert a.shape == (4000000,) and a.dtype == np.float32
+    for i in (0, 1234567, 3999999):  # values, spot-checked
+        ref = sum(math.sin(i * 0.001 + k) for k in range(300))
+        assert abs(float(a[i]) - ref) <= 1e-4 * max(1.0, abs(ref)), i
 
 
 # ---------------------------------------------------------------- progress
