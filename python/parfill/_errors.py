@@ -38,10 +38,14 @@ class ExpressionError(ValueError):
 
 
 class WorkerError(RuntimeError):
-    """A worker raised an exception that could not be sent back as itself.
+    """A worker raised an exception that could not be sent back as itself
+    (its class exists only in the worker, or it cannot be rebuilt).
 
-    ``type_name`` is the qualified name of the original type and ``text`` its
-    ``str()``.
+    The exception raised is then a subclass of both WorkerError and the
+    nearest base class of the original that the caller has (so ``except
+    ValueError:`` still catches a lost ValueError subclass), named like the
+    original class. ``type_name`` is the qualified name of the original type
+    and ``text`` its ``str()``.
     """
 
     def __init__(self, type_name: str, text: str):

@@ -40,6 +40,7 @@ _AUTO_CHUNK_SECONDS = 0.0002
 # must not overflow the C int counters).
 _MAX_RETRIES = 1 << 16
 _MAX_DIMS = 32
+_MAX_AXIS = (1 << 63) - 1
 # Vectorized calls get blocks of at most this many elements by default.
 _MAX_VECTOR_BLOCK = 1 << 20
 
@@ -219,6 +220,9 @@ def _resolve_shape(shape) -> tuple:
             ) from None
     if any(n < 0 for n in dims):
         raise ValueError(f"negative dimensions are not allowed: {dims}")
+    if any(n > _MAX_AXIS for n in dims):
+        raise ValueError(f"shape {dims}: an axis length must be at most "
+                         f"2**63 - 1")
     if len(dims) > _MAX_DIMS:
         raise ValueError(f"at most {_MAX_DIMS} dimensions are supported, "
                          f"not {len(dims)}")
