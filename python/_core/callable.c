@@ -1,6 +1,7 @@
 /*
  * callable.c -- fills from Python callables.
  *
+ * DESIGN
  * One loop computes the elements [start, stop) of a job: per element (a
  * vectorcall with the N-d index as Python ints, the result stored as
  * `a[idx] = value` stores it: PyArray_Pack, behind exact fast paths for
@@ -8,20 +9,51 @@
  * axis, the result stored as `a.reshape(-1)[start:stop] = result` stores it:
  * PyArray_CopyObject on a view). Three backends run that loop:
  *
- *   serial     on the caller's thread; with a time budget this is how `auto`
- *              measures the first elements before choosing;
+ *   serial     on the caller's thread, in chunks bounded in time (about 5 to
+ *              20 ms; vectorized: one call each) between which the timeout,
+ *              signals (Ctrl-C) and progress are checked; with a time budget
+ *              this is how `auto` measures the first elements;
  *   threads    on libparfill's pool, each block under the GIL (pays off when
  *              func releases it, e.g. NumPy work in vectorized mode);
  *   processes  in workers forked by a process team (pf_team_run), writing into
  *              the output, which the caller placed in MAP_SHARED memory.
  *
- * A failure in serial or threads keeps the exception object itself; in a
- * worker process it is packed by parfill._errors.pack_exception and travels in
- * the team's failure payload. parfill._errors.element_failed turns either into
- * the exception the caller sees, with a note naming the element and worker.
+ * Failures: as in the sequential loop, the exception of the lowest flat
+ * index wins, not the first in time. The serial/threads record keeps the
+ * lowest index (GIL-protected); threads report it to pf_fill
+ * (pf_fill_worker_fail) and the per-element loop stops at the fill's limit
+ * (pf_fill_worker_limit; processes: pf_team_worker_limit), so work past a
+ * failure stops while everything before it is finished. In a worker process
+ * the exception is packed by parfill._errors.pack_exception and travels in
+ * the team's failure payload. parfill._errors.element_failed turns either
+ * into the exception the caller sees, with a note naming the element and
+ * worker.
+ *
+ * Threads and early returns: a func that blocks for seconds must not delay
+ * a timeout or Ctrl-C. The job is on the heap, holds references to func and
+ * out, and is handed to pf_fill with a `release` hook, so pf_fill returns at
+ * once on a cancel or timeout while kernel calls still run on pool threads;
+ * the last of the job's two owners (caller, pool) frees it. Every store into
+ * out happens under the GIL right after checking the job's `canceled` flag,
+ * which the caller sets under the GIL before it returns: nothing is stored
+ * after the call returned. (pf_fill is therefore given a flat contiguous
+ * description of the job and the kernel writes through out's own strides:
+ * the pool's scratch copy for strided outputs would run without the GIL.)
+ * Pool threads still inside func get an asynchronous KeyboardInterrupt
+ * (PyThreadState_SetAsyncExc), which ends pure-Python loops; a pending one
+ * left unraised is cleared when func returns, so no later call sees it. At
+ * interpreter exit pool threads cannot take the GIL: backend "threads"
+ * raises RuntimeError then instead of hanging.
+ *
+ * Resizing out from func (out.resize(..., refcheck=False)) would free the
+ * memory being filled: the fill holds a weak reference to out (and to the
+ * `guard` array), and NumPy refuses to resize arrays that have one, so func's
+ * resize raises and is reported at its element.
  */
 #include "core.h"
 
+#include <stdatomic.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -31,19 +63,43 @@ static int in_worker_process;
 
 typedef struct job {
   PyObject *module;
-  PyObject *func;
-  PyArray_Descr *descr; /* out's dtype (borrowed) */
+  PyObject *func;       /* strong */
+  PyObject *out;        /* strong: kernels may outlive the call (threads) */
+  PyArray_Descr *descr; /* out's dtype (borrowed from out) */
   pf_array arr;         /* out's layout */
   int64_t size;
   int64_t offset;       /* process teams run [offset, size) as [0, size-offset) */
   int vectorized;
   size_t itemsize;
-  /* First failure in serial/threads; GIL-protected. */
+  /* Lowest failure in serial/threads; GIL-protected. */
   PyObject *exc;
   int64_t failed_index;
   int failed_worker;
   pfpy_waiter waiter;
+  /* Threads: owners (caller, pool), the cancel flag (written under the GIL)
+   * and, per worker, the thread inside func (0: none; GIL-protected). */
+  _Atomic int refs;
+  _Atomic int canceled;
+  int nthreads;
+  unsigned long *inside;
 } job;
+
+/* Where the per-element loop stops: a fill's or a team's limit. */
+typedef struct bound {
+  pf_fill_worker *fill;
+  pf_team_worker *team;
+} bound;
+
+/* The absolute flat index at and past which nothing need be computed. */
+static int64_t bound_limit(const job *j, const bound *b) {
+  if (b == NULL) return INT64_MAX;
+  if (b->fill != NULL) return pf_fill_worker_limit(b->fill);
+  if (b->team != NULL) {
+    int64_t limit = pf_team_worker_limit(b->team);
+    return limit == INT64_MAX ? INT64_MAX : limit + j->offset;
+  }
+  return INT64_MAX;
+}
 
 /* ------------------------------------------------------------- destinations */
 
@@ -118,7 +174,8 @@ static int store(const job *j, char *p, PyObject *value) {
   return PyArray_Pack(j->descr, p, value);
 }
 
-/* Records the pending exception as the job's failure at `index` (first wins). */
+/* Records the pending exception as the job's failure at `index`: the lowest
+ * index wins, as in a sequential loop. */
 static void record_failure(job *j, int64_t index, int worker) {
   PyObject *type, *value, *tb;
   PyErr_Fetch(&type, &value, &tb);
@@ -126,8 +183,8 @@ static void record_failure(job *j, int64_t index, int worker) {
   if (tb != NULL && value != NULL) PyException_SetTraceback(value, tb);
   Py_XDECREF(type);
   Py_XDECREF(tb);
-  if (j->exc == NULL && value != NULL) {
-    j->exc = value;
+  if (value != NULL && (j->exc == NULL || index < j->failed_index)) {
+    Py_XSETREF(j->exc, value);
     j->failed_index = index;
     j->failed_worker = worker;
   } else {
@@ -135,34 +192,54 @@ static void record_failure(job *j, int64_t index, int worker) {
   }
 }
 
+/* Threads: 1 once the caller has returned (checked under the GIL before
+ * every store and call). A pending asynchronous exception meant for this
+ * thread's func is dropped so that no later call sees it. */
+static int canceled(job *j) {
+  if (!atomic_load_explicit(&j->canceled, memory_order_relaxed)) return 0;
+  PyThreadState_SetAsyncExc(PyThread_get_thread_ident(), NULL);
+  PyErr_Clear();
+  return 1;
+}
+
+/* Threads: which thread is inside func for worker `worker` (0 when it left). */
+static void set_inside(job *j, int worker, unsigned long ident) {
+  if (j->inside != NULL && worker >= 0 && worker < j->nthreads)
+    j->inside[worker] = ident;
+}
+
 /* ------------------------------------------------------------ the loops */
 
-/* Per element. `block` is a contiguous destination for [start, stop), or NULL
- * to write into the array. Returns 0, or -1 with the failure recorded. */
+/* Per element, stopping at the bound's limit. `block` is a contiguous
+ * destination for [start, stop), or NULL to write into the array. Returns 0,
+ * or -1 with the failure recorded and its index in *failed. */
 static int run_elements(job *j, int64_t start, int64_t stop, char *block,
-                        int worker) {
+                        int worker, const bound *b, int64_t *failed) {
   const int ndim = j->arr.ndim;
   cursor c;
   cursor_init(&c, &j->arr, start, block, j->itemsize);
   PyObject *argv[PF_MAX_DIMS + 1] = {NULL};
   PyObject **args = argv + 1; /* argv[0] is scratch for the callee */
+  const unsigned long ident = j->inside != NULL ? PyThread_get_thread_ident() : 0;
   int rc = 0;
+  int64_t k = start;
   for (int d = 0; d < ndim; d++) {
     args[d] = PyLong_FromLongLong(c.index[d]);
-    if (args[d] == NULL) {
-      record_failure(j, start, worker);
-      rc = -1;
-      goto done;
-    }
+    if (args[d] == NULL) goto fail;
   }
   const size_t nargs = (size_t)ndim | PY_VECTORCALL_ARGUMENTS_OFFSET;
-  for (int64_t k = start; k < stop; k++) {
+  for (; k < stop; k++) {
+    if (k >= bound_limit(j, b) || canceled(j)) break;
+    set_inside(j, worker, ident);
     PyObject *value = PyObject_Vectorcall(j->func, args, nargs, NULL);
+    set_inside(j, worker, 0);
+    if (canceled(j)) { /* the caller returned: store nothing */
+      Py_XDECREF(value);
+      break;
+    }
     if (value == NULL || store(j, c.ptr, value) < 0) {
       Py_XDECREF(value);
-      record_failure(j, k, worker);
-      rc = -1;
-      goto done;
+      goto fail;
     }
     Py_DECREF(value);
     if (k + 1 == stop) break;
@@ -170,12 +247,16 @@ static int run_elements(job *j, int64_t start, int64_t stop, char *block,
     for (int d = cursor_next(&c); d < ndim; d++) {
       Py_SETREF(args[d], PyLong_FromLongLong(c.index[d]));
       if (args[d] == NULL) {
-        record_failure(j, k + 1, worker);
-        rc = -1;
-        goto done;
+        k++;
+        goto fail;
       }
     }
   }
+  goto done;
+fail:
+  record_failure(j, k, worker);
+  *failed = k;
+  rc = -1;
 done:
   for (int d = 0; d < ndim; d++) Py_XDECREF(args[d]);
   return rc;
@@ -191,9 +272,9 @@ static PyObject *block_view(const job *j, char *p, npy_intp count) {
   return view;
 }
 
-/* One vectorized call for [start, stop). */
+/* One vectorized call for [start, stop) (returns as run_elements). */
 static int run_block(job *j, int64_t start, int64_t stop, char *block,
-                     int worker) {
+                     int worker, const bound *b, int64_t *failed) {
   const int ndim = j->arr.ndim;
   npy_intp count = (npy_intp)(stop - start);
   PyObject *argv[PF_MAX_DIMS + 1] = {NULL};
@@ -201,6 +282,7 @@ static int run_block(job *j, int64_t start, int64_t stop, char *block,
   PyObject *result = NULL, *target = NULL;
   int contiguous = block != NULL || pf_array_is_contiguous(&j->arr);
   int rc = -1;
+  if (start >= bound_limit(j, b) || canceled(j)) return 0;
   for (int d = 0; d < ndim; d++) {
     args[d] = PyArray_SimpleNew(1, &count, NPY_INT64);
     if (args[d] == NULL) goto done;
@@ -212,9 +294,16 @@ static int run_block(job *j, int64_t start, int64_t stop, char *block,
       ((int64_t *)PyArray_DATA((PyArrayObject *)args[d]))[k] = c.index[d];
     cursor_next(&c);
   }
+  const unsigned long ident = j->inside != NULL ? PyThread_get_thread_ident() : 0;
+  set_inside(j, worker, ident);
   result = PyObject_Vectorcall(j->func, args,
                                (size_t)ndim | PY_VECTORCALL_ARGUMENTS_OFFSET,
                                NULL);
+  set_inside(j, worker, 0);
+  if (canceled(j)) { /* the caller returned: store nothing */
+    rc = 0;
+    goto done;
+  }
   if (result == NULL) goto done;
   if (contiguous) {
     char *p = block != NULL ? block
@@ -237,7 +326,10 @@ static int run_block(job *j, int64_t start, int64_t stop, char *block,
   }
   rc = 0;
 done:
-  if (rc < 0) record_failure(j, start, worker);
+  if (rc < 0) {
+    record_failure(j, start, worker);
+    *failed = start;
+  }
   Py_XDECREF(result);
   Py_XDECREF(target);
   for (int d = 0; d < ndim; d++) Py_XDECREF(args[d]);
@@ -245,53 +337,137 @@ done:
 }
 
 static int run_range(job *j, int64_t start, int64_t stop, char *block,
-                     int worker) {
-  return j->vectorized ? run_block(j, start, stop, block, worker)
-                       : run_elements(j, start, stop, block, worker);
+                     int worker, const bound *b, int64_t *failed) {
+  return j->vectorized ? run_block(j, start, stop, block, worker, b, failed)
+                       : run_elements(j, start, stop, block, worker, b, failed);
 }
 
 /* ---------------------------------------------------------------- serial */
 
 /* Runs [start, size) in chunks on this thread until done, a failure, a
  * signal, the timeout or (budget > 0) the time budget; returns the next index
- * or -1 with an exception set. */
+ * or -1 with an exception set. Per-element chunks are cut into steps of 5 to
+ * 20 ms (as few as one element) so that the checks run often whatever
+ * `chunk` says; a vectorized chunk is one call. */
 static int64_t fill_serial(job *j, int64_t start, int64_t chunk,
                            double budget) {
   double t0 = pfpy_monotonic();
+  int64_t step = j->vectorized || chunk < 16 ? chunk : 16;
   while (start < j->size) {
-    int64_t stop = j->size - start < chunk ? j->size : start + chunk;
-    if (run_range(j, start, stop, NULL, 0) < 0) return -1;
+    int64_t stop = j->size - start < step ? j->size : start + step;
+    double t1 = pfpy_monotonic();
+    int64_t failed;
+    if (run_range(j, start, stop, NULL, 0, NULL, &failed) < 0) return -1;
     start = stop;
+    double now = pfpy_monotonic();
+    if (!j->vectorized) {
+      if (now - t1 < 0.005 && step < chunk)
+        step = chunk / 2 < step ? chunk : 2 * step;
+      else if (now - t1 > 0.02 && step > 1)
+        step /= 2;
+    }
     int rc = pfpy_waiter_check(&j->waiter, start, j->size);
     if (rc != 0) {
       if (rc == PF_ETIMEDOUT) pfpy_raise(j->module, rc, NULL);
       return -1;
     }
-    if (budget > 0 && pfpy_monotonic() - t0 > budget) break;
+    if (budget > 0 && now - t0 > budget) break;
   }
   return start;
 }
 
 /* --------------------------------------------------------------- threads */
 
+#if PY_VERSION_HEX >= 0x030D0000
+#define pfpy_is_finalizing() Py_IsFinalizing()
+#else
+#define pfpy_is_finalizing() _Py_IsFinalizing()
+#endif
+
+/* Frees the job with the GIL held. */
+static void job_free(job *j) {
+  Py_XDECREF(j->func);
+  Py_XDECREF(j->out);
+  Py_XDECREF(j->exc);
+  free(j->inside);
+  free(j);
+}
+
+/* Drops one owner's reference; the last frees the job. `have_gil`: the
+ * caller holds the GIL. */
+static void job_unref(job *j, int have_gil) {
+  if (atomic_fetch_sub_explicit(&j->refs, 1, memory_order_acq_rel) != 1)
+    return;
+  if (have_gil) {
+    job_free(j);
+  } else if (!pfpy_is_finalizing()) {
+    PyGILState_STATE gil = PyGILState_Ensure();
+    job_free(j);
+    PyGILState_Release(gil);
+  } /* else: leaked -- at exit no thread may take the GIL */
+}
+
+static void job_release(void *ctx) { job_unref(ctx, 0); }
+
+/* The kernel ignores `out`: pf_fill sees a flat contiguous description and
+ * the loop writes through out's own strides, under the GIL (see DESIGN). */
 static int thread_kernel(void *ctx, int64_t start, int64_t count, void *out,
-                         int worker) {
+                         pf_fill_worker *handle) {
+  (void)out;
   job *j = ctx;
+  if (atomic_load_explicit(&j->canceled, memory_order_relaxed) ||
+      start >= pf_fill_worker_limit(handle))
+    return 0;
+  int worker = pf_fill_worker_id(handle);
+  bound b = {.fill = handle};
+  int64_t failed = -1;
   PyGILState_STATE gil = PyGILState_Ensure();
-  int failed = j->exc != NULL || run_range(j, start, start + count, out, worker);
+  int rc = run_range(j, start, start + count, NULL, worker, &b, &failed);
   PyGILState_Release(gil);
-  return failed ? PF_EKERNEL : 0;
+  if (rc == 0) return 0;
+  return pf_fill_worker_fail(handle, PF_EKERNEL, failed, NULL);
+}
+
+/* Called with the GIL once pf_fill returned early: later stores are off,
+ * and threads still inside func get a KeyboardInterrupt. */
+static void cancel_threads(job *j) {
+  atomic_store_explicit(&j->canceled, 1, memory_order_relaxed);
+  for (int w = 0; w < j->nthreads; w++)
+    if (j->inside[w] != 0)
+      PyThreadState_SetAsyncExc(j->inside[w], PyExc_KeyboardInterrupt);
 }
 
 static int fill_threads(job *j, int workers, pf_schedule schedule,
-                        int64_t chunk) {
-  pf_fill_options o =
-      pfpy_pool_options(&j->waiter, workers, schedule, chunk);
+                        int64_t chunk, double timeout) {
+  if (pfpy_is_finalizing()) {
+    PyErr_SetString(PyExc_RuntimeError,
+                    "parfill: backend='threads' cannot run while the "
+                    "interpreter is shutting down (e.g. from __del__ at "
+                    "exit): its threads could never take the GIL; use "
+                    "backend='serial'");
+    return -1;
+  }
+  pf_fill_options o = pfpy_pool_options(&j->waiter, workers, schedule, chunk);
+  o.timeout = timeout; /* also seen by a fill that runs on this thread */
+  o.release = job_release;
+  pf_array flat = {.data = j->arr.data, .dtype = j->arr.dtype, .ndim = 1};
+  flat.shape[0] = j->size;
+  flat.strides[0] = (int64_t)j->itemsize;
+  j->nthreads = pf_fill_workers(&o, j->size);
+  j->inside = calloc((size_t)(j->nthreads > 0 ? j->nthreads : 1),
+                     sizeof *j->inside);
+  if (j->inside == NULL) {
+    PyErr_NoMemory();
+    return -1;
+  }
   pf_error err = {0};
+  atomic_store(&j->refs, 2); /* this call and the pool */
   pfpy_waiter_release(&j->waiter);
-  int rc = pf_fill(&j->arr, thread_kernel, j, &o, &err);
+  int rc = pf_fill(&flat, thread_kernel, j, &o, &err);
   pfpy_waiter_acquire(&j->waiter);
-  if (rc == 0 || rc == PF_EKERNEL || (rc == PF_ECANCELED && PyErr_Occurred()))
+  if (rc == PF_ECANCELED || rc == PF_ETIMEDOUT) cancel_threads(j);
+  if (rc == 0 || (rc == PF_EKERNEL && j->exc != NULL) ||
+      (rc == PF_ECANCELED && PyErr_Occurred()))
     return rc;
   pfpy_raise(j->module, rc, &err);
   return rc;
@@ -333,7 +509,10 @@ static int team_chunk(void *ctx, pf_team_worker *worker, int64_t start,
                       int64_t stop) {
   job *j = ctx;
   int id = pf_team_worker_id(worker);
-  if (run_range(j, j->offset + start, j->offset + stop, NULL, id) == 0)
+  bound b = {.team = worker};
+  int64_t failed = -1;
+  if (run_range(j, j->offset + start, j->offset + stop, NULL, id, &b,
+                &failed) == 0)
     return 0;
   PyObject *packed = NULL;
   if (j->exc != NULL) {
@@ -341,9 +520,9 @@ static int team_chunk(void *ctx, pf_team_worker *worker, int64_t start,
     packed = PyObject_CallOneArg(state->pack_exception, j->exc);
     PyErr_Clear();
   }
+  /* The team counts from j->offset: report the index in its terms (the
+   * caller adds the offset back). */
   if (packed != NULL && PyBytes_Check(packed))
-    /* The team counts from j->offset: report the index in its terms (the
-     * caller adds the offset back). */
     pf_team_worker_fail(worker, j->failed_index - j->offset,
                         PyBytes_AS_STRING(packed),
                         (size_t)PyBytes_GET_SIZE(packed));
@@ -351,6 +530,22 @@ static int team_chunk(void *ctx, pf_team_worker *worker, int64_t start,
     pf_team_worker_fail(worker, j->failed_index - j->offset, NULL, 0);
   Py_XDECREF(packed);
   return PF_EKERNEL;
+}
+
+/* OSError(errno, message) for PF_ESYS -- the errno picks the subclass
+ * (BlockingIOError for EAGAIN), the message says what failed ("cannot fork
+ * worker 3 of 8: ..."); other codes as pfpy_raise. */
+static void raise_team_error(job *j, int rc, const pf_error *err) {
+  if (rc == PF_ESYS && err->sys_errno != 0) {
+    PyObject *e = PyObject_CallFunction(PyExc_OSError, "is", err->sys_errno,
+                                        err->message);
+    if (e != NULL) {
+      PyErr_SetObject((PyObject *)Py_TYPE(e), e);
+      Py_DECREF(e);
+    }
+    return;
+  }
+  pfpy_raise(j->module, rc, err);
 }
 
 static PyObject *optional_int(int64_t v, int present) {
@@ -393,6 +588,7 @@ static int fill_processes(job *j, int workers, pf_schedule schedule,
     Py_XDECREF(payload);
     Py_XDECREF(shape);
   } else if (rc == PF_EWORKER) {
+    int idle = report.chunk_start < 0;
     int held = report.chunk_start >= 0;
     PyObject *args[] = {
         PyLong_FromLong(report.worker), PyLong_FromLong(report.pid),
@@ -404,8 +600,14 @@ static int fill_processes(job *j, int workers, pf_schedule schedule,
     for (int a = 0; a < 6; a++) ok = ok && args[a] != NULL;
     if (ok) exc = PyObject_Vectorcall(state->worker_died, args, 6, NULL);
     for (int a = 0; a < 6; a++) Py_XDECREF(args[a]);
+    if (exc != NULL && idle) {
+      /* It held no chunk: the team's message says how often that happened. */
+      PyObject *r = PyObject_CallMethod(exc, "add_note", "s", err.message);
+      Py_XDECREF(r);
+      PyErr_Clear();
+    }
   } else {
-    pfpy_raise(j->module, rc, &err);
+    raise_team_error(j, rc, &err);
   }
   if (exc != NULL) {
     PyErr_SetObject((PyObject *)Py_TYPE(exc), exc);
@@ -418,20 +620,28 @@ done:
 
 /* ------------------------------------------------------------------ entry */
 
+/* A weak reference to `array` (None: none): NumPy refuses to resize arrays
+ * that have one. NULL with an exception set. */
+static PyObject *resize_guard(PyObject *array) {
+  if (array == NULL || array == Py_None) Py_RETURN_NONE;
+  return PyWeakref_NewRef(array, NULL);
+}
+
 PyObject *pfpy_fill_callable(PyObject *module, PyObject *args,
                              PyObject *kwargs) {
   static char *keywords[] = {"func", "out", "vectorized", "backend", "workers",
                              "schedule", "chunk", "start", "budget", "progress",
-                             "timeout", "retries", NULL};
+                             "timeout", "retries", "guard", NULL};
   PyObject *func, *out, *schedule_name = NULL, *progress = Py_None;
+  PyObject *guard = Py_None;
   const char *backend = "serial";
   int vectorized = 0, workers = 1, retries = 0;
   long long chunk = 0, start = 0;
   double budget = -1, timeout = -1;
   if (!PyArg_ParseTupleAndKeywords(
-          args, kwargs, "OO!|$psiOLLdOdi:fill_callable", keywords, &func,
+          args, kwargs, "OO!|$psiOLLdOdiO:fill_callable", keywords, &func,
           &PyArray_Type, &out, &vectorized, &backend, &workers, &schedule_name,
-          &chunk, &start, &budget, &progress, &timeout, &retries))
+          &chunk, &start, &budget, &progress, &timeout, &retries, &guard))
     return NULL;
   if (!PyCallable_Check(func)) {
     PyErr_Format(PyExc_TypeError, "func must be callable, not %.100s",
@@ -447,47 +657,65 @@ PyObject *pfpy_fill_callable(PyObject *module, PyObject *args,
                     "workers must be >= 1, chunk and retries >= 0");
     return NULL;
   }
-  job j = {.module = module, .func = func, .vectorized = vectorized};
-  j.descr = PyArray_DESCR((PyArrayObject *)out);
-  if (pfpy_array_describe((PyArrayObject *)out, &j.arr) < 0) return NULL;
-  j.itemsize = pf_dtype_size(j.arr.dtype);
-  j.size = PyArray_SIZE((PyArrayObject *)out);
-  if (start < 0 || start > j.size) {
-    PyErr_SetString(PyExc_ValueError, "start out of range");
-    return NULL;
-  }
-  j.offset = start;
-  int64_t remaining = j.size - start > 0 ? j.size - start : 1;
-  int rc;
-  int64_t next = j.size;
-  if (strcmp(backend, "serial") == 0) {
-    pfpy_waiter_init(&j.waiter, progress, timeout);
-    next = fill_serial(&j, start, chunk > 0 ? chunk : remaining, budget);
-    rc = next < 0 ? -1 : 0;
-  } else if (strcmp(backend, "threads") == 0) {
-    if (start != 0) {
-      PyErr_SetString(PyExc_ValueError, "threads fill from index 0");
-      return NULL;
-    }
-    pfpy_waiter_init(&j.waiter, progress, timeout);
-    rc = fill_threads(&j, workers, schedule, chunk);
-  } else if (strcmp(backend, "processes") == 0) {
-    pfpy_waiter_init(&j.waiter, progress, -1);
-    rc = fill_processes(&j, workers, schedule, chunk, retries, timeout);
-  } else {
+  int threads = strcmp(backend, "threads") == 0;
+  if (strcmp(backend, "serial") != 0 && !threads &&
+      strcmp(backend, "processes") != 0) {
     PyErr_Format(PyExc_ValueError, "unknown backend %s", backend);
     return NULL;
   }
-  if (j.exc != NULL && !PyErr_Occurred()) {
+  if (threads && start != 0) {
+    PyErr_SetString(PyExc_ValueError, "threads fill from index 0");
+    return NULL;
+  }
+  /* On the heap: a threads fill may leave kernels running past its return. */
+  job *j = calloc(1, sizeof *j);
+  if (j == NULL) return PyErr_NoMemory();
+  atomic_init(&j->refs, 1);
+  j->module = module;
+  Py_INCREF(func);
+  j->func = func;
+  Py_INCREF(out);
+  j->out = out;
+  j->vectorized = vectorized;
+  j->descr = PyArray_DESCR((PyArrayObject *)out);
+  PyObject *weak_out = NULL, *weak_guard = NULL, *result = NULL;
+  int rc = -1;
+  int64_t next = 0;
+  if (pfpy_array_describe((PyArrayObject *)out, &j->arr) < 0) goto done;
+  j->itemsize = pf_dtype_size(j->arr.dtype);
+  j->size = PyArray_SIZE((PyArrayObject *)out);
+  if (start < 0 || start > j->size) {
+    PyErr_SetString(PyExc_ValueError, "start out of range");
+    goto done;
+  }
+  weak_out = resize_guard(out);
+  weak_guard = weak_out != NULL ? resize_guard(guard) : NULL;
+  if (weak_guard == NULL) goto done;
+  j->offset = start;
+  int64_t remaining = j->size - start > 0 ? j->size - start : 1;
+  next = j->size;
+  if (strcmp(backend, "serial") == 0) {
+    pfpy_waiter_init(&j->waiter, progress, timeout);
+    next = fill_serial(j, start, chunk > 0 ? chunk : remaining, budget);
+    rc = next < 0 ? -1 : 0;
+  } else if (threads) {
+    pfpy_waiter_init(&j->waiter, progress, timeout);
+    rc = j->size == 0 ? 0 : fill_threads(j, workers, schedule, chunk, timeout);
+  } else {
+    pfpy_waiter_init(&j->waiter, progress, -1);
+    rc = fill_processes(j, workers, schedule, chunk, retries, timeout);
+  }
+  if (j->exc != NULL && !PyErr_Occurred()) {
     /* A failure in func (serial, threads): raise it with its note. */
     pfpy_state *state = pfpy_state_of(module);
-    PyObject *shape = PyTuple_New(j.arr.ndim);
+    PyObject *shape = PyTuple_New(j->arr.ndim);
     PyObject *exc = NULL;
     if (shape != NULL) {
-      for (int d = 0; d < j.arr.ndim; d++)
-        PyTuple_SET_ITEM(shape, d, PyLong_FromLongLong(j.arr.shape[d]));
-      exc = PyObject_CallFunction(state->element_failed, "OOLii", j.exc, shape,
-                                  (long long)j.failed_index, j.failed_worker, 0);
+      for (int d = 0; d < j->arr.ndim; d++)
+        PyTuple_SET_ITEM(shape, d, PyLong_FromLongLong(j->arr.shape[d]));
+      exc = PyObject_CallFunction(state->element_failed, "OOLii", j->exc, shape,
+                                  (long long)j->failed_index, j->failed_worker,
+                                  0);
       Py_DECREF(shape);
     }
     if (exc != NULL) {
@@ -495,9 +723,12 @@ PyObject *pfpy_fill_callable(PyObject *module, PyObject *args,
       Py_DECREF(exc);
     }
   }
-  Py_XDECREF(j.exc);
-  if (rc != 0 || PyErr_Occurred()) return NULL;
-  return PyLong_FromLongLong(next);
+  if (rc == 0 && !PyErr_Occurred()) result = PyLong_FromLongLong(next);
+done:
+  Py_XDECREF(weak_out);
+  Py_XDECREF(weak_guard);
+  job_unref(j, 1);
+  return result;
 }
 
 PyObject *pfpy_in_worker(PyObject *module, PyObject *unused) {

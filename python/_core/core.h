@@ -95,6 +95,7 @@ PyObject *pfpy_fill_native(PyObject *module, PyObject *args, PyObject *kwargs);
 PyObject *pfpy_fill_random(PyObject *module, PyObject *args, PyObject *kwargs);
 PyObject *pfpy_shared_empty(PyObject *module, PyObject *args, PyObject *kwargs);
 PyObject *pfpy_is_shared(PyObject *module, PyObject *arg);
+PyObject *pfpy_privatize(PyObject *module, PyObject *arg);
 PyObject *pfpy_in_worker(PyObject *module, PyObject *unused);
 
 #endif /* PARFILL_CORE_H */

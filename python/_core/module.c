@@ -230,7 +230,13 @@ static PyMethodDef core_methods[] = {
     {"shared_empty", (PyCFunction)(void (*)(void))pfpy_shared_empty,
      METH_VARARGS | METH_KEYWORDS,
      "shared_empty(shape, dtype) -> ndarray\n\n"
-     "A new uninitialised C-contiguous array in MAP_SHARED anonymous memory."},
+     "A new uninitialised C-contiguous array in MAP_SHARED memory (an "
+     "anonymous memfd; see privatize)."},
+    {"privatize", pfpy_privatize, METH_O,
+     "privatize(array) -> bool\n\n"
+     "Makes an array from shared_empty private copy-on-write in place (no "
+     "copy; a child forked later writes its own copy); False for other "
+     "arrays."},
     {"is_shared", pfpy_is_shared, METH_O,
      "is_shared(array) -> bool\n\n"
      "Whether the array's memory is in MAP_SHARED mappings (forked workers "

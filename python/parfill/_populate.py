@@ -382,6 +382,7 @@ def _populate_callable(func, out, shape, dtype, workers, schedule, chunk,
     if backend == "auto":
         start = _auto_in_caller(func, target, size, chunk, vectorized, common)
         if start == size:
+            _core.privatize(target)  # copy-on-write after a fork, no copy
             return target
     if not direct:
         # A private buffer cannot be seen by forked workers: fill a shared one,
@@ -393,10 +394,11 @@ def _populate_callable(func, out, shape, dtype, workers, schedule, chunk,
         target = shared
     _core.fill_callable(func, target, backend="processes", workers=workers,
                         chunk=chunk or 0, start=start, retries=retries,
-                        **common)
+                        guard=out, **common)
     if not direct:
         out[...] = target
         return out
+    _core.privatize(target)  # a new result: copy-on-write after a fork
     return target
 
 

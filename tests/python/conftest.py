@@ -26,10 +26,13 @@ def children():
 
 
 def shared_mappings():
-    """Shared anonymous mappings (where parfill's shared memory lives)."""
+    """parfill's shared memory: shared anonymous mappings (control blocks),
+    and mappings of its memfds, shared while a fill runs and private once a
+    result is returned (``/memfd:parfill (deleted)``)."""
     with open("/proc/self/maps") as f:
         return sorted(line.split()[0] for line in f
-                      if line.split()[1][3] == "s" and "/dev/zero" in line)
+                      if (line.split()[1][3] == "s" and "/dev/zero" in line)
+                      or "/memfd:parfill" in line)
 
 
 def dev_shm_in_use():
