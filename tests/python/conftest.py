@@ -1,5 +1,9 @@
-"""Shared fixtures: the sequential reference and resource accounting."""
+"""Shared fixtures: the sequential reference, resource accounting, Ctrl-C
+that works when the suite is started with SIGINT ignored, and cleanup of
+child processes."""
 import os
+import signal
+import subprocess
 
 import numpy as np
 import pytest
@@ -77,3 +81,43 @@ def no_leaks():
     gc.collect()
     after = resources()
     assert after == before
+
+
+@pytest.fixture(autouse=True)
+def default_sigint():
+    """Python's own SIGINT handler for every test, restored afterwards.
+
+    A suite started with SIGINT ignored (a background job of a script,
+    `nohup`, `trap "" INT`) inherits SIG_IGN, and then Python installs no
+    handler: a test that sends SIGINT to itself would see nothing, and its
+    children would inherit SIG_IGN too. With a handler installed here, the
+    children's exec resets SIGINT to the default, so child interpreters
+    install theirs (child scripts also install it explicitly)."""
+    try:
+        previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    except ValueError:  # not the main thread: nothing to do
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def stop_process(proc, *pids):
+    """Kills `proc` (a Popen) and the processes `pids` (its workers), then
+    reaps `proc`: for `finally` blocks, so a failing test leaves nothing
+    running. Safe to call on processes that already ended."""
+    for pid in pids:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+    if proc is None:
+        return
+    if proc.poll() is None:
+        proc.kill()
+    try:
+        proc.communicate(timeout=10)
+    except (subprocess.TimeoutExpired, ValueError, OSError):
+        pass

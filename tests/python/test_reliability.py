@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 import parfill
-from conftest import resources
+from conftest import resources, stop_process
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -26,8 +26,11 @@ def alive(pid):
 
 
 def run_script(body, *args):
-    """Starts a Python child running `body`; it prints READY when working."""
-    code = textwrap.dedent(body)
+    """Starts a Python child running `body`; it prints READY when working.
+    The child installs Python's SIGINT handler itself: it may have been
+    started with SIGINT ignored (a suite run as a background job)."""
+    code = ("import signal; signal.signal(signal.SIGINT, "
+            "signal.default_int_handler)\n" + textwrap.dedent(body))
     return subprocess.Popen([sys.executable, "-c", code, *args],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True)
@@ -54,6 +57,13 @@ SLOW_FILL = """
 """
 
 
+def recorded_pids(path, parent):
+    try:
+        return {int(x) for x in path.read_text().split()} - {parent}
+    except (OSError, ValueError):
+        return set()
+
+
 @pytest.mark.parametrize("backend", ["processes", "threads", "serial", "auto"])
 def test_ctrl_c_within_half_a_second(backend, tmp_path):
     pids = tmp_path / "pids"
@@ -61,16 +71,19 @@ def test_ctrl_c_within_half_a_second(backend, tmp_path):
     for _ in range(3):
         pids.write_text("")
         p = run_script(SLOW_FILL, backend, str(pids))
-        assert p.stdout.readline().strip() == "READY"
-        time.sleep(0.3)
-        sent = time.monotonic()
-        p.send_signal(signal.SIGINT)
-        out, err = p.communicate(timeout=10)
-        assert "INTERRUPTED" in out, err
-        worst = max(worst, float(out.split()[-1]) - sent)
-        assert "Traceback" not in err  # workers print nothing
-        workers = {int(x) for x in pids.read_text().split()} - {p.pid}
-        assert not [w for w in workers if alive(w)]
+        try:
+            assert p.stdout.readline().strip() == "READY"
+            time.sleep(0.3)
+            sent = time.monotonic()
+            p.send_signal(signal.SIGINT)
+            out, err = p.communicate(timeout=10)
+            assert "INTERRUPTED" in out, err
+            worst = max(worst, float(out.split()[-1]) - sent)
+            assert "Traceback" not in err  # workers print nothing
+            workers = recorded_pids(pids, p.pid)
+            assert not [w for w in workers if alive(w)]
+        finally:
+            stop_process(p, *recorded_pids(pids, p.pid))
     assert worst < 0.5
 
 
@@ -78,16 +91,19 @@ def test_workers_die_with_a_killed_caller(tmp_path):
     pids = tmp_path / "pids"
     pids.write_text("")
     p = run_script(SLOW_FILL, "processes", str(pids))
-    assert p.stdout.readline().strip() == "READY"
-    time.sleep(0.3)
-    workers = {int(x) for x in pids.read_text().split()} - {p.pid}
-    assert len(workers) == 2
-    p.kill()
-    p.wait()
-    deadline = time.monotonic() + 1.0
-    while time.monotonic() < deadline and any(alive(w) for w in workers):
-        time.sleep(0.01)
-    assert not [w for w in workers if alive(w)]
+    try:
+        assert p.stdout.readline().strip() == "READY"
+        time.sleep(0.3)
+        workers = recorded_pids(pids, p.pid)
+        assert len(workers) == 2
+        p.kill()
+        p.wait()
+        deadline = time.monotonic() + 1.0
+        while time.monotonic() < deadline and any(alive(w) for w in workers):
+            time.sleep(0.01)
+        assert not [w for w in workers if alive(w)]
+    finally:
+        stop_process(p, *recorded_pids(pids, p.pid))
 
 
 @pytest.mark.parametrize("backend", ["processes", "threads", "auto"])
@@ -142,7 +158,10 @@ def test_address_space_limit_gives_memory_error_then_recovers():
         print("OK")
     """
     p = run_script(body)
-    out, err = p.communicate(timeout=60)
+    try:
+        out, err = p.communicate(timeout=60)
+    finally:
+        stop_process(p)
     assert "MemoryError" in out and out.strip().endswith("OK"), out + err
 
 
