@@ -365,6 +365,20 @@ static void test_float_index(void **state) {
   assert_memory_equal(a, b, sizeof a);
   eval_f("idx + 0.5", 3000, a);
   for (int k = 0; k < 3000; k++) assert_true(a[k] == k + 0.5);
+  /* -i is int64 negation, then float: +0.0 at i = 0, as NumPy gives (not
+   * -float(i), which is -0.0 there). */
+  static const char *const negated[] = {"copysign(1, -i)", "1 / (-i * 1.0)",
+                                        "copysign(1, -idx * 0.5)",
+                                        "copysign(1, (-i) ** 0.5)",
+                                        "copysign(1, where(i < 5, -i, 0.5))"};
+  for (size_t t = 0; t < PF_ARRAY_LEN(negated); t++) {
+    eval_f(negated[t], 3000, a);
+    assert_false(signbit(a[0]));
+    assert_true(a[1] < 0 || isnan(a[1]));
+  }
+  eval_f("1 / (-i * 1.0)", 3, a);
+  assert_true(isinf(a[0]) && a[0] > 0);
+  assert_true(same_double(a[2], -0.5));
 }
 
 static void test_comparisons_where(void **state) {
