@@ -132,8 +132,10 @@ test-python-asan: ext
 demo: all
 	$(PY) -m parfill demo
 
+# Benchmarks run from the checkout (benchmarks/ is not installed):
+# `make bench SUITE=expr ARGS="--quick"`; SUITE defaults to "python".
 bench: all
-	$(PY) -m parfill bench
+	$(PY) -m benchmarks $(SUITE) $(ARGS)
 
 install: lib $(if $(CLI_SRC),build/parfill)
 	install -d $(DESTDIR)$(PREFIX)/lib $(DESTDIR)$(PREFIX)/include \

@@ -1,4 +1,4 @@
-"""python -m parfill {demo,bench} ..."""
+"""python -m parfill {demo} ..."""
 import sys
 
 USAGE = """usage: python -m parfill COMMAND [ARGS]
@@ -7,8 +7,16 @@ commands:
   demo    populate a Mandelbrot image with a per-pixel Python function and
           compare the sequential loop, the article's three multiprocessing
           approaches and parfill (python -m parfill demo --help)
-  bench   run benchmarks against the peers (python -m parfill bench --help)
+
+Benchmarks are not installed: run `python -m benchmarks` (or `make bench`)
+from a checkout of parfill's repository.
 """
+
+# The benchmarks left the package (they run from a checkout); say where they went
+# rather than failing with an unknown command.
+BENCH_MOVED = ("parfill: the benchmarks are not part of the installed package; from a "
+               "checkout of the repository run `python -m benchmarks [SUITE]` (or "
+               "`make bench SUITE=...`)\n")
 
 
 def main(argv=None) -> int:
@@ -21,8 +29,8 @@ def main(argv=None) -> int:
         from parfill import demo
         return demo.main(rest)
     if command == "bench":
-        from parfill import bench
-        return bench.main(rest)
+        sys.stderr.write(BENCH_MOVED)
+        return 2
     if command in ("-V", "--version"):
         import parfill
         print(parfill.__version__)

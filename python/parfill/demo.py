@@ -1,12 +1,12 @@
 """``python -m parfill demo``: a Mandelbrot image, one Python call per pixel.
 
 Populates the image with a plain per-pixel Python function (escape-time
-iteration, see :func:`parfill.bench.workloads.make_mandelbrot`) five ways --
+iteration, :func:`make_mandelbrot`) five ways --
 the sequential loop, the article's three multiprocessing approaches, and
 ``parfill.populate`` with its defaults -- prints the time of each, its speedup
 over the sequential loop and whether its image equals the sequential one, and
-saves the image as a PNG. One run of each; ``python -m parfill bench`` is the
-careful measurement.
+saves the image as a PNG. One run of each; the benchmarks of a checkout
+(``python -m benchmarks python``) are the careful measurement.
 
 The article's approach 3 sends every pixel through two queues (~25 us per
 pixel on a small machine, more than the pixel itself costs), so above
@@ -26,10 +26,34 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from parfill.bench import article
-from parfill.bench.workloads import make_mandelbrot
+from parfill import _article as article
 
-__all__ = ["DemoRow", "DemoResult", "main", "run_demo", "save_png"]
+__all__ = ["DemoRow", "DemoResult", "main", "make_mandelbrot", "run_demo", "save_png"]
+
+
+def make_mandelbrot(width: int, height: int, max_iter: int = 200,
+                    x_range: tuple[float, float] = (-2.2, 1.0),
+                    y_range: tuple[float, float] = (-1.2, 1.2)) -> Callable[[int, int], int]:
+    """A per-pixel Mandelbrot function ``pixel(i, j)`` for a ``height x width`` image.
+
+    Row ``i``, column ``j``; returns the escape iteration (0..max_iter-1), or
+    ``max_iter`` for points that stay bounded. Pure Python, one pixel per call.
+    The benchmarks' "mandelbrot" workload times this same function.
+    """
+    x0, x1 = x_range
+    y0, y1 = y_range
+    dx = (x1 - x0) / width
+    dy = (y1 - y0) / height
+
+    def pixel(i: int, j: int) -> int:
+        c = complex(x0 + (j + 0.5) * dx, y0 + (i + 0.5) * dy)
+        z = 0j
+        for n in range(max_iter):
+            z = z * z + c
+            if abs(z) > 2.0:
+                return n
+        return max_iter
+    return pixel
 
 
 @dataclass

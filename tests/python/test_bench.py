@@ -2,12 +2,15 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 
-from parfill.bench import article, harness, main
-from parfill.bench.workloads import (
+from benchmarks import harness, main
+from benchmarks.workloads import (
     CALIBRATION,
     article_workload,
     flat_function,
@@ -15,6 +18,7 @@ from parfill.bench.workloads import (
     mandelbrot_workload,
     uniform_workload,
 )
+from parfill import _article as article
 
 APPROACHES = [fn for _, _, fn in article.APPROACHES]
 
@@ -154,3 +158,19 @@ def test_plot(tmp_path):
     harness.plot_results(str(tmp_path / "p.png"), rows)
     with open(tmp_path / "p.png", "rb") as f:
         assert f.read(8) == b"\x89PNG\r\n\x1a\n"
+
+
+def test_python_m_benchmarks_runs_from_the_checkout():
+    root = Path(__file__).resolve().parents[2]
+    proc = subprocess.run([sys.executable, "-m", "benchmarks", "--list"], cwd=root,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert sorted(line.split()[0] for line in proc.stdout.splitlines()) == sorted(harness.SUITES)
+
+
+def test_parfill_bench_points_to_the_benchmarks(capsys):
+    from parfill.__main__ import main as parfill_main
+
+    assert parfill_main(["bench", "python"]) == 2
+    err = capsys.readouterr().err
+    assert "python -m benchmarks" in err and len(err.strip().splitlines()) == 1

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from parfill import demo
-from parfill.bench.workloads import make_mandelbrot
+from parfill.demo import make_mandelbrot
 
 
 def _reference(width, height, max_iter):

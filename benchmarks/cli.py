@@ -49,6 +49,10 @@ notes: median of the timed runs, each writing the whole .npy file; speedup = the
   Files go to --dir (default: a temporary directory under /tmp) and are deleted after
   each run."""
 
+#: The command `make` builds in this checkout (benchmarks run from a checkout, never
+#: from an installed package).
+BUILT_COMMAND = Path(__file__).resolve().parent.parent / "build" / "parfill"
+
 _descriptions: dict[str, str] = {}
 
 
@@ -60,13 +64,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dir", default=None,
                         help="directory for the .npy files (default: a new one under /tmp)")
     parser.add_argument("--parfill", default=None,
-                        help="the parfill command (default: build/parfill, then PATH)")
+                        help="the parfill command (default: this checkout's build/parfill, then PATH)")
 
 
 def _parfill_command(explicit: str | None) -> str:
     if explicit:
         return explicit
-    built = Path(__file__).resolve().parents[3] / "build" / "parfill"
+    built = BUILT_COMMAND
     if built.exists():
         return str(built)
     found = shutil.which("parfill")

@@ -1,5 +1,8 @@
 """The article's three multiprocessing approaches, made correct and generic.
 
+Private: used by ``python -m parfill demo`` (which ships with the package) and
+imported from here by the checkout's benchmarks (``benchmarks/peers.py``).
+
 These are the baseline parfill is measured against (``seed/000_*``: "How can
 multiprocessing accelerate NumPy array population?"). Each is kept faithful to
 the article's code -- same processes, same data movement, same per-element

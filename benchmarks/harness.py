@@ -1,13 +1,13 @@
 """The benchmark harness: suites, measurement, tables, JSON and plots.
 
-``python -m parfill bench [SUITE] [options]`` looks SUITE up in :data:`SUITES`
+``python -m benchmarks [SUITE] [options]`` (from the repository root) looks SUITE up in :data:`SUITES`
 (suite name -> module path), imports that module and calls its
 ``run(args) -> list[Result]``; the harness then fills in the derived columns
 (speedup, ratio to the best peer), prints one table per workload, and writes
 ``--json`` / ``--plot`` if asked. A suite module may also define
 ``add_arguments(parser)`` for options of its own and ``DESCRIPTION``.
 Adding a suite is one file in this package plus one line in :data:`SUITES`
-(see bench/README.md).
+(see benchmarks/README.md).
 
 Timing and memory are measured in separate runs: one memory-sampled run
 first (it also warms caches), then ``--repeat`` timed runs with nothing else
@@ -48,7 +48,7 @@ __all__ = [
     "write_json",
 ]
 
-#: Suite name -> module (relative names are inside ``parfill.bench``). One line per suite.
+#: Suite name -> module (relative names are inside ``benchmarks``). One line per suite.
 SUITES: dict[str, str] = {
     "python": ".python_suite",
     "expr": ".expr",
@@ -483,12 +483,12 @@ def default_workers() -> int:
 
 
 def _load_suite(name: str) -> Any:
-    return importlib.import_module(SUITES[name], package="parfill.bench")
+    return importlib.import_module(SUITES[name], package=__package__)
 
 
 def _parser(suite_module: Any | None) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="python -m parfill bench",
+        prog="python -m benchmarks",
         description="Benchmarks: print a table per workload (median wall time, speedup vs "
                     "the sequential loop, ratio vs the best peer, peak memory, equality check).")
     p.add_argument("suite", nargs="?", default="python", choices=sorted(SUITES),
@@ -507,7 +507,7 @@ def _parser(suite_module: Any | None) -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m parfill bench``; returns the exit status (1 on any mismatch/error)."""
+    """``python -m benchmarks``; returns the exit status (1 on any mismatch/error)."""
     argv = list(sys.argv[1:] if argv is None else argv)
     if "--list" in argv:
         for name in sorted(SUITES):
@@ -550,6 +550,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.plot:
         skip = set(getattr(module, "PLOT_EXCLUDE", ()))
         plot_results(args.plot, [r for r in results if r.workload not in skip],
-                     f"parfill bench {args.suite} ({args.workers} workers)")
+                     f"benchmarks {args.suite} ({args.workers} workers)")
         print(f"wrote {args.plot}")
     return 1 if bad else 0

@@ -7,7 +7,7 @@ joblib) make up the "best peer" parfill is compared with, ``"parfill"`` rows
 are ours.
 
 * sequential -- ``Workload.sequential()``: the plain ``range`` loop.
-* article 1/2/3 -- :mod:`parfill.bench.article`, over the flat index.
+* article 1/2/3 -- :mod:`parfill._article` (shared with the demo), over the flat index.
   Approach 3 sends every element through two queues (~25 us each on a small
   machine), so on large workloads it runs on an evenly strided sample of at
   most ``queue_max`` elements and its times are scaled by
@@ -27,7 +27,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import article
+from parfill import _article as article
+
 from .workloads import Workload
 
 __all__ = ["Method", "joblib_available", "parfill_available", "python_methods"]

@@ -1,7 +1,7 @@
 """Suite "python": Python element functions, parfill vs the article vs joblib.
 
-For each workload of :func:`parfill.bench.workloads.python_workloads` it times
-every method of :func:`parfill.bench.peers.python_methods` (sequential loop,
+For each workload of :func:`benchmarks.workloads.python_workloads` it times
+every method of :func:`benchmarks.peers.python_methods` (sequential loop,
 article approaches 1-3, joblib, parfill with each schedule), checking each
 result against the ``numpy.ndindex`` reference. Then the fixed cost: 1,000
 cheap elements with parfill (``backend="processes"`` and ``"auto"``) vs

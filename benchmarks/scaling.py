@@ -1,14 +1,13 @@
-#!/usr/bin/env python3
 """Strong scaling: parfill and the best peer at 1, 2, 4, 8, 16 workers.
 
 Runs the "uniform" (~15 us per element) and "mandelbrot" (800x600, max 200
-iterations) workloads of parfill.bench.workloads with
+iterations) workloads of benchmarks.workloads with
 
   * parfill.populate(func, shape, dtype, workers=W) -- default schedule
     ("dynamic") and backend ("auto"), i.e. what a user gets;
   * the peers at the same W: the article's approaches 1 and 2 and joblib
     (approach 3 is left out: its per-element queue traffic makes it the slowest
-    by far at every size, see `python -m parfill bench`), of which the
+    by far at every size, see `python -m benchmarks python`), of which the
     fastest at each W is reported as "best peer";
 
 and prints one table (median of --repeat runs, speedup vs the sequential loop,
@@ -16,8 +15,8 @@ parfill's ratio to the best peer, peak PSS in MiB) plus, with --json, every
 run. Worker counts above the machine's CPUs are run anyway (oversubscribed) and
 flagged. Meant for a many-core machine with nothing else running:
 
-    .venv/bin/python bench/scaling.py [--workers 1,2,4,8,16] [--repeat 3]
-                                      [--json scaling.json] [--quick] [--no-memory]
+    .venv/bin/python -m benchmarks.scaling [--workers 1,2,4,8,16] [--repeat 3]
+                                          [--json scaling.json] [--quick] [--no-memory]
 """
 from __future__ import annotations
 
@@ -27,10 +26,10 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from parfill.bench import harness
-from parfill.bench.harness import Result, result_from
-from parfill.bench.peers import Method, python_methods
-from parfill.bench.workloads import (
+from . import harness
+from .harness import Result, result_from
+from .peers import Method, python_methods
+from .workloads import (
     CALIBRATION,
     Workload,
     mandelbrot_workload,
@@ -127,7 +126,8 @@ def table(results: Sequence[Result], cpus: int) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="python -m benchmarks.scaling",
+                                description=__doc__.split("\n\n")[0])
     p.add_argument("--workers", default="1,2,4,8,16",
                    help="comma-separated worker counts (default 1,2,4,8,16)")
     p.add_argument("--repeat", type=int, default=3, help="timed runs per point (default 3)")

@@ -1,6 +1,6 @@
 """Trial counts for parfill's reliability guarantees (issue 5's targets).
 
-    .venv/bin/python bench/reliability.py
+    .venv/bin/python -m benchmarks.reliability    # from the repository root
 
 - retries: 20 calls, each losing two workers (os._exit, SIGKILL) mid-chunk,
   with retries=2: how many return the exact result;
@@ -66,7 +66,9 @@ def death_trials(trials=100):
 
 
 CHILD = textwrap.dedent("""
-    import os, sys, time, parfill
+    import os, signal, sys, time, parfill
+    # Started from a script with SIGINT ignored, Python installs no handler.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     def slow(i):
         if i == 0:
             print("READY", flush=True)
@@ -84,15 +86,26 @@ def ctrl_c_trials(trials=5):
     for _ in range(trials):
         p = subprocess.Popen([sys.executable, "-c", CHILD],
                              stdout=subprocess.PIPE, text=True)
-        assert p.stdout.readline().strip() == "READY"
-        time.sleep(0.3)
-        kids = subprocess.run(["pgrep", "-P", str(p.pid)], capture_output=True,
-                              text=True).stdout.split()
-        sent = time.monotonic()
-        p.send_signal(signal.SIGINT)
-        out, _ = p.communicate(timeout=10)
-        worst = max(worst, float(out.split()[-1]) - sent)
-        leftovers += sum(os.path.exists(f"/proc/{k}") for k in kids)
+        kids = []
+        try:
+            assert p.stdout.readline().strip() == "READY"
+            time.sleep(0.3)
+            kids = subprocess.run(["pgrep", "-P", str(p.pid)],
+                                  capture_output=True, text=True).stdout.split()
+            sent = time.monotonic()
+            p.send_signal(signal.SIGINT)
+            out, _ = p.communicate(timeout=10)
+            worst = max(worst, float(out.split()[-1]) - sent)
+            leftovers += sum(os.path.exists(f"/proc/{k}") for k in kids)
+        finally:  # never leave the child or its workers running
+            for k in kids:
+                try:
+                    os.kill(int(k), signal.SIGKILL)
+                except (ProcessLookupError, ValueError):
+                    pass
+            if p.poll() is None:
+                p.kill()
+            p.wait()
     return worst, leftovers, trials
 
 
