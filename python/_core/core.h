@@ -88,6 +88,10 @@ int pfpy_check_pool_args(PyObject *out, PyObject *schedule_name, int workers,
 pf_fill_options pfpy_pool_options(pfpy_waiter *waiter, int workers,
                                   pf_schedule schedule, int64_t chunk);
 
+/* A pf_fill_options.release for a strong reference: Py_DECREF(obj) later on
+ * the main thread (Py_AddPendingCall); callable without the GIL. */
+void pfpy_decref_later(void *obj);
+
 /* Module functions, one per file. */
 PyObject *pfpy_fill_callable(PyObject *module, PyObject *args, PyObject *kwargs);
 PyObject *pfpy_fill_expr(PyObject *module, PyObject *args, PyObject *kwargs);

@@ -173,7 +173,8 @@ static int params_from_dict(PyObject *mapping, pf_param **params,
 static PyObject *fill_expr_impl(PyObject *module, PyObject *text_obj,
                                 PyArrayObject *out, PyObject *params_dict,
                                 int workers, pf_schedule schedule,
-                                long long chunk, PyObject *progress) {
+                                long long chunk, PyObject *progress,
+                                double timeout) {
   Py_ssize_t length;
   const char *text = PyUnicode_AsUTF8AndSize(text_obj, &length);
   if (text == NULL) return NULL;
@@ -204,9 +205,10 @@ static PyObject *fill_expr_impl(PyObject *module, PyObject *text_obj,
     goto done;
   }
   pfpy_waiter waiter;
-  pfpy_waiter_init(&waiter, progress, -1);
+  pfpy_waiter_init(&waiter, progress, timeout);
   pf_fill_options o =
       pfpy_pool_options(&waiter, workers, schedule, chunk);
+  o.timeout = timeout; /* also between blocks of a fill on this thread */
   pfpy_waiter_release(&waiter);
   rc = pf_expr_fill(expr, &arr, &o, &err);
   pfpy_waiter_acquire(&waiter);
@@ -231,15 +233,17 @@ done:
 
 PyObject *pfpy_fill_expr(PyObject *module, PyObject *args, PyObject *kwargs) {
   static char *keywords[] = {"text",  "out",   "params",   "workers",
-                             "schedule", "chunk", "progress", NULL};
+                             "schedule", "chunk", "progress", "timeout",
+                             NULL};
   PyObject *text, *out, *params = NULL, *schedule_name = NULL;
   PyObject *progress = Py_None;
   int workers = 0;
   long long chunk = 0;
-  if (!PyArg_ParseTupleAndKeywords(args, kwargs, "UO!|OiOLO:fill_expr",
+  double timeout = -1;
+  if (!PyArg_ParseTupleAndKeywords(args, kwargs, "UO!|OiOLOd:fill_expr",
                                    keywords, &text, &PyArray_Type, &out,
                                    &params, &workers, &schedule_name, &chunk,
-                                   &progress))
+                                   &progress, &timeout))
     return NULL;
   pf_schedule schedule;
   if (pfpy_check_pool_args(out, schedule_name, workers, chunk, progress,
@@ -249,7 +253,7 @@ PyObject *pfpy_fill_expr(PyObject *module, PyObject *args, PyObject *kwargs) {
   if (params == NULL || params == Py_None) params = empty = PyDict_New();
   if (params == NULL) return NULL;
   PyObject *r = fill_expr_impl(module, text, (PyArrayObject *)out, params,
-                               workers, schedule, chunk, progress);
+                               workers, schedule, chunk, progress, timeout);
   Py_XDECREF(empty);
   return r;
 }

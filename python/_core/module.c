@@ -186,6 +186,19 @@ int pfpy_check_pool_args(PyObject *out, PyObject *schedule_name, int workers,
   return 0;
 }
 
+static int decref_pending(void *obj) {
+  Py_DECREF((PyObject *)obj);
+  return 0;
+}
+
+void pfpy_decref_later(void *obj) {
+  /* Runs without the GIL, maybe on a pool thread after the fill returned:
+   * the main thread drops the reference at its next check. A full queue
+   * (Py_AddPendingCall fails) leaks the object rather than touching it
+   * without the GIL. */
+  if (obj != NULL) (void)Py_AddPendingCall(decref_pending, obj);
+}
+
 pf_fill_options pfpy_pool_options(pfpy_waiter *waiter, int workers,
                                   pf_schedule schedule, int64_t chunk) {
   pf_fill_options o = PF_FILL_OPTIONS_DEFAULTS;
@@ -213,7 +226,8 @@ static PyMethodDef core_methods[] = {
      "Fills `out` from flat index `start` with func; returns the next index."},
     {"fill_expr", (PyCFunction)(void (*)(void))pfpy_fill_expr,
      METH_VARARGS | METH_KEYWORDS,
-     "fill_expr(text, out, params, workers, schedule, chunk, progress) -> None\n\n"
+     "fill_expr(text, out, params, workers, schedule, chunk, progress,"
+     " timeout) -> None\n\n"
      "Fills `out` with the expression's values (GIL released)."},
     {"fill_native", (PyCFunction)(void (*)(void))pfpy_fill_native,
      METH_VARARGS | METH_KEYWORDS,
@@ -224,7 +238,7 @@ static PyMethodDef core_methods[] = {
     {"fill_random", (PyCFunction)(void (*)(void))pfpy_fill_random,
      METH_VARARGS | METH_KEYWORDS,
      "fill_random(out, dist, key0, key1, stream, workers, schedule, chunk,"
-     " progress) -> None\n\n"
+     " progress, timeout) -> None\n\n"
      "Fills `out` (float32/float64) with Philox4x64-10 'uniform' or 'normal'"
      " values (GIL released)."},
     {"shared_empty", (PyCFunction)(void (*)(void))pfpy_shared_empty,

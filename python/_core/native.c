@@ -11,6 +11,7 @@
  */
 #include "core.h"
 
+#include <stdatomic.h>
 #include <string.h>
 
 /* An integer address (0 allowed for ctx) from a Python int. */
@@ -24,6 +25,24 @@ static int address_from(PyObject *obj, const char *what, void **address) {
   return *address == NULL && PyErr_Occurred() ? -1 : 0;
 }
 
+/* The output's reference while a fill may outlive the call. Whoever of the
+ * fill's release and the returning caller comes second drops it: the caller
+ * directly (it has the GIL), a late release through a pending call. */
+enum { HOLD_FILLING, HOLD_RELEASED, HOLD_RETURNED };
+
+typedef struct out_hold {
+  PyObject *out;
+  _Atomic int state;
+} out_hold;
+
+static void hold_release(void *ctx) {
+  out_hold *hold = ctx;
+  if (atomic_exchange(&hold->state, HOLD_RELEASED) == HOLD_RETURNED) {
+    pfpy_decref_later(hold->out);
+    PyMem_RawFree(hold);
+  }
+}
+
 static PyObject *fill_native_impl(PyObject *module, const pf_native *native,
                                   PyArrayObject *out, int workers,
                                   pf_schedule schedule, long long chunk,
@@ -34,10 +53,31 @@ static PyObject *fill_native_impl(PyObject *module, const pf_native *native,
   pfpy_waiter_init(&waiter, progress, timeout);
   pf_fill_options o =
       pfpy_pool_options(&waiter, workers, schedule, chunk);
+  o.timeout = timeout; /* also between blocks of a fill on this thread */
   pf_error err = {0};
+  /* Element and index functions: a cancel or timeout returns at once, even
+   * while a call of the function runs for seconds; that call's results
+   * still land in `out`, so the fill owns a reference to it until its last
+   * call returned (native.ctx, unused by these kinds). Block functions get
+   * native.ctx themselves: those fills wait. */
+  pf_native n = *native;
+  out_hold *hold = NULL;
+  if (n.kind != PF_NATIVE_BLOCK) {
+    hold = PyMem_RawMalloc(sizeof *hold);
+    if (hold == NULL) return PyErr_NoMemory();
+    hold->out = Py_NewRef((PyObject *)out);
+    atomic_init(&hold->state, HOLD_FILLING);
+    n.ctx = hold;
+    o.release = hold_release;
+  }
   pfpy_waiter_release(&waiter);
-  int rc = pf_native_fill(native, &arr, &o, &err);
+  int rc = pf_native_fill(&n, &arr, &o, &err);
   pfpy_waiter_acquire(&waiter);
+  if (hold != NULL &&
+      atomic_exchange(&hold->state, HOLD_RETURNED) == HOLD_RELEASED) {
+    Py_DECREF(hold->out);
+    PyMem_RawFree(hold);
+  }
   if (rc == PF_ECANCELED && PyErr_Occurred()) return NULL;
   if (rc != 0) return pfpy_raise(module, rc, &err);
   Py_RETURN_NONE;

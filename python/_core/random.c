@@ -28,16 +28,18 @@ static int u64_from(PyObject *obj, const char *what, uint64_t *value) {
 PyObject *pfpy_fill_random(PyObject *module, PyObject *args, PyObject *kwargs) {
   static char *keywords[] = {"out",     "dist",     "key0",  "key1",
                              "stream",  "workers",  "schedule", "chunk",
-                             "progress", NULL};
+                             "progress", "timeout", NULL};
   PyObject *out, *key0_obj, *key1_obj, *stream_obj, *schedule_name = NULL;
   PyObject *progress = Py_None;
   const char *dist_name;
   int workers = 0;
   long long chunk = 0;
-  if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O!sOOO|iOLO:fill_random",
+  double timeout = -1;
+  if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O!sOOO|iOLOd:fill_random",
                                    keywords, &PyArray_Type, &out, &dist_name,
                                    &key0_obj, &key1_obj, &stream_obj, &workers,
-                                   &schedule_name, &chunk, &progress))
+                                   &schedule_name, &chunk, &progress,
+                                   &timeout))
     return NULL;
   pf_random_dist dist;
   if (strcmp(dist_name, "uniform") == 0) {
@@ -61,9 +63,10 @@ PyObject *pfpy_fill_random(PyObject *module, PyObject *args, PyObject *kwargs) {
   pf_array arr;
   if (pfpy_array_describe((PyArrayObject *)out, &arr) < 0) return NULL;
   pfpy_waiter waiter;
-  pfpy_waiter_init(&waiter, progress, -1);
+  pfpy_waiter_init(&waiter, progress, timeout);
   pf_fill_options o =
       pfpy_pool_options(&waiter, workers, schedule, chunk);
+  o.timeout = timeout; /* also between blocks of a fill on this thread */
   pf_error err = {0};
   pfpy_waiter_release(&waiter);
   int rc = pf_random_fill(&arr, dist, key, stream, &o, &err);

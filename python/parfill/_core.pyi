@@ -29,6 +29,7 @@ def fill_expr(
     schedule: str,
     chunk: int,
     progress: Optional[Callable[[int, int], object]],
+    timeout: float = ...,
 ) -> None: ...
 def fill_native(
     address: int,
@@ -51,6 +52,7 @@ def fill_random(
     schedule: Optional[str] = ...,
     chunk: int = ...,
     progress: Optional[Callable[[int, int], object]] = ...,
+    timeout: float = ...,
 ) -> None: ...
 def shared_empty(shape: int | tuple[int, ...], dtype: object) -> np.ndarray: ...
 def is_shared(array: np.ndarray) -> bool: ...

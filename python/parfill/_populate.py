@@ -177,7 +177,8 @@ def populate(func, shape=None, dtype=None, *, out=None, workers=None,
             if backend == "serial":
                 workers = 1
             return _populate_expression(func, out, shape, dtype, workers,
-                                        schedule, chunk, params, reporter)
+                                        schedule, chunk, params, reporter,
+                                        timeout)
         if params is not None:
             raise TypeError("params apply to expressions only")
         return _populate_callable(func, out, shape, dtype, workers, schedule,
@@ -443,10 +444,10 @@ def _auto_in_caller(func, target, size, chunk, vectorized, common):
 # ---------------------------------------------------------------- expressions
 
 def _populate_expression(text, out, shape, dtype, workers, schedule, chunk,
-                         params, reporter):
+                         params, reporter, timeout):
     result = out if out is not None else np.empty(shape, dtype)
     _core.fill_expr(text, result, params or {}, workers, schedule, chunk or 0,
-                    reporter)
+                    reporter, timeout=timeout)
     return result
 
 
@@ -463,5 +464,5 @@ def _populate_native(native, ctx, out, shape, dtype, workers, schedule, chunk,
         workers = 1
     result = out if out is not None else np.empty(shape, dtype)
     _core.fill_native(native.address, native.kind, result, ctx_address(ctx),
-                      workers, schedule, chunk or 0, reporter, timeout)
+                      workers, schedule, chunk or 0, reporter, timeout=timeout)
     return result

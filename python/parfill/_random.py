@@ -16,6 +16,7 @@ from parfill._populate import (
     _check_schedule,
     _positive_int_or_none,
     _resolve_output,
+    _resolve_timeout,
     _resolve_workers,
 )
 from parfill._progress import make_progress
@@ -37,7 +38,7 @@ def _unsigned(value, name, bits):
 
 def random(shape=None, dist="uniform", seed=0, dtype=None, *, out=None,
            workers=None, stream=0, schedule="dynamic", chunk=None,
-           progress=False):
+           progress=False, timeout=None):
     """An array of random numbers, filled in parallel, reproducibly.
 
     Element ``e`` (flat C-order index) is a pure function of ``(seed,
@@ -70,6 +71,8 @@ def random(shape=None, dist="uniform", seed=0, dtype=None, *, out=None,
         Elements per chunk; ``None`` picks one.
     progress : bool or callable
         As for :func:`parfill.populate`.
+    timeout : float, optional
+        Seconds for the whole call, then :class:`parfill.TimeoutError`.
 
     Returns
     -------
@@ -86,13 +89,15 @@ def random(shape=None, dist="uniform", seed=0, dtype=None, *, out=None,
     workers = _resolve_workers(workers)
     _check_schedule(schedule)
     chunk = _positive_int_or_none(chunk, "chunk")
+    timeout = _resolve_timeout(timeout)
     if _core.in_worker():
         workers = 1  # inside a process team's worker: no threads there
     result = out if out is not None else np.empty(shape, dt)
     reporter = make_progress(progress, math.prod(shape))
     try:
         _core.fill_random(result, dist, seed & ((1 << 64) - 1), seed >> 64,
-                          stream, workers, schedule, chunk or 0, reporter)
+                          stream, workers, schedule, chunk or 0, reporter,
+                          timeout=timeout)
     finally:
         if reporter is not None:
             reporter.close()
