@@ -60,7 +60,8 @@ void cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* The expression error: message, the expression, a caret under err->position. */
 void cli_expr_error(const char *expr, const pf_error *err);
 
-/* Set by SIGINT/SIGTERM (main.c). */
+/* The first terminating signal caught during the fill (SIGINT, SIGTERM,
+ * SIGUSR1, ...: see main.c), or 0. */
 extern volatile sig_atomic_t cli_interrupted;
 
 /* Progress: a pf_progress_fn whose ctx is a cli_progress. It draws the bar
