@@ -107,6 +107,7 @@ typedef struct slot {
   _Atomic int64_t chunk_stop;
   _Atomic int64_t next_static; /* static-schedule cursor, kept for a replacement */
   _Atomic int state;
+  _Atomic int claimed; /* this process claimed a chunk (for messages) */
 } slot;
 
 typedef struct record {
@@ -219,6 +220,7 @@ static int claim(control *ctl, slot *s, int64_t *start, int64_t *stop) {
                                   stop);
   if (got && !needed(ctl, *start)) got = 0;
   if (!got) atomic_store(&s->chunk_start, -1);
+  else atomic_store_explicit(&s->claimed, 1, memory_order_relaxed);
   atomic_store(&s->next_static, cursor.next_static);
   return got;
 }
@@ -340,6 +342,7 @@ static int fds_lost(team *t, pf_error *err) {
 static int spawn(team *t, int id, pf_error *err) {
   const pf_team_hooks *h = t->hooks;
   pid_t parent = getpid();
+  atomic_store(&t->ctl->slots[id].claimed, 0);
   if (h != NULL && h->prepare != NULL) h->prepare(h->ctx);
   pid_t pid = fork();
   if (pid == 0) worker_main(t->ctl, id, parent, h, t->fn, t->fn_ctx);
@@ -481,15 +484,17 @@ static int handle_exit(team *t, int id, int woken, const pf_team_options *o,
       snprintf(how, sizeof how, "exited with status %d", info.si_status);
     else
       snprintf(how, sizeof how, "was killed by signal %d", info.si_status);
+    const char *when = atomic_load(&s->claimed) ? "between chunks"
+                                                : "before claiming any work";
     if (idle_limit)
       return pf__error_set(err, PF_EWORKER, -1,
-                           "worker %d (pid %d) %s before claiming any work; "
-                           "%d workers died so (retries=%d)",
-                           id, (int)m->pid, how, t->idle_deaths, o->retries);
+                           "worker %d (pid %d) %s %s; %d workers died holding "
+                           "no chunk (retries=%d)",
+                           id, (int)m->pid, how, when, t->idle_deaths,
+                           o->retries);
     if (held < 0)
-      return pf__error_set(err, PF_EWORKER, -1,
-                           "worker %d (pid %d) %s before claiming any work",
-                           id, (int)m->pid, how);
+      return pf__error_set(err, PF_EWORKER, -1, "worker %d (pid %d) %s %s",
+                           id, (int)m->pid, how, when);
     return pf__error_set(err, PF_EWORKER, -1, "worker %d (pid %d) %s", id,
                          (int)m->pid, how);
   }
@@ -503,10 +508,13 @@ static int handle_exit(team *t, int id, int woken, const pf_team_options *o,
 static int wants_worker(const team *t) {
   if (t->started >= t->workers) return 0;
   const control *ctl = t->ctl;
-  if (ctl->sched.schedule == PF_SCHEDULE_STATIC) return 1; /* its own part */
+  int64_t limit = atomic_load_explicit(&ctl->limit, memory_order_relaxed);
+  /* Static: its own part, which starts at chunk number `started` (below
+   * size, since workers <= chunks). */
+  if (ctl->sched.schedule == PF_SCHEDULE_STATIC)
+    return (int64_t)t->started * ctl->sched.chunk < limit;
   int64_t next = atomic_load_explicit(&ctl->sched.next, memory_order_relaxed);
-  return next < ctl->sched.size &&
-         next < atomic_load_explicit(&ctl->limit, memory_order_relaxed);
+  return next < ctl->sched.size && next < limit;
 }
 
 static int supervise(team *t, int64_t size, const pf_team_options *o,
@@ -653,6 +661,7 @@ int pf_team_run(int64_t size, const pf_team_options *options,
     atomic_init(&ctl->slots[w].chunk_stop, -1);
     atomic_init(&ctl->slots[w].next_static, w);
     atomic_init(&ctl->slots[w].state, SLOT_RUNNING);
+    atomic_init(&ctl->slots[w].claimed, 0);
   }
   int rc = init_lock(&ctl->lock);
   if (rc != 0) {
