@@ -24,7 +24,7 @@ CTEST_BIN := $(CTEST_SRC:tests/c/%.c=build/tests/%)
 EXT_SRC := $(sort $(wildcard python/_core/*.c python/_core/*.h))
 
 .PHONY: all lib ext venv test test-c test-sanitize test-python \
-        test-python-asan demo bench fuzz fuzz-replay install clean
+        test-python-asan demo bench fuzz fuzz-replay adversarial install clean
 
 all: lib $(if $(CLI_SRC),build/parfill) ext $(if $(CLI_SRC),$(VENV)/bin/parfill)
 
@@ -128,6 +128,12 @@ test-python-asan: ext
 	  $(PY) -m pytest -q -p no:cacheprovider tests/python/test_populate.py \
 	  tests/python/test_failures.py tests/python/test_out.py \
 	  tests/python/test_arguments.py $(wildcard tests/python/test_expr.py)
+
+# A long adversarial run (tests/python/adversarial.py); `make test` runs a
+# bounded one. ADVERSARIAL_SECONDS=600 by default; SEED= to reproduce a run.
+ADVERSARIAL_SECONDS ?= 600
+adversarial: all
+	$(PY) tests/python/adversarial.py --seconds $(ADVERSARIAL_SECONDS) $(if $(SEED),--seed $(SEED))
 
 demo: all
 	$(PY) -m parfill demo
