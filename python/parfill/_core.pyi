@@ -1,13 +1,23 @@
-"""Type information for the parfill._core C extension (private API)."""
-from typing import Callable, Mapping, Optional
+"""Type information for the parfill._core C extension (private API).
+
+Each signature follows the function's keyword list and format string in
+python/_core/*.c (PyArg_ParseTupleAndKeywords) and its flags in module.c's
+method table: METH_O functions take one positional argument, ``$`` in a
+format makes the rest keyword-only, ``|`` the rest optional.
+"""
+from typing import Any, Callable, Mapping, Sequence, SupportsIndex
 
 import numpy as np
+import numpy.typing as npt
+
+_Progress = Callable[[int, int], object] | None
 
 version: str
 
+# callable.c: "OO!|$psiOLLdOdiO"; returns the next flat index to fill.
 def fill_callable(
     func: Callable[..., object],
-    out: np.ndarray,
+    out: npt.NDArray[Any],
     *,
     vectorized: bool = ...,
     backend: str = ...,
@@ -16,46 +26,61 @@ def fill_callable(
     chunk: int = ...,
     start: int = ...,
     budget: float = ...,
-    progress: Optional[Callable[[int, int], object]] = ...,
+    progress: _Progress = ...,
     timeout: float = ...,
     retries: int = ...,
-    guard: Optional[np.ndarray] = ...,
+    guard: npt.NDArray[Any] | None = ...,
 ) -> int: ...
+
+# expr.c: "UO!|OiOLOd"
 def fill_expr(
     text: str,
-    out: np.ndarray,
-    params: Mapping[str, int | float | bool],
-    workers: int,
-    schedule: str,
-    chunk: int,
-    progress: Optional[Callable[[int, int], object]],
+    out: npt.NDArray[Any],
+    params: Mapping[str, object] | None = ...,
+    workers: int = ...,
+    schedule: str | None = ...,
+    chunk: int = ...,
+    progress: _Progress = ...,
     timeout: float = ...,
 ) -> None: ...
+
+# native.c: "OsO!|OiOLOd"; address and ctx are int addresses.
 def fill_native(
     address: int,
     kind: str,
-    out: np.ndarray,
-    ctx: Optional[int] = ...,
+    out: npt.NDArray[Any],
+    ctx: int | None = ...,
     workers: int = ...,
-    schedule: Optional[str] = ...,
+    schedule: str | None = ...,
     chunk: int = ...,
-    progress: Optional[Callable[[int, int], object]] = ...,
+    progress: _Progress = ...,
     timeout: float = ...,
 ) -> None: ...
+
+# random.c: "O!sOOO|iOLOd"; key0, key1 and stream are unsigned 64-bit.
 def fill_random(
-    out: np.ndarray,
+    out: npt.NDArray[Any],
     dist: str,
     key0: int,
     key1: int,
     stream: int,
     workers: int = ...,
-    schedule: Optional[str] = ...,
+    schedule: str | None = ...,
     chunk: int = ...,
-    progress: Optional[Callable[[int, int], object]] = ...,
+    progress: _Progress = ...,
     timeout: float = ...,
 ) -> None: ...
-def shared_empty(shape: int | tuple[int, ...], dtype: object) -> np.ndarray: ...
-def is_shared(array: np.ndarray) -> bool: ...
-def privatize(array: np.ndarray) -> bool: ...
+
+# shared.c: "O&O&" (PyArray_IntpConverter, PyArray_DescrConverter)
+def shared_empty(
+    shape: SupportsIndex | Sequence[SupportsIndex],
+    dtype: npt.DTypeLike,
+) -> npt.NDArray[Any]: ...
+
+# METH_O
+def is_shared(array: np.ndarray[Any, Any], /) -> bool: ...
+def privatize(array: np.ndarray[Any, Any], /) -> bool: ...
+
+# METH_NOARGS
 def in_worker() -> bool: ...
 def cpu_count() -> int: ...

@@ -8,6 +8,11 @@ import io
 import pickle
 import sys
 import traceback
+from typing import Any, Callable, Sequence, TypeVar
+
+_T = TypeVar("_T")
+# What a class travels as when pickle cannot name it (see "transport").
+_ClassRef = tuple[str, str, str, int]
 
 __all__ = [
     "ExpressionError",
@@ -77,7 +82,8 @@ class WorkerDiedError(RuntimeError):
     and ``stop``, the flat element range it held (``None`` if it held none).
     """
 
-    def __init__(self, worker: int, pid: int, exitcode, signal, start, stop):
+    def __init__(self, worker: int, pid: int, exitcode: int | None,
+                 signal: int | None, start: int | None, stop: int | None):
         self.worker = worker
         self.pid = pid
         self.exitcode = exitcode
@@ -86,7 +92,8 @@ class WorkerDiedError(RuntimeError):
         self.stop = stop
         super().__init__(_died_message(worker, pid, exitcode, signal, start, stop))
 
-    def __reduce__(self):
+    def __reduce__(self) -> tuple[type[WorkerDiedError], tuple[
+            int, int, int | None, int | None, int | None, int | None]]:
         return (type(self), (self.worker, self.pid, self.exitcode, self.signal,
                              self.start, self.stop))
 
@@ -95,7 +102,8 @@ class TimeoutError(builtins.TimeoutError):  # noqa: A001 - a subclass, on purpos
     """The call ran longer than its ``timeout``; its workers were stopped."""
 
 
-def _died_message(worker, pid, exitcode, sig, start, stop) -> str:
+def _died_message(worker: int, pid: int, exitcode: int | None,
+                  sig: int | None, start: int | None, stop: int | None) -> str:
     if sig is not None:
         import signal as signal_module
         try:
@@ -128,27 +136,27 @@ _PAYLOAD_LIMIT = 1 << 20
 _PAYLOAD_OVERHEAD = 16 << 10
 
 
-def _safe(fn, default):
+def _safe(fn: Callable[[], _T], default: _T) -> _T:
     try:
         return fn()
     except BaseException:
         return default
 
 
-def _type_name(kind) -> str:
+def _type_name(kind: type) -> str:
     module = _safe(lambda: kind.__module__, "?")
     qualname = _safe(lambda: kind.__qualname__, "?")
     return qualname if module == "builtins" else f"{module}.{qualname}"
 
 
-def _safe_str(exc) -> str:
+def _safe_str(exc: BaseException) -> str:
     try:
         return str(exc)
     except BaseException as e:
         return f"<str() of the exception failed: {_safe(lambda: repr(e), '?')}>"
 
 
-def _safe_repr(value) -> str:
+def _safe_repr(value: object) -> str:
     try:
         return repr(value)
     except BaseException:
@@ -167,10 +175,10 @@ def _shorten(text: str, budget: int) -> str:
     return f"{text[:head]}\n... [{cut} characters cut] ...\n{text[-tail:]}"
 
 
-def _by_reference(cls) -> bool:
+def _by_reference(cls: type) -> bool:
     """Whether pickle can name `cls` (module attribute path leads to it)."""
     try:
-        obj = sys.modules.get(cls.__module__)
+        obj: Any = sys.modules.get(cls.__module__)
         if obj is None:
             obj = importlib.import_module(cls.__module__)
         for part in cls.__qualname__.split("."):
@@ -180,12 +188,12 @@ def _by_reference(cls) -> bool:
         return False
 
 
-def _find_class(module: str, qualname: str, ident: int):
+def _find_class(module: str, qualname: str, ident: int) -> type | None:
     """The live class with this module, qualname and id(), or None. Searches
     the subclasses of BaseException, then of object (every class)."""
     for root in (BaseException, object):
-        seen = set()
-        stack = [root]
+        seen: set[int] = set()
+        stack: list[type] = [root]
         while stack:
             c = stack.pop()
             if id(c) in seen:
@@ -201,15 +209,15 @@ def _find_class(module: str, qualname: str, ident: int):
     return None
 
 
-def _class_ref(cls):
+def _class_ref(cls: type) -> _ClassRef:
     return ("parfill-class", cls.__module__, cls.__qualname__, id(cls))
 
 
-def _resolve_ref(ref):
+def _resolve_ref(ref: _ClassRef) -> type | None:
     """A class from _class_ref(): the live class with that identity, else
     (for a class pickle could name) the one its name leads to; None."""
     _, module, qualname, ident = ref
-    named = sys.modules.get(module)
+    named: Any = sys.modules.get(module)
     try:
         for part in qualname.split("."):
             named = getattr(named, part)
@@ -228,14 +236,14 @@ def _resolve_ref(ref):
 class _Pickler(pickle.Pickler):
     """Pickles classes pickle cannot name as references by identity."""
 
-    def persistent_id(self, obj):
+    def persistent_id(self, obj: object) -> _ClassRef | None:
         if isinstance(obj, type) and not _by_reference(obj):
             return _class_ref(obj)
         return None
 
 
 class _Unpickler(pickle.Unpickler):
-    def persistent_load(self, pid):
+    def persistent_load(self, pid: object) -> type:
         cls = _resolve_ref(pid) if isinstance(pid, tuple) and len(pid) == 4 \
             else None
         if cls is None:
@@ -243,17 +251,18 @@ class _Unpickler(pickle.Unpickler):
         return cls
 
 
-def _dumps(obj) -> bytes:
+def _dumps(obj: object) -> bytes:
     buffer = io.BytesIO()
     _Pickler(buffer, protocol=pickle.HIGHEST_PROTOCOL).dump(obj)
     return buffer.getvalue()
 
 
-def _loads(blob: bytes):
+def _loads(blob: bytes) -> Any:
     return _Unpickler(io.BytesIO(blob)).load()
 
 
-def _rebuild(cls, args, state):
+def _rebuild(cls: type[BaseException], args: tuple[object, ...],
+             state: dict[str, object]) -> BaseException:
     """An instance of exception class `cls` with these args and attributes,
     without calling an __init__ whose signature the args may not fit."""
     try:
@@ -269,7 +278,7 @@ def _rebuild(cls, args, state):
     return exc
 
 
-def _fit(value, budget):
+def _fit(value: object, budget: int) -> object:
     """`value` if it pickles within `budget` bytes, else a shortened str or
     repr of it."""
     try:
@@ -282,7 +291,8 @@ def _fit(value, budget):
     return _shorten(_safe_repr(value), budget)
 
 
-def _exception_blob(exc, budget: int):
+def _exception_blob(exc: BaseException,
+                    budget: int) -> tuple[str, bytes] | None:
     """("whole", pickle) when the exception pickles, unpickles and fits;
     else ("parts", pickle of (class, args, attributes)) with the parts that
     do not pickle or fit replaced by shortened reprs; None when even that
@@ -342,7 +352,7 @@ def pack_exception(exc: BaseException, limit: int = _PAYLOAD_LIMIT) -> bytes:
 
 
 @functools.lru_cache(maxsize=64)
-def _worker_error_class(name: str, base):
+def _worker_error_class(name: str, base: type | None) -> type[WorkerError]:
     """A WorkerError subclass that is also a `base` (nearest class of the
     lost exception the caller has), so `except base:` still catches it."""
     if base is None or issubclass(WorkerError, base):
@@ -384,7 +394,7 @@ def _add_note(exc: BaseException, note: str) -> None:
     """add_note() that never fails: a `__notes__` that is not a list (a
     tuple, a str, anything) becomes one first."""
     try:
-        notes = exc.__dict__.get("__notes__") if hasattr(exc, "__dict__") \
+        notes: Any = exc.__dict__.get("__notes__") if hasattr(exc, "__dict__") \
             else getattr(exc, "__notes__", None)
         if notes is not None and not isinstance(notes, list):
             if isinstance(notes, (str, bytes)):
@@ -397,7 +407,8 @@ def _add_note(exc: BaseException, note: str) -> None:
         pass
 
 
-def element_failed(exc_or_payload, shape, flat_index: int, worker: int,
+def element_failed(exc_or_payload: BaseException | bytes,
+                   shape: Sequence[int], flat_index: int, worker: int,
                    pid: int) -> BaseException:
     """The exception to raise for element ``flat_index`` failing in ``worker``:
     the exception itself (serial and thread backends) or rebuilt from a worker
@@ -413,11 +424,12 @@ def element_failed(exc_or_payload, shape, flat_index: int, worker: int,
     return exc
 
 
-def worker_died(worker, pid, exitcode, sig, start, stop) -> WorkerDiedError:
+def worker_died(worker: int, pid: int, exitcode: int | None, sig: int | None,
+                start: int | None, stop: int | None) -> WorkerDiedError:
     return WorkerDiedError(worker, pid, exitcode, sig, start, stop)
 
 
-def _unravel(flat: int, shape) -> tuple:
+def _unravel(flat: int, shape: Sequence[int]) -> tuple[int, ...]:
     index = []
     for n in reversed(tuple(shape)):
         if n == 0:

@@ -9,10 +9,11 @@ object with an integer ``.address`` and a ctypes prototype as ``.ctypes``
 from __future__ import annotations
 
 import ctypes
-from typing import NamedTuple
+from _ctypes import CFuncPtr
+from typing import TYPE_CHECKING, NamedTuple, Protocol, Sequence, Union
 
-__all__ = ["NativeFunction", "SUPPORTED_PROTOTYPES", "ctx_address",
-           "native_function"]
+__all__ = ["CtxLike", "NativeFunction", "NativeFunctionLike",
+           "SUPPORTED_PROTOTYPES", "ctx_address", "native_function"]
 
 #: What the TypeError for any other prototype lists.
 SUPPORTED_PROTOTYPES = (
@@ -27,9 +28,31 @@ _INT64 = tuple({t for t in (ctypes.c_int64, ctypes.c_longlong, ctypes.c_long)
                 if ctypes.sizeof(t) == 8})
 
 
-# The bases of every ctypes instance (their common base is not exported).
-_CDATA = (ctypes._SimpleCData, ctypes._Pointer, ctypes.Array, ctypes.Structure,
-          ctypes.Union, ctypes._CFuncPtr)
+if TYPE_CHECKING:
+    from _ctypes import _CArgObject, _CData
+else:
+    # The common base of every ctypes instance, and the type of byref(x):
+    # neither is exported, but both are the same classes as in the stubs.
+    _CData = ctypes.c_int.__mro__[-2]
+    _CArgObject = type(ctypes.byref(ctypes.c_int()))
+
+
+class _CFunctionObject(Protocol):
+    """A compiled function that declares its C signature (``numba.cfunc``)."""
+
+    @property
+    def address(self) -> int: ...
+
+    @property
+    def ctypes(self) -> CFuncPtr: ...
+
+
+#: A native function: a ctypes function pointer, or an object with an int
+#: ``.address`` and a ctypes prototype as ``.ctypes``.
+NativeFunctionLike = Union[CFuncPtr, _CFunctionObject]
+#: The ``ctx`` of a native block function: an address, or a ctypes object
+#: passed as ctypes passes it for a ``void *`` parameter.
+CtxLike = Union[int, _CData, _CArgObject]
 
 
 class NativeFunction(NamedTuple):
@@ -37,21 +60,21 @@ class NativeFunction(NamedTuple):
     kind: str  # "element", "index" or "block"
 
 
-def _is_int64(t) -> bool:
+def _is_int64(t: object) -> bool:
     return t in _INT64
 
 
-def _is_pointer(t) -> bool:
+def _is_pointer(t: object) -> bool:
     return t is ctypes.c_void_p or (
         isinstance(t, type) and issubclass(t, ctypes._Pointer))
 
 
-def _is_int64_pointer(t) -> bool:
+def _is_int64_pointer(t: object) -> bool:
     return (isinstance(t, type) and issubclass(t, ctypes._Pointer)
             and t._type_ in _INT64)
 
 
-def _kind(restype, argtypes) -> str | None:
+def _kind(restype: object, argtypes: Sequence[object] | None) -> str | None:
     args = tuple(argtypes or ())
     if restype is ctypes.c_double:
         if len(args) == 1 and _is_int64(args[0]):
@@ -66,30 +89,34 @@ def _kind(restype, argtypes) -> str | None:
     return None
 
 
-def _type_name(t) -> str:
+def _type_name(t: object) -> str:
     return "void" if t is None else getattr(t, "__name__", repr(t))
 
 
-def native_function(func) -> NativeFunction | None:
+def native_function(func: object) -> NativeFunction | None:
     """The address and kind of a native function, or None when ``func`` is
     not one (a Python callable). Raises TypeError, listing the supported
     prototypes, for a native function with any other prototype."""
-    if isinstance(func, ctypes._CFuncPtr):
+    address: object
+    if isinstance(func, CFuncPtr):
         prototype = func
         address = ctypes.cast(func, ctypes.c_void_p).value or 0
     else:
         try:
             address = getattr(func, "address", None)
-            prototype = getattr(func, "ctypes", None)
+            declared = getattr(func, "ctypes", None)
         except Exception:  # a property that raises: not a native function
             return None
-        if not isinstance(prototype, ctypes._CFuncPtr):
+        if not isinstance(declared, CFuncPtr):
             return None  # no declared signature: a Python callable
+        prototype = declared
         if not isinstance(address, int) or isinstance(address, bool):
             raise ValueError(
                 f"the native function's .address must be an int, not "
                 f"{type(address).__name__}")
-    argtypes, restype = prototype.argtypes, prototype.restype
+    # argtypes is None until set, whatever the stubs say.
+    argtypes: Sequence[object] | None = prototype.argtypes
+    restype: object = prototype.restype
     kind = _kind(restype, argtypes)
     if kind is None:
         if argtypes is None:
@@ -109,10 +136,10 @@ def native_function(func) -> NativeFunction | None:
 _FIRST_VALID = 4096
 _ABOVE_VALID = 1 << 63
 # Addresses found in an executable mapping; bounded, cleared when full.
-_checked: set = set()
+_checked: set[int] = set()
 
 
-def _executable(address: int):
+def _executable(address: int) -> bool | None:
     """Whether `address` lies in an executable mapping of this process; None
     when /proc/self/maps cannot be read."""
     try:
@@ -148,7 +175,7 @@ def _check_address(address: int) -> None:
     _checked.add(address)
 
 
-def ctx_address(ctx) -> int:
+def ctx_address(ctx: object) -> int:
     """The address a block function gets as ``ctx``: an int as it is; a
     ctypes object as ctypes passes it for a ``void *`` parameter (a pointer
     or c_void_p: its value; an array or ``byref(x)``: the address of the
@@ -161,11 +188,11 @@ def ctx_address(ctx) -> int:
         if not 0 <= ctx < 1 << 64:
             raise ValueError(f"ctx address {ctx} is not in [0, 2**64)")
         return ctx
-    if isinstance(ctx, _CDATA) or type(ctx).__name__ == "CArgObject":
+    if isinstance(ctx, (_CData, _CArgObject)):
         try:
             return ctypes.cast(ctx, ctypes.c_void_p).value or 0
         except ctypes.ArgumentError:
-            if isinstance(ctx, _CDATA):
+            if isinstance(ctx, _CData):
                 return ctypes.addressof(ctx)
             raise
     raise TypeError(

@@ -8,20 +8,39 @@ from __future__ import annotations
 
 import collections.abc
 import math
-import numbers
-import operator
 import time
+from typing import Any, Callable, Literal, Mapping, Union, overload
 
 import numpy as np
+import numpy.typing as npt
 
 from parfill import _core
-from parfill._native import ctx_address, native_function
-from parfill._progress import make_progress
+from parfill._args import (
+    Backend,
+    ProgressLike,
+    Schedule,
+    ShapeLike,
+    non_negative_int,
+    resolve_output,
+    resolve_pool_args,
+)
+from parfill._native import (
+    CtxLike,
+    NativeFunction,
+    NativeFunctionLike,
+    ctx_address,
+    native_function,
+)
+from parfill._progress import Reporter, reporting
 
-__all__ = ["cpu_count", "populate"]
+__all__ = ["ParamValue", "cpu_count", "populate"]
 
-_SCHEDULES = ("static", "dynamic", "guided")
 _BACKENDS = ("auto", "processes", "threads", "serial")
+
+#: A value in ``params``: an expression parameter is a bool, an int (int64)
+#: or a float (float64), a Python or a NumPy scalar.
+ParamValue = Union[bool, int, float, np.bool_, np.integer[Any],
+                   np.floating[Any]]
 
 # `auto` may compute the first elements of a Python callable in the caller,
 # so that a job that finishes meanwhile never pays for forking workers. The
@@ -39,8 +58,6 @@ _AUTO_CHUNK_SECONDS = 0.0002
 # At most this many retries (a larger count means the same in practice and
 # must not overflow the C int counters).
 _MAX_RETRIES = 1 << 16
-_MAX_DIMS = 32
-_MAX_AXIS = (1 << 63) - 1
 # Vectorized calls get blocks of at most this many elements by default.
 _MAX_VECTOR_BLOCK = 1 << 20
 
@@ -51,9 +68,79 @@ def cpu_count() -> int:
     return _core.cpu_count()
 
 
-def populate(func, shape=None, dtype=None, *, out=None, workers=None,
-             schedule="dynamic", chunk=None, backend="auto", vectorized=False,
-             params=None, ctx=None, progress=False, retries=0, timeout=None):
+# The three kinds of func, as a type checker sees them. Each overload takes
+# only the arguments that apply to its kind (others are refused at run time
+# too, unless they have their default value); the native one comes first
+# because a ctypes function is also a callable.
+@overload
+def populate(
+    func: NativeFunctionLike,
+    shape: ShapeLike | None = ...,
+    dtype: npt.DTypeLike | None = ...,
+    *,
+    out: npt.NDArray[Any] | None = ...,
+    workers: int | None = ...,
+    schedule: Schedule = ...,
+    chunk: int | None = ...,
+    backend: Backend = ...,
+    vectorized: Literal[False] = ...,
+    params: None = ...,
+    ctx: CtxLike | None = ...,
+    progress: ProgressLike = ...,
+    timeout: float | None = ...,
+) -> npt.NDArray[Any]: ...
+@overload
+def populate(
+    func: str,
+    shape: ShapeLike | None = ...,
+    dtype: npt.DTypeLike | None = ...,
+    *,
+    out: npt.NDArray[Any] | None = ...,
+    workers: int | None = ...,
+    schedule: Schedule = ...,
+    chunk: int | None = ...,
+    backend: Backend = ...,
+    vectorized: Literal[False] = ...,
+    params: Mapping[str, ParamValue] | None = ...,
+    ctx: None = ...,
+    progress: ProgressLike = ...,
+    timeout: float | None = ...,
+) -> npt.NDArray[Any]: ...
+@overload
+def populate(
+    func: Callable[..., object],
+    shape: ShapeLike | None = ...,
+    dtype: npt.DTypeLike | None = ...,
+    *,
+    out: npt.NDArray[Any] | None = ...,
+    workers: int | None = ...,
+    schedule: Schedule = ...,
+    chunk: int | None = ...,
+    backend: Backend = ...,
+    vectorized: bool = ...,
+    params: None = ...,
+    ctx: None = ...,
+    progress: ProgressLike = ...,
+    retries: int = ...,
+    timeout: float | None = ...,
+) -> npt.NDArray[Any]: ...
+def populate(
+    func: str | Callable[..., object] | NativeFunctionLike,
+    shape: ShapeLike | None = None,
+    dtype: npt.DTypeLike | None = None,
+    *,
+    out: npt.NDArray[Any] | None = None,
+    workers: int | None = None,
+    schedule: Schedule = "dynamic",
+    chunk: int | None = None,
+    backend: Backend = "auto",
+    vectorized: bool = False,
+    params: Mapping[str, ParamValue] | None = None,
+    ctx: CtxLike | None = None,
+    progress: ProgressLike = False,
+    retries: int = 0,
+    timeout: float | None = None,
+) -> npt.NDArray[Any]:
     """Populate an array in parallel: ``a[idx] = func(*idx)`` for every index.
 
     Parameters
@@ -96,8 +183,9 @@ def populate(func, shape=None, dtype=None, *, out=None, workers=None,
     vectorized : bool
         Call ``func`` on blocks of index arrays instead of single elements
         (a bool: ``"False"`` is a TypeError, not a true value).
-    params : dict, optional
-        Scalar parameters of an expression.
+    params : mapping, optional
+        Scalar parameters of an expression (any ``Mapping`` of names to
+        bools, ints and floats, Python's or NumPy's).
     ctx : int or ctypes object, optional
         Context pointer passed to a native block function.
     progress : bool or callable
@@ -130,230 +218,67 @@ def populate(func, shape=None, dtype=None, *, out=None, workers=None,
         Whatever ``func`` raised, as the same type, with a note naming the
         element and worker (its remote traceback as ``__cause__``).
     """
-    is_expression = isinstance(func, str)
-    if not is_expression and not callable(func):
+    if not isinstance(func, str) and not callable(func):
         raise TypeError(
             f"func must be a callable or an expression string, not "
             f"{type(func).__name__}")
-    out, shape, dtype = _resolve_output(out, shape, dtype)
-    workers = _resolve_workers(workers)
-    _check_schedule(schedule)
-    chunk = _positive_int_or_none(chunk, "chunk")
-    if chunk is not None:
-        chunk = min(chunk, max(math.prod(shape), 1))  # larger: one chunk
+    out, dims, dt = resolve_output(out, shape, dtype, "populate")
+    n_workers, schedule, chunk_size, seconds = resolve_pool_args(
+        workers, schedule, chunk, timeout)
+    if chunk_size is not None:
+        # A chunk larger than the array: one chunk.
+        chunk_size = min(chunk_size, max(math.prod(dims), 1))
     if backend not in _BACKENDS:
         raise ValueError(
             f"backend must be one of {', '.join(map(repr, _BACKENDS))}, "
             f"not {backend!r}")
-    retries = min(_non_negative_int(retries, "retries"), _MAX_RETRIES)
+    retries = min(non_negative_int(retries, "retries"), _MAX_RETRIES)
     if not isinstance(vectorized, (bool, np.bool_)):
         raise TypeError(f"vectorized must be a bool, not {vectorized!r}")
     vectorized = bool(vectorized)
-    timeout = _resolve_timeout(timeout)
+    values: dict[str, ParamValue] | None = None
     if params is not None:
         if not isinstance(params, collections.abc.Mapping):
             raise TypeError(
                 f"params must be a dict (a mapping), not {type(params).__name__}")
-        params = dict(params)  # a snapshot: nothing can change it under us
+        values = dict(params)  # a snapshot: nothing can change it under us
     # Before any callable path: ctypes functions are callable too.
-    native = None if is_expression else native_function(func)
+    native = None if isinstance(func, str) else native_function(func)
     if ctx is not None and (native is None or native.kind != "block"):
         raise TypeError("ctx applies to native block functions")
     if _core.in_worker():
         # Nested call inside a worker process: no second level of forking.
-        workers, backend = 1, "serial"
+        n_workers, backend = 1, "serial"
 
-    size = math.prod(shape)
-    reporter = make_progress(progress, size)
-    try:
+    with reporting(progress, math.prod(dims)) as reporter:
         if native is not None:
-            return _populate_native(native, ctx, out, shape, dtype, workers,
-                                    schedule, chunk, backend, vectorized,
-                                    params, reporter, timeout)
-        if is_expression:
+            return _populate_native(native, ctx, out, dims, dt, n_workers,
+                                    schedule, chunk_size, backend, vectorized,
+                                    values, reporter, seconds)
+        if isinstance(func, str):
             if vectorized:
                 raise TypeError("vectorized applies to Python callables, not "
                                 "expressions")
             if backend == "serial":
-                workers = 1
-            return _populate_expression(func, out, shape, dtype, workers,
-                                        schedule, chunk, params, reporter,
-                                        timeout)
-        if params is not None:
+                n_workers = 1
+            return _populate_expression(func, out, dims, dt, n_workers,
+                                        schedule, chunk_size, values, reporter,
+                                        seconds)
+        if values is not None:
             raise TypeError("params apply to expressions only")
-        return _populate_callable(func, out, shape, dtype, workers, schedule,
-                                  chunk, backend, vectorized, reporter,
-                                  retries, timeout)
-    finally:
-        if reporter is not None:
-            reporter.close()
-
-
-# ----------------------------------------------------------------- arguments
-
-def _resolve_shape(shape) -> tuple:
-    if isinstance(shape, (bool, np.bool_)):
-        raise TypeError("shape must be an int or a tuple of ints, not bool")
-    try:
-        dims = (operator.index(shape),)
-    except TypeError:
-        # Only sequences, never any iterable: an unbounded one
-        # (itertools.count()) would be consumed until memory runs out.
-        if isinstance(shape, np.ndarray) and shape.ndim == 1:
-            shape = shape.tolist()
-        if not isinstance(shape, collections.abc.Sequence) or isinstance(
-                shape, (str, bytes)):
-            raise TypeError(
-                f"shape must be an int or a tuple of ints, not {shape!r}"
-            ) from None
-        try:
-            length = len(shape)
-        except (OverflowError, TypeError):
-            length = _MAX_DIMS + 1
-        if length > _MAX_DIMS:
-            raise ValueError(f"at most {_MAX_DIMS} dimensions are supported, "
-                             f"not {length}") from None
-        try:
-            dims = tuple(operator.index(n) for n in shape)
-        except TypeError:
-            raise TypeError(
-                f"shape must be an int or a tuple of ints, not {shape!r}"
-            ) from None
-    if any(n < 0 for n in dims):
-        raise ValueError(f"negative dimensions are not allowed: {dims}")
-    if any(n > _MAX_AXIS for n in dims):
-        raise ValueError(f"shape {dims}: an axis length must be at most "
-                         f"2**63 - 1")
-    if len(dims) > _MAX_DIMS:
-        raise ValueError(f"at most {_MAX_DIMS} dimensions are supported, "
-                         f"not {len(dims)}")
-    return dims
-
-
-def _resolve_dtype(dtype) -> np.dtype:
-    try:
-        dt = np.dtype(dtype)
-    except TypeError as e:
-        raise TypeError(f"dtype {dtype!r} is not a NumPy dtype: {e}") from None
-    if dt.kind not in "biufc" or not dt.isnative or dt.fields is not None:
-        raise TypeError(
-            f"dtype must be a bool, integer, floating or complex dtype in "
-            f"native byte order, not {dt}")
-    return dt
-
-
-def _resolve_output(out, shape, dtype, caller="populate"):
-    """(out, shape, dtype) from the arguments; ``dtype=None`` means out's
-    dtype, or float64 without ``out``."""
-    if out is None:
-        if shape is None:
-            raise TypeError(f"{caller}() needs a shape or an out array")
-        shape = _resolve_shape(shape)
-        dt = _resolve_dtype(np.float64 if dtype is None else dtype)
-        _check_size(shape, dt)
-        return None, shape, dt
-    if not isinstance(out, np.ndarray):
-        raise TypeError(f"out must be a numpy.ndarray, not {type(out).__name__}")
-    if not out.flags.writeable:
-        raise ValueError("out is read-only")
-    dt = _resolve_dtype(out.dtype)
-    if _overlaps(out):
-        raise ValueError(_OVERLAP_MESSAGE)
-    if dtype is not None and _resolve_dtype(dtype) != dt:
-        raise ValueError(f"dtype {np.dtype(dtype)} does not match out's {dt}")
-    if shape is not None and _resolve_shape(shape) != out.shape:
-        raise ValueError(
-            f"shape {_resolve_shape(shape)} does not match out's {out.shape}")
-    return out, out.shape, dt
-
-
-# The message of pf_array_overlaps' refusal in C (PF_OVERLAP_MESSAGE).
-_OVERLAP_MESSAGE = (
-    "output elements overlap in memory (a stride of 0, or strides smaller "
-    "than the axes they step over): every element needs its own bytes")
-
-
-def _overlaps(a) -> bool:
-    """pf_array_overlaps (src/index.c) for an ndarray: sorted by |stride|,
-    each axis of length > 1 must step over the extent of the smaller ones.
-    Checked here too because a private ``out`` of a process fill is only
-    copied into, never described to C."""
-    if 0 in a.shape:
-        return False
-    extent = a.itemsize
-    for stride, n in sorted((abs(s), n) for s, n in zip(a.strides, a.shape)
-                            if n > 1):
-        if stride < extent:
-            return True
-        extent += stride * (n - 1)
-    return False
-
-
-def _check_size(shape, dt):
-    size = math.prod(shape)
-    if size * dt.itemsize > np.iinfo(np.int64).max:
-        raise ValueError(
-            f"an array of shape {shape} and dtype {dt} is too big: "
-            f"{size * dt.itemsize} bytes overflow a 64-bit size")
-
-
-def _resolve_workers(workers) -> int:
-    if workers is None:
-        return cpu_count()
-    if isinstance(workers, (bool, np.bool_)) or not isinstance(
-            workers, numbers.Integral):
-        raise TypeError(f"workers must be an int or None, not {workers!r}")
-    if workers < 1:
-        raise ValueError(f"workers must be >= 1, not {workers}")
-    return min(int(workers), 4096)
-
-
-def _check_schedule(schedule):
-    if schedule not in _SCHEDULES:
-        raise ValueError(
-            f"schedule must be one of {', '.join(map(repr, _SCHEDULES))}, "
-            f"not {schedule!r}")
-
-
-def _positive_int_or_none(value, name):
-    if value is None:
-        return None
-    if isinstance(value, (bool, np.bool_)) or not isinstance(
-            value, numbers.Integral):
-        raise TypeError(f"{name} must be an int or None, not {value!r}")
-    if value < 1:
-        raise ValueError(f"{name} must be >= 1, not {value}")
-    return min(int(value), 1 << 62)  # beyond any array: one chunk
-
-
-def _non_negative_int(value, name):
-    if isinstance(value, (bool, np.bool_)) or not isinstance(
-            value, numbers.Integral):
-        raise TypeError(f"{name} must be an int, not {value!r}")
-    if value < 0:
-        raise ValueError(f"{name} must be >= 0, not {value}")
-    return int(value)
-
-
-def _resolve_timeout(timeout):
-    if timeout is None:
-        return -1.0
-    if isinstance(timeout, bool) or not isinstance(timeout, numbers.Real):
-        raise TypeError(f"timeout must be a number of seconds or None, not "
-                        f"{timeout!r}")
-    if not timeout > 0:
-        raise ValueError(f"timeout must be > 0 seconds, not {timeout}")
-    try:
-        seconds = float(timeout)
-    except OverflowError:  # an int beyond any float: no deadline
-        seconds = math.inf
-    return -1.0 if math.isinf(seconds) else seconds
+        return _populate_callable(func, out, dims, dt, n_workers,
+                                  schedule, chunk_size, backend, vectorized,
+                                  reporter, retries, seconds)
 
 
 # ----------------------------------------------------------------- callables
 
-def _populate_callable(func, out, shape, dtype, workers, schedule, chunk,
-                       backend, vectorized, reporter, retries, timeout):
+def _populate_callable(func: Callable[..., object],
+                       out: npt.NDArray[Any] | None, shape: tuple[int, ...],
+                       dtype: np.dtype[Any], workers: int, schedule: Schedule,
+                       chunk: int | None, backend: str, vectorized: bool,
+                       reporter: Reporter | None, retries: int,
+                       timeout: float) -> npt.NDArray[Any]:
     size = math.prod(shape)
     if backend == "auto":
         if timeout > 0 or retries > 0:
@@ -364,7 +289,7 @@ def _populate_callable(func, out, shape, dtype, workers, schedule, chunk,
             backend = "serial"
     if vectorized and chunk is None:
         chunk = max(1, min(-(-size // (workers * 4)), _MAX_VECTOR_BLOCK))
-    common = dict(vectorized=vectorized, schedule=schedule,
+    common: dict[str, Any] = dict(vectorized=vectorized, schedule=schedule,
                   progress=reporter, timeout=timeout)
 
     if backend in ("serial", "threads"):
@@ -385,7 +310,7 @@ def _populate_callable(func, out, shape, dtype, workers, schedule, chunk,
         if start == size:
             _core.privatize(target)  # copy-on-write after a fork, no copy
             return target
-    if not direct:
+    if out is not None and not direct:
         # A private buffer cannot be seen by forked workers: fill a shared one,
         # keeping what the probe computed, then copy once.
         shared = _core.shared_empty(shape, dtype)
@@ -396,14 +321,16 @@ def _populate_callable(func, out, shape, dtype, workers, schedule, chunk,
     _core.fill_callable(func, target, backend="processes", workers=workers,
                         chunk=chunk or 0, start=start, retries=retries,
                         guard=out, **common)
-    if not direct:
+    if out is not None and not direct:
         out[...] = target
         return out
     _core.privatize(target)  # a new result: copy-on-write after a fork
     return target
 
 
-def _auto_in_caller(func, target, size, chunk, vectorized, common):
+def _auto_in_caller(func: Callable[..., object], target: npt.NDArray[Any],
+                    size: int, chunk: int | None, vectorized: bool,
+                    common: dict[str, Any]) -> int:
     """`auto`'s measurement: computes elements in the caller, slice by slice,
     while what is left looks cheap and the caller's own budget lasts; returns
     the next element for the workers (``size`` when all is done).
@@ -415,6 +342,7 @@ def _auto_in_caller(func, target, size, chunk, vectorized, common):
     long is evidence that the elements after it are expensive too."""
     start, spent = 0, 0.0
     if vectorized:
+        assert chunk is not None  # _populate_callable picks one
         step = max(1, min(chunk, 4096))
     else:
         step = 1
@@ -443,8 +371,12 @@ def _auto_in_caller(func, target, size, chunk, vectorized, common):
 
 # ---------------------------------------------------------------- expressions
 
-def _populate_expression(text, out, shape, dtype, workers, schedule, chunk,
-                         params, reporter, timeout):
+def _populate_expression(text: str, out: npt.NDArray[Any] | None,
+                         shape: tuple[int, ...], dtype: np.dtype[Any],
+                         workers: int, schedule: Schedule, chunk: int | None,
+                         params: Mapping[str, ParamValue] | None,
+                         reporter: Reporter | None,
+                         timeout: float) -> npt.NDArray[Any]:
     result = out if out is not None else np.empty(shape, dtype)
     _core.fill_expr(text, result, params or {}, workers, schedule, chunk or 0,
                     reporter, timeout=timeout)
@@ -453,8 +385,13 @@ def _populate_expression(text, out, shape, dtype, workers, schedule, chunk,
 
 # ------------------------------------------------------------ native functions
 
-def _populate_native(native, ctx, out, shape, dtype, workers, schedule, chunk,
-                     backend, vectorized, params, reporter, timeout):
+def _populate_native(native: NativeFunction, ctx: object,
+                     out: npt.NDArray[Any] | None, shape: tuple[int, ...],
+                     dtype: np.dtype[Any], workers: int, schedule: Schedule,
+                     chunk: int | None, backend: str, vectorized: bool,
+                     params: Mapping[str, ParamValue] | None,
+                     reporter: Reporter | None,
+                     timeout: float) -> npt.NDArray[Any]:
     if params is not None:
         raise TypeError("params apply to expressions only")
     if vectorized:

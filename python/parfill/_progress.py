@@ -1,35 +1,47 @@
 """Progress reporting for long fills: tqdm when installed, else a plain bar."""
 from __future__ import annotations
 
+import contextlib
 import sys
 import time
+from typing import Any, Callable, Iterator, Protocol
+
+__all__ = ["Reporter", "make_progress", "reporting"]
+
+
+class Reporter(Protocol):
+    """What a fill calls as ``progress(done, total)``, closed at its end."""
+
+    def __call__(self, done: int, total: int) -> None: ...
+
+    def close(self) -> None: ...
 
 
 class _Callback:
     """A user's ``progress(done, total)`` callable."""
 
-    def __init__(self, fn):
+    def __init__(self, fn: Callable[[int, int], object]) -> None:
         self._fn = fn
 
-    def __call__(self, done, total):
+    def __call__(self, done: int, total: int) -> None:
         self._fn(done, total)
 
-    def close(self):
+    def close(self) -> None:
         pass
 
 
 class _Tqdm:
-    def __init__(self, tqdm, total):
+    def __init__(self, tqdm: Callable[..., Any], total: int) -> None:
         self._bar = tqdm(total=total, unit="el", unit_scale=True,
                          file=sys.stderr, desc="parfill")
         self._done = 0
 
-    def __call__(self, done, total):
+    def __call__(self, done: int, total: int) -> None:
         if done > self._done:
             self._bar.update(done - self._done)
             self._done = done
 
-    def close(self):
+    def close(self) -> None:
         self._bar.close()
 
 
@@ -38,20 +50,20 @@ class _PlainBar:
 
     WIDTH = 30
 
-    def __init__(self, total):
+    def __init__(self, total: int) -> None:
         self._total = total
         self._start = time.monotonic()
         self._last_draw = 0.0
         self._done = 0
 
-    def __call__(self, done, total):
+    def __call__(self, done: int, total: int) -> None:
         self._done = done
         now = time.monotonic()
         if now - self._last_draw >= 0.1 or done >= total:
             self._last_draw = now
             self._draw(now)
 
-    def _draw(self, now):
+    def _draw(self, now: float) -> None:
         stream = sys.stderr
         if stream is None:  # closed since the bar started: stop drawing
             return
@@ -70,7 +82,7 @@ class _PlainBar:
         except (OSError, ValueError, AttributeError):
             pass  # a closed or odd stream: the fill matters, not the bar
 
-    def close(self):
+    def close(self) -> None:
         self._draw(time.monotonic())
         stream = sys.stderr
         try:
@@ -81,7 +93,7 @@ class _PlainBar:
             pass
 
 
-def _si(x):
+def _si(x: float) -> str:
     for unit in ("", "k", "M", "G"):
         if abs(x) < 1000:
             return f"{x:.1f}{unit}"
@@ -89,7 +101,7 @@ def _si(x):
     return f"{x:.1f}T"
 
 
-def make_progress(progress, total):
+def make_progress(progress: object, total: int) -> Reporter | None:
     """A reporter for populate's ``progress`` argument, or None for off."""
     if progress is None or progress is False:
         return None
@@ -106,3 +118,15 @@ def make_progress(progress, total):
     raise TypeError(
         f"progress must be True, False or a callable(done, total), not "
         f"{progress!r}")
+
+
+@contextlib.contextmanager
+def reporting(progress: object, total: int) -> Iterator[Reporter | None]:
+    """make_progress() for the length of a ``with`` block, which closes the
+    reporter (ends the bar) however the fill ends."""
+    reporter = make_progress(progress, total)
+    try:
+        yield reporter
+    finally:
+        if reporter is not None:
+            reporter.close()

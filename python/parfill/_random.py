@@ -7,38 +7,50 @@ src/philox.h); the fill is ``_core.fill_random``.
 from __future__ import annotations
 
 import math
-import numbers
+from typing import Any, Literal
 
 import numpy as np
+import numpy.typing as npt
 
 from parfill import _core
-from parfill._populate import (
-    _check_schedule,
-    _positive_int_or_none,
-    _resolve_output,
-    _resolve_timeout,
-    _resolve_workers,
+from parfill._args import (
+    ProgressLike,
+    Schedule,
+    ShapeLike,
+    is_int,
+    resolve_output,
+    resolve_pool_args,
 )
-from parfill._progress import make_progress
+from parfill._progress import reporting
 
 __all__ = ["random"]
 
 _DISTS = ("uniform", "normal")
 
 
-def _unsigned(value, name, bits):
-    if isinstance(value, (bool, np.bool_)) or not isinstance(
-            value, numbers.Integral):
+def _unsigned(value: object, name: str, bits: int) -> int:
+    if not is_int(value):
         raise TypeError(f"{name} must be an int, not {value!r}")
-    value = int(value)
-    if not 0 <= value < 1 << bits:
-        raise ValueError(f"{name} must be in [0, 2**{bits}), not {value}")
-    return value
+    n = int(value)
+    if not 0 <= n < 1 << bits:
+        raise ValueError(f"{name} must be in [0, 2**{bits}), not {n}")
+    return n
 
 
-def random(shape=None, dist="uniform", seed=0, dtype=None, *, out=None,
-           workers=None, stream=0, schedule="dynamic", chunk=None,
-           progress=False, timeout=None):
+def random(
+    shape: ShapeLike | None = None,
+    dist: Literal["uniform", "normal"] = "uniform",
+    seed: int = 0,
+    dtype: npt.DTypeLike | None = None,
+    *,
+    out: npt.NDArray[Any] | None = None,
+    workers: int | None = None,
+    stream: int = 0,
+    schedule: Schedule = "dynamic",
+    chunk: int | None = None,
+    progress: ProgressLike = False,
+    timeout: float | None = None,
+) -> npt.NDArray[Any]:
     """An array of random numbers, filled in parallel, reproducibly.
 
     Element ``e`` (flat C-order index) is a pure function of ``(seed,
@@ -83,22 +95,16 @@ def random(shape=None, dist="uniform", seed=0, dtype=None, *, out=None,
         raise ValueError(f"dist must be 'uniform' or 'normal', not {dist!r}")
     seed = _unsigned(seed, "seed", 128)
     stream = _unsigned(stream, "stream", 64)
-    out, shape, dt = _resolve_output(out, shape, dtype, caller="random")
+    out, dims, dt = resolve_output(out, shape, dtype, "random")
     if dt not in (np.dtype(np.float64), np.dtype(np.float32)):
         raise TypeError(f"random makes float64 or float32 values, not {dt}")
-    workers = _resolve_workers(workers)
-    _check_schedule(schedule)
-    chunk = _positive_int_or_none(chunk, "chunk")
-    timeout = _resolve_timeout(timeout)
+    n_workers, schedule, chunk_size, seconds = resolve_pool_args(
+        workers, schedule, chunk, timeout)
     if _core.in_worker():
-        workers = 1  # inside a process team's worker: no threads there
-    result = out if out is not None else np.empty(shape, dt)
-    reporter = make_progress(progress, math.prod(shape))
-    try:
+        n_workers = 1  # inside a process team's worker: no threads there
+    result = out if out is not None else np.empty(dims, dt)
+    with reporting(progress, math.prod(dims)) as reporter:
         _core.fill_random(result, dist, seed & ((1 << 64) - 1), seed >> 64,
-                          stream, workers, schedule, chunk or 0, reporter,
-                          timeout=timeout)
-    finally:
-        if reporter is not None:
-            reporter.close()
+                          stream, n_workers, schedule, chunk_size or 0,
+                          reporter, timeout=seconds)
     return result
