@@ -64,7 +64,7 @@ $(VENV)/.ext-stamp: $(VENV)/.stamp $(LIB_SRC) $(LIB_HDR) $(EXT_SRC) setup.py pyp
 	touch $@
 
 # ---- Tests
-test: all test-c test-sanitize test-python test-python-asan
+test: all typecheck test-c test-sanitize test-python test-python-asan
 
 build/tests/%: tests/c/%.c $(LIB_SRC) $(LIB_HDR) tests/c/pf_test.h
 	@tools/ensure-system-deps
@@ -108,6 +108,11 @@ fuzz:
 
 test-python: ext
 	$(PY) -m pytest -q tests/python
+
+# The package's annotations, strictly ([tool.mypy] in pyproject.toml).
+.PHONY: typecheck
+typecheck: venv
+	$(PY) -m mypy python/parfill
 
 # The Python tests against an ASan+UBSan build of the extension (a copy of the
 # package in build/asan-py shadows the development install). Leak detection is

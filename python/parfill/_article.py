@@ -44,7 +44,7 @@ import queue as _queue
 import traceback
 from collections.abc import Callable, Iterable, Sequence
 from multiprocessing import shared_memory
-from typing import Any
+from typing import Any, Final
 
 import numpy as np
 
@@ -59,10 +59,10 @@ __all__ = [
 ElementFunc = Callable[[int], Any]
 
 #: The start method every approach uses (see the module docstring).
-START_METHOD = "fork"
+START_METHOD: Final = "fork"
 
 
-def _context() -> mp.context.BaseContext:
+def _context() -> mp.context.ForkContext:
     return mp.get_context(START_METHOD)
 
 
@@ -100,6 +100,7 @@ def _init_worker(func: ElementFunc) -> None:
 def _populate_subarray(args: tuple[int, int, np.dtype]) -> np.ndarray:
     start_index, size, dtype = args
     f = _worker_func
+    assert f is not None  # set by _init_worker
     subarray = np.empty(size, dtype=dtype)
     for i in range(size):
         subarray[i] = f(start_index + i)
@@ -132,6 +133,7 @@ def _populate_shared_subarray(args: tuple[str, int, int, np.dtype]) -> None:
         shared_array = np.ndarray(size, dtype=dtype, buffer=existing_shm.buf,
                                   offset=start_index * dtype.itemsize)
         f = _worker_func
+        assert f is not None  # set by _init_worker
         for i in range(size):
             shared_array[i] = f(start_index + i)
         del shared_array  # release the buffer export so close() succeeds
@@ -214,6 +216,7 @@ def populate_array_queue(f: ElementFunc, total_size: int, num_processes: int,
     on large sizes and scale linearly; the other elements are then left zero.
     """
     dtype = np.dtype(dtype)
+    todo: Sequence[int]
     if indices is None:
         todo = range(total_size)
         result_array = np.empty(total_size, dtype=dtype)

@@ -140,11 +140,11 @@ def run_demo(width: int, height: int, max_iter: int, workers: int, *,
     for key, label, fn in article.APPROACHES:
         if key == "article3" and stride > 1:
             seconds, out, error = _timed(
-                lambda fn=fn: fn(flat, n, workers, dtype, indices=sample))
+                lambda: fn(flat, n, workers, dtype, indices=sample))
             equal = out is not None and np.array_equal(out[::stride], reference.reshape(-1)[::stride])
             add(DemoRow(label, seconds * n / len(sample), equal, n, len(sample), error))
             continue
-        seconds, out, error = _timed(lambda fn=fn: fn(flat, n, workers, dtype).reshape(shape))
+        seconds, out, error = _timed(lambda: fn(flat, n, workers, dtype).reshape(shape))
         add(DemoRow(label, seconds, out is not None and np.array_equal(out, reference),
                     n, n, error))
 
