@@ -3,6 +3,7 @@
 ``a[idx] = f(idx)`` for every index of a shape, spread over every core and
 written straight into the final array. See :func:`populate`.
 """
+from parfill import _core
 from parfill._errors import (
     ExpressionError,
     RemoteTraceback,
@@ -10,20 +11,11 @@ from parfill._errors import (
     WorkerDiedError,
     WorkerError,
 )
-from parfill import _core
 from parfill._populate import cpu_count, populate
 from parfill._random import random
 
-__version__ = _core.version
+__version__: str = _core.version
 
-__all__ = [
-    "ExpressionError",
-    "RemoteTraceback",
-    "TimeoutError",
-    "WorkerDiedError",
-    "WorkerError",
-    "cpu_count",
-    "populate",
-    "random",
-    "__version__",
-]
+__all__ = ["ExpressionError", "RemoteTraceback", "TimeoutError",
+           "WorkerDiedError", "WorkerError", "cpu_count", "populate",
+           "random", "__version__"]

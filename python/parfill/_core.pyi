@@ -33,43 +33,22 @@ def fill_callable(
 ) -> int: ...
 
 # expr.c: "UO!|OiOLOd"
-def fill_expr(
-    text: str,
-    out: npt.NDArray[Any],
-    params: Mapping[str, object] | None = ...,
-    workers: int = ...,
-    schedule: str | None = ...,
-    chunk: int = ...,
-    progress: _Progress = ...,
-    timeout: float = ...,
-) -> None: ...
+def fill_expr(text: str, out: npt.NDArray[Any],
+              params: Mapping[str, object] | None = ..., workers: int = ...,
+              schedule: str | None = ..., chunk: int = ...,
+              progress: _Progress = ..., timeout: float = ...) -> None: ...
 
 # native.c: "OsO!|OiOLOd"; address and ctx are int addresses.
-def fill_native(
-    address: int,
-    kind: str,
-    out: npt.NDArray[Any],
-    ctx: int | None = ...,
-    workers: int = ...,
-    schedule: str | None = ...,
-    chunk: int = ...,
-    progress: _Progress = ...,
-    timeout: float = ...,
-) -> None: ...
+def fill_native(address: int, kind: str, out: npt.NDArray[Any],
+                ctx: int | None = ..., workers: int = ...,
+                schedule: str | None = ..., chunk: int = ...,
+                progress: _Progress = ..., timeout: float = ...) -> None: ...
 
 # random.c: "O!sOOO|iOLOd"; key0, key1 and stream are unsigned 64-bit.
-def fill_random(
-    out: npt.NDArray[Any],
-    dist: str,
-    key0: int,
-    key1: int,
-    stream: int,
-    workers: int = ...,
-    schedule: str | None = ...,
-    chunk: int = ...,
-    progress: _Progress = ...,
-    timeout: float = ...,
-) -> None: ...
+def fill_random(out: npt.NDArray[Any], dist: str, key0: int, key1: int,
+                stream: int, workers: int = ..., schedule: str | None = ...,
+                chunk: int = ..., progress: _Progress = ...,
+                timeout: float = ...) -> None: ...
 
 # shared.c: "O&O&" (PyArray_IntpConverter, PyArray_DescrConverter)
 def shared_empty(

@@ -9,7 +9,8 @@ from __future__ import annotations
 import collections.abc
 import math
 import time
-from typing import Any, Callable, Literal, Mapping, Union, overload
+from typing import (Any, Callable, Literal, Mapping, TypedDict, Union, Unpack,
+                    overload)
 
 import numpy as np
 import numpy.typing as npt
@@ -33,7 +34,7 @@ from parfill._native import (
 )
 from parfill._progress import Reporter, reporting
 
-__all__ = ["ParamValue", "cpu_count", "populate"]
+__all__ = ["FillOptions", "ParamValue", "cpu_count", "populate"]
 
 _BACKENDS = ("auto", "processes", "threads", "serial")
 
@@ -68,62 +69,39 @@ def cpu_count() -> int:
     return _core.cpu_count()
 
 
+class FillOptions(TypedDict, total=False):
+    """The keyword arguments of :func:`populate` that apply to every kind of
+    func (for its overloads)."""
+    out: npt.NDArray[Any] | None
+    workers: int | None
+    schedule: Schedule
+    chunk: int | None
+    backend: Backend
+    progress: ProgressLike
+    timeout: float | None
+
+
 # The three kinds of func, as a type checker sees them. Each overload takes
 # only the arguments that apply to its kind (others are refused at run time
 # too, unless they have their default value); the native one comes first
 # because a ctypes function is also a callable.
 @overload
-def populate(
-    func: NativeFunctionLike,
-    shape: ShapeLike | None = ...,
-    dtype: npt.DTypeLike | None = ...,
-    *,
-    out: npt.NDArray[Any] | None = ...,
-    workers: int | None = ...,
-    schedule: Schedule = ...,
-    chunk: int | None = ...,
-    backend: Backend = ...,
-    vectorized: Literal[False] = ...,
-    params: None = ...,
-    ctx: CtxLike | None = ...,
-    progress: ProgressLike = ...,
-    timeout: float | None = ...,
-) -> npt.NDArray[Any]: ...
+def populate(func: NativeFunctionLike, shape: ShapeLike | None = ...,
+             dtype: npt.DTypeLike | None = ..., *,
+             vectorized: Literal[False] = ..., params: None = ...,
+             ctx: CtxLike | None = ...,
+             **options: Unpack[FillOptions]) -> npt.NDArray[Any]: ...
 @overload
-def populate(
-    func: str,
-    shape: ShapeLike | None = ...,
-    dtype: npt.DTypeLike | None = ...,
-    *,
-    out: npt.NDArray[Any] | None = ...,
-    workers: int | None = ...,
-    schedule: Schedule = ...,
-    chunk: int | None = ...,
-    backend: Backend = ...,
-    vectorized: Literal[False] = ...,
-    params: Mapping[str, ParamValue] | None = ...,
-    ctx: None = ...,
-    progress: ProgressLike = ...,
-    timeout: float | None = ...,
-) -> npt.NDArray[Any]: ...
+def populate(func: str, shape: ShapeLike | None = ...,
+             dtype: npt.DTypeLike | None = ..., *,
+             vectorized: Literal[False] = ...,
+             params: Mapping[str, ParamValue] | None = ..., ctx: None = ...,
+             **options: Unpack[FillOptions]) -> npt.NDArray[Any]: ...
 @overload
-def populate(
-    func: Callable[..., object],
-    shape: ShapeLike | None = ...,
-    dtype: npt.DTypeLike | None = ...,
-    *,
-    out: npt.NDArray[Any] | None = ...,
-    workers: int | None = ...,
-    schedule: Schedule = ...,
-    chunk: int | None = ...,
-    backend: Backend = ...,
-    vectorized: bool = ...,
-    params: None = ...,
-    ctx: None = ...,
-    progress: ProgressLike = ...,
-    retries: int = ...,
-    timeout: float | None = ...,
-) -> npt.NDArray[Any]: ...
+def populate(func: Callable[..., object], shape: ShapeLike | None = ...,
+             dtype: npt.DTypeLike | None = ..., *, vectorized: bool = ...,
+             params: None = ..., ctx: None = ..., retries: int = ...,
+             **options: Unpack[FillOptions]) -> npt.NDArray[Any]: ...
 def populate(
     func: str | Callable[..., object] | NativeFunctionLike,
     shape: ShapeLike | None = None,

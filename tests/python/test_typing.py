@@ -188,6 +188,7 @@ populate("i", 5, params={"k": "one"})  # E: dict-item
 populate(half, 5, schedule="fast")  # E: call-overload
 populate(half, 5, backend="gpu")  # E: call-overload
 populate(5, 5)  # E: call-overload
+populate(half, 5, wrokers=2)  # E: call-overload call-overload
 parfill.random(5, dist="gamma")  # E: arg-type
 parfill.random(5, seed=1.5)  # E: arg-type
 count: str = parfill.cpu_count()  # E: assignment
@@ -202,9 +203,10 @@ except parfill.ExpressionError as exc:
 
 
 def _expected(source):
-    return sorted((n, m.group(1)) for n, line in
-                  enumerate(source.splitlines(), 1)
-                  if (m := re.search(r"# E: ([a-z-]+)", line)))
+    """[(line, error code)] from the "# E: code..." markers of a program."""
+    return sorted((n, code) for n, line in enumerate(source.splitlines(), 1)
+                  if (m := re.search(r"# E: ([a-z -]+)$", line))
+                  for code in m.group(1).split())
 
 
 @pytest.fixture(scope="module")
