@@ -212,7 +212,8 @@ def _resolve_timeout(timeout: object) -> float:
     if isinstance(timeout, bool) or not isinstance(timeout, numbers.Real):
         raise TypeError(f"timeout must be a number of seconds or None, not "
                         f"{timeout!r}")
-    if not operator.gt(timeout, 0):  # (numbers.Real's stubs cannot compare)
+    # operator.gt: the stubs of numbers.Real declare no comparison with int.
+    if not operator.gt(timeout, 0):
         raise ValueError(f"timeout must be > 0 seconds, not {timeout}")
     try:
         seconds = float(timeout)
