@@ -7,6 +7,7 @@
  * Running an operation with n = 1, 2, ... until it succeeds walks every
  * out-of-memory path; the sanitizer builds then show any leak on them.
  */
+#include <assert.h>
 #include <errno.h>
 #include <stdatomic.h>
 #include <stdlib.h>
@@ -36,4 +37,17 @@ void *pf__calloc(size_t count, size_t bytes) {
 
 void *pf__realloc(void *memory, size_t bytes) {
   return pf__alloc_should_fail() ? NULL : realloc(memory, bytes);
+}
+
+void *pf__aligned_alloc(size_t alignment, size_t bytes) {
+  assert(alignment > 0 && (alignment & (alignment - 1)) == 0);
+  /* C11 leaves a size that is not a multiple of the alignment undefined
+   * (glibc does not mind, others may fail): round it up here, once. */
+  size_t rounded = (bytes + alignment - 1) & ~(alignment - 1);
+  if (rounded < bytes) {
+    errno = ENOMEM;
+    return NULL;
+  }
+  return pf__alloc_should_fail() ? NULL
+                                 : aligned_alloc(alignment, rounded);
 }

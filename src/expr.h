@@ -223,13 +223,49 @@ void pf__vm_store(pf__type type, const void *src, int broadcast, int64_t n,
 void pf__vm_stream(void *dst, const void *src, size_t bytes, int isa);
 void pf__vm_stream_fence(void);
 
-/* ------------------------------------------------- blocks outside pf_fill */
+/* ------------------------------------------------- prepared evaluations */
+
+/* An expression prepared for one output shape and dtype: what every block
+ * shares (the scalar slots with the uniform program's values, the axis
+ * steps) computed once, and one set of registers per worker, allocated by
+ * that worker on its first block and reused for every later one. Its kernel
+ * (pf__expr_run_kernel) is a pf_kernel_fn with the run as ctx, for pf_fill
+ * and for fills that call it on their own blocks (npy_file.c). */
+typedef struct pf__expr_run pf__expr_run;
+
+/* Prepares a run of `expr` for an array of `shape` (expr->ndim axes) in
+ * `dtype`, for kernel worker ids below `workers`; `stream`: write the output
+ * with non-temporal stores (contiguous outputs far larger than the cache).
+ * *run is the caller's (pf__expr_run_free). Returns 0, PF_ENOMEM, or PF_ETYPE
+ * for a run-time error of the per-fill scalars (err->position: the operator's
+ * offset in the text). */
+int pf__expr_run_new(pf__expr_run **run, const pf_expr *expr,
+                     const int64_t *shape, pf_dtype dtype, int workers,
+                     int stream, pf_error *err);
+
+/* The kernel: elements [start, start+count) into `out` (contiguous, the
+ * run's dtype). A run-time error fails the fill through the handle at the
+ * first element of the failing VM block. Thread-safe for distinct worker
+ * ids. */
+int pf__expr_run_kernel(void *run, int64_t start, int64_t count, void *out,
+                        pf_fill_worker *worker);
+
+/* After the fill that called the kernel returned `rc` (all its kernel calls
+ * done): the fill's error position of a run-time error is an element index;
+ * an expression's error is reported at the operator's offset in the text
+ * (callers show a caret there), so this sets err->position to the offset of
+ * the lowest failing element's operator. The message is the fill's, as the
+ * kernel gave it. Returns rc. */
+int pf__expr_run_finish(const pf__expr_run *run, int rc, pf_error *err);
+
+/* Frees the run and its registers; NULL is fine. */
+void pf__expr_run_free(pf__expr_run *run);
 
 /* Evaluates elements [start, start+count) of `expr` for an array of `shape`
  * into `out` (contiguous, `dtype`), on the calling thread: a fill's whole
- * per-element path without pf_fill (tests; .npy fills, one call per output
- * block). Allocates its own registers, so concurrent calls may share expr.
- * Returns 0, PF_ENOMEM, or PF_ETYPE (run-time error) with err filled. */
+ * per-element path without pf_fill (tests, fuzzing). Allocates its own run,
+ * so concurrent calls may share expr. Returns 0, PF_ENOMEM, or PF_ETYPE
+ * (run-time error) with err filled. */
 int pf__expr_eval_block(const pf_expr *expr, const int64_t *shape,
                         pf_dtype dtype, int64_t start, int64_t count,
                         void *out, pf_error *err);

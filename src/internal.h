@@ -10,7 +10,9 @@
  *   philox.c                                 counter-based random numbers
  *   expr_*.c expr.c                          expressions (use philox.c)
  *   native.c                                 native functions (use the VM's casts)
- *   npy.c                                    .npy files (use expressions, fills)
+ *   npy_header.c                             .npy headers (write, strict read)
+ *   npy_file.c                               .npy fills (use headers, expressions,
+ *                                            fills)
  */
 #ifndef PF_INTERNAL_H
 #define PF_INTERNAL_H
@@ -24,6 +26,9 @@
 void *pf__malloc(size_t bytes);
 void *pf__calloc(size_t count, size_t bytes);
 void *pf__realloc(void *memory, size_t bytes);
+/* aligned_alloc with `bytes` rounded up to a multiple of `alignment` (a power
+ * of two); released with free. */
+void *pf__aligned_alloc(size_t alignment, size_t bytes);
 /* Test hook: the n-th allocation from now fails once (0 disarms). */
 void pf__alloc_fail_nth(long n);
 /* 1 (with errno ENOMEM) when the armed failure is due now; counts one
