@@ -140,6 +140,14 @@ ADVERSARIAL_SECONDS ?= 600
 adversarial: all
 	$(PY) tests/python/adversarial.py --seconds $(ADVERSARIAL_SECONDS) $(if $(SEED),--seed $(SEED))
 
+# Line and branch coverage of src/ and python/_core/ by the C tests, the fuzz
+# corpora and the whole Python suite, built with gcov into build/cov/ (the
+# normal build and .venv's extension are untouched); tables in
+# build/cov/coverage.txt, HTML in build/cov/html/ (tools/coverage says how).
+.PHONY: coverage
+coverage: all
+	CC="$(CC)" CFLAGS="$(filter-out -O%,$(CFLAGS_ALL))" LDLIBS="$(LDLIBS)" PY="$(PY)" tools/coverage
+
 demo: all
 	$(PY) -m parfill demo
 
