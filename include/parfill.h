@@ -369,7 +369,7 @@ int pf_shared_contains(const void *memory, size_t bytes);
  * block; workers write their results into memory the caller mapped shared
  * before the call (pf_shared_alloc, or a MAP_SHARED file mapping). The caller
  * supervises: a worker that dies is reported with its pid, status and the chunk
- * it held, a timeout or a canceling `wait` hook stops the job, and on return no
+ * it held, a timeout or a canceling `between_waits` hook stops the job, and on return no
  * worker process is left. When several elements fail, the failure of the
  * lowest flat index is reported, as a sequential loop would: the job finishes
  * every element below it and computes none of the chunks past it.
@@ -387,22 +387,45 @@ typedef struct pf_team_worker pf_team_worker;
 typedef int (*pf_team_chunk_fn)(void *ctx, pf_team_worker *worker,
                                 int64_t start, int64_t stop);
 
+/* Which side of an event a pf_team_hooks callback runs on. */
+typedef enum pf_team_phase {
+  PF_TEAM_BEFORE = 0,
+  PF_TEAM_AFTER = 1
+} pf_team_phase;
+
+/* What a caller adds to a team's work: all optional (NULL: nothing; the
+ * struct pointer may be NULL too), each called with `ctx`. The caller's hooks
+ * run on the thread that called pf_team_run, never concurrently; the worker's
+ * in the forked worker, where that thread is the only one. */
 typedef struct pf_team_hooks {
   void *ctx;
-  /* Fork hooks, all optional: prepare runs in the caller before each fork,
-   * parent after it in the caller, child first thing in the new worker. */
-  void (*prepare)(void *ctx);
-  void (*parent)(void *ctx);
-  void (*child)(void *ctx);
-  /* In a worker, just before it exits normally (e.g. to flush its output). */
-  void (*child_exit)(void *ctx);
-  /* Around blocking waits in the caller (e.g. release / take back a lock). */
-  void (*block)(void *ctx);
-  void (*unblock)(void *ctx);
+  /* In the caller, around each fork of a worker: BEFORE just before fork(),
+   * AFTER right after it, also when it failed. What pthread_atfork's prepare
+   * and parent handlers do, for this team's forks only: e.g. take the locks
+   * the workers' code needs, so that no other thread of the caller holds one
+   * at the instant of the copy, and release them. */
+  void (*around_fork)(void *ctx, pf_team_phase phase);
+  /* In each worker, around its work: BEFORE first thing after the fork,
+   * before the first chunk -- make usable what fork leaves broken in a child
+   * (locks other threads held, thread pools, per-process caches and random
+   * seeds; a runtime's after-fork reinitialisation); AFTER after the last
+   * chunk, just before the worker leaves with _exit(), which runs no atexit
+   * handler and flushes no stdio buffer: flush output here (fflush(NULL))
+   * when chunks write with stdio. A worker that dies or exits on its own
+   * runs no AFTER. */
+  void (*around_work)(void *ctx, pf_team_phase phase);
+  /* In the caller, around each blocking wait for the workers: BEFORE just
+   * before it blocks, AFTER as soon as it wakes; always paired, never
+   * nested, and no other hook runs in between. E.g. release a lock other
+   * threads of the caller need while the job runs (an interpreter lock), and
+   * take it back. */
+  void (*around_wait)(void *ctx, pf_team_phase phase);
   /* In the caller between waits (not blocked), about every poll interval and
-   * as soon as a signal interrupts the wait. Nonzero cancels the job and is
-   * returned. */
-  int (*wait)(void *ctx, int64_t done, int64_t total);
+   * as soon as a signal interrupts a wait, with the elements done so far:
+   * report progress, look for a reason to stop (a flag a signal handler set,
+   * a deadline of the caller's). Nonzero cancels the job, and pf_team_run
+   * returns it. */
+  int (*between_waits)(void *ctx, int64_t done, int64_t total);
 } pf_team_hooks;
 
 typedef struct pf_team_options {
@@ -411,7 +434,7 @@ typedef struct pf_team_options {
   int64_t chunk;        /* 0: auto */
   int retries;          /* times a chunk lost to a dead worker is recomputed */
   double timeout;       /* seconds for the whole job; <= 0: none */
-  double poll_interval; /* seconds between wait hooks; <= 0: 0.05 */
+  double poll_interval; /* seconds between between_waits calls; <= 0: 0.05 */
   size_t error_capacity;/* bytes for a failure payload; 0: 64 KiB */
 } pf_team_options;
 
@@ -436,14 +459,16 @@ typedef struct pf_team_report {
 } pf_team_report;
 
 /* Runs the job over flat indices [0, size). Returns 0 when every element was
- * computed; PF_EKERNEL (a worker's chunk function failed; see report), PF_EWORKER
- * (a worker died and retries were exhausted, or more than workers * (retries +
- * 1) workers died before claiming any chunk), PF_ETIMEDOUT, the wait hook's
- * code, PF_EINVAL, PF_ENOMEM or PF_ESYS (err->sys_errno: e.g. a failed fork,
- * "cannot fork worker 3 of 8: ...", or EBADF when a pidfd of the team was
- * closed by someone else -- the workers are then killed and reaped by pid). On every return all workers have been
- * stopped and reaped and the control block unmapped. The report (may be NULL)
- * is filled in all cases. Thread-safe with respect to other teams. */
+ * computed; PF_EKERNEL (a worker's chunk function failed; see report),
+ * PF_EWORKER (a worker died and retries were exhausted, or more than
+ * workers * (retries + 1) workers died before claiming any chunk),
+ * PF_ETIMEDOUT, the between_waits hook's nonzero code, PF_EINVAL, PF_ENOMEM
+ * or PF_ESYS (err->sys_errno: e.g. a failed fork, "cannot fork worker 3 of
+ * 8: ...", or EBADF when a pidfd of the team was closed by someone else --
+ * the workers are then killed and reaped by pid). On every return all
+ * workers have been stopped and reaped and the control block unmapped. The
+ * report (may be NULL) is filled in all cases. Thread-safe with respect to
+ * other teams. */
 int pf_team_run(int64_t size, const pf_team_options *options,
                 const pf_team_hooks *hooks, pf_team_chunk_fn chunk_fn,
                 void *chunk_ctx, pf_team_report *report, pf_error *err);

@@ -12,11 +12,12 @@
  *                   slot per worker: the chunk it holds, its static-schedule
  *                   cursor and whether it finished.
  *   worker          sets PR_SET_PDEATHSIG so it dies with the caller, ignores
- *                   SIGINT (Ctrl-C is the caller's to handle), runs the child
- *                   hook, then claims chunks until none is left below the
- *                   limit or the stop flag is set; it leaves with _exit(),
- *                   running no atexit handlers and flushing no stdio buffers
- *                   inherited from the caller.
+ *                   SIGINT (Ctrl-C is the caller's to handle), runs
+ *                   around_work(BEFORE), then claims chunks until none is
+ *                   left below the limit or the stop flag is set; it runs
+ *                   around_work(AFTER) and leaves with _exit(), running no
+ *                   atexit handlers and flushing no stdio buffers inherited
+ *                   from the caller.
  *   failures        as in a sequential loop, the failure of the lowest flat
  *                   index wins, not the first in time: pf_team_worker_fail
  *                   keeps the lower of its index and the recorded one and
@@ -35,7 +36,7 @@
  *                   so its workers are capped to the number of parts and all
  *                   forked. It polls one pidfd per worker (readable when it
  *                   exits) with a timeout of one poll interval, so it notices
- *                   a dead worker at once and runs the wait hook (signals,
+ *                   a dead worker at once and runs between_waits (signals,
  *                   progress) at least every interval. A worker that ends
  *                   without marking its slot finished died: the chunk it held
  *                   is given to a replacement worker (same number, same static
@@ -231,7 +232,8 @@ static void worker_main(control *ctl, int id, pid_t parent,
   prctl(PR_SET_PDEATHSIG, SIGKILL);
   if (getppid() != parent) _exit(1); /* the caller died before prctl */
   signal(SIGINT, SIG_IGN);
-  if (hooks != NULL && hooks->child != NULL) hooks->child(hooks->ctx);
+  if (hooks != NULL && hooks->around_work != NULL)
+    hooks->around_work(hooks->ctx, PF_TEAM_BEFORE);
 
   pf_team_worker self = {ctl, id, -1, 0};
   slot *s = &ctl->slots[id];
@@ -256,7 +258,8 @@ static void worker_main(control *ctl, int id, pid_t parent,
   }
   atomic_store(&s->chunk_start, -1);
   atomic_store(&s->state, SLOT_FINISHED);
-  if (hooks != NULL && hooks->child_exit != NULL) hooks->child_exit(hooks->ctx);
+  if (hooks != NULL && hooks->around_work != NULL)
+    hooks->around_work(hooks->ctx, PF_TEAM_AFTER);
   _exit(0);
 }
 
@@ -343,11 +346,13 @@ static int spawn(team *t, int id, pf_error *err) {
   const pf_team_hooks *h = t->hooks;
   pid_t parent = getpid();
   atomic_store(&t->ctl->slots[id].claimed, 0);
-  if (h != NULL && h->prepare != NULL) h->prepare(h->ctx);
+  if (h != NULL && h->around_fork != NULL)
+    h->around_fork(h->ctx, PF_TEAM_BEFORE);
   pid_t pid = fork();
   if (pid == 0) worker_main(t->ctl, id, parent, h, t->fn, t->fn_ctx);
   int fork_errno = errno;
-  if (h != NULL && h->parent != NULL) h->parent(h->ctx);
+  if (h != NULL && h->around_fork != NULL)
+    h->around_fork(h->ctx, PF_TEAM_AFTER);
   if (pid < 0)
     return pf__error_sys(err, PF_ESYS, fork_errno,
                          "cannot fork worker %d of %d", id, t->workers);
@@ -551,10 +556,12 @@ static int supervise(team *t, int64_t size, const pf_team_options *o,
       double left = deadline - pf__now();
       if (left < wait) wait = left > 0 ? left : 0;
     }
-    if (h != NULL && h->block != NULL) h->block(h->ctx);
+    if (h != NULL && h->around_wait != NULL)
+      h->around_wait(h->ctx, PF_TEAM_BEFORE);
     int ready = poll(fds, (nfds_t)n, (int)(wait * 1000 + 0.999));
     int poll_errno = errno;
-    if (h != NULL && h->unblock != NULL) h->unblock(h->ctx);
+    if (h != NULL && h->around_wait != NULL)
+      h->around_wait(h->ctx, PF_TEAM_AFTER);
     if (ready < 0 && poll_errno != EINTR) {
       rc = pf__error_sys(err, PF_ESYS, poll_errno, "poll");
       goto done;
@@ -574,11 +581,11 @@ static int supervise(team *t, int64_t size, const pf_team_options *o,
     }
     rc = 0;
     double now = pf__now();
-    if (h != NULL && h->wait != NULL &&
+    if (h != NULL && h->between_waits != NULL &&
         (!forking || ready < 0 || now - last_wait >= interval)) {
       last_wait = now;
       int64_t done = atomic_load(&t->ctl->done);
-      rc = h->wait(h->ctx, done < size ? done : size, size);
+      rc = h->between_waits(h->ctx, done < size ? done : size, size);
       if (rc != 0) {
         pf__error_set(err, rc < 0 ? rc : PF_ECANCELED, -1, NULL);
         goto done;

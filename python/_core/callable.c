@@ -101,6 +101,25 @@ static int64_t bound_limit(const job *j, const bound *b) {
   return INT64_MAX;
 }
 
+/* pfpy_fill_callable's arguments, converted and checked. */
+typedef enum backend { BACKEND_SERIAL, BACKEND_THREADS, BACKEND_PROCESSES } backend;
+
+typedef struct fill_args {
+  PyObject *func;      /* callable */
+  PyArrayObject *out;  /* writable */
+  PyObject *progress;  /* callable(done, total) or None */
+  PyObject *guard;     /* an array that must not be resized, or None */
+  backend backend;
+  int vectorized;
+  int workers;         /* >= 1 */
+  int retries;         /* >= 0; processes */
+  pf_schedule schedule;
+  int64_t chunk;       /* 0: auto */
+  int64_t start;       /* first flat index; 0 for threads */
+  double budget;       /* serial: seconds, then return; <= 0: none */
+  double timeout;      /* seconds; <= 0: none */
+} fill_args;
+
 /* ------------------------------------------------------------- destinations */
 
 /* Walks the output from a flat index in C order: the N-d index (the callable's
@@ -190,6 +209,37 @@ static void record_failure(job *j, int64_t index, int worker) {
   } else {
     Py_XDECREF(value);
   }
+}
+
+/* (n0, n1, ...) for `arr`, or NULL with an exception set. */
+static PyObject *shape_tuple(const pf_array *arr) {
+  PyObject *shape = PyTuple_New(arr->ndim);
+  for (int d = 0; shape != NULL && d < arr->ndim; d++) {
+    PyObject *n = PyLong_FromLongLong(arr->shape[d]);
+    if (n == NULL) Py_CLEAR(shape);
+    else PyTuple_SET_ITEM(shape, d, n);
+  }
+  return shape;
+}
+
+/* Raises what the caller sees when element `flat` (absolute) failed in
+ * worker `worker` (process `pid`; 0 in this process): `failure`, the
+ * exception itself or the bytes a worker process packed, through
+ * parfill._errors.element_failed, which adds the note naming them. */
+static void raise_element_failure(const job *j, PyObject *failure,
+                                  int64_t flat, int worker, int pid) {
+  PyObject *shape = shape_tuple(&j->arr);
+  if (shape == NULL) return;
+  pfpy_state *state = pfpy_state_of(j->module);
+  pfpy_raise_object(PyObject_CallFunction(state->element_failed, "OOLii",
+                                          failure, shape, (long long)flat,
+                                          worker, pid));
+  Py_DECREF(shape);
+}
+
+/* The recorded failure of serial and threads fills. */
+static void raise_job_failure(const job *j) {
+  raise_element_failure(j, j->exc, j->failed_index, j->failed_worker, 0);
 }
 
 /* Threads: 1 once the caller has returned (checked under the GIL before
@@ -437,8 +487,26 @@ static void cancel_threads(job *j) {
       PyThreadState_SetAsyncExc(j->inside[w], PyExc_KeyboardInterrupt);
 }
 
-static int fill_threads(job *j, int workers, pf_schedule schedule,
-                        int64_t chunk, double timeout) {
+/* pf_fill sees a flat contiguous description of out (see DESIGN). */
+static int threads_run(void *ctx, const pf_fill_options *o, pf_error *err) {
+  job *j = ctx;
+  pf_array flat = {.data = j->arr.data, .dtype = j->arr.dtype, .ndim = 1};
+  flat.shape[0] = j->size;
+  flat.strides[0] = (int64_t)j->itemsize;
+  return pf_fill(&flat, thread_kernel, j, o, err);
+}
+
+/* With the GIL, once pf_fill returned: after an early return nothing more
+ * is stored; a failure in func is raised as the caller sees it. */
+static void threads_done(void *ctx, int rc, const pf_error *err) {
+  (void)err;
+  job *j = ctx;
+  if (rc == PF_ECANCELED || rc == PF_ETIMEDOUT) cancel_threads(j);
+  if (rc == PF_EKERNEL && j->exc != NULL && !PyErr_Occurred())
+    raise_job_failure(j);
+}
+
+static int fill_threads(job *j, const fill_args *a) {
   if (pfpy_is_finalizing()) {
     PyErr_SetString(PyExc_RuntimeError,
                     "parfill: backend='threads' cannot run while the "
@@ -447,30 +515,19 @@ static int fill_threads(job *j, int workers, pf_schedule schedule,
                     "backend='serial'");
     return -1;
   }
-  pf_fill_options o = pfpy_pool_options(&j->waiter, workers, schedule, chunk);
-  o.timeout = timeout; /* also seen by a fill that runs on this thread */
-  o.release = job_release;
-  pf_array flat = {.data = j->arr.data, .dtype = j->arr.dtype, .ndim = 1};
-  flat.shape[0] = j->size;
-  flat.strides[0] = (int64_t)j->itemsize;
-  j->nthreads = pf_fill_workers(&o, j->size);
+  pfpy_fill fill;
+  pfpy_fill_init(&fill, a->progress, a->timeout, a->workers, a->schedule,
+                 a->chunk);
+  fill.options.release = job_release;
+  j->nthreads = pf_fill_workers(&fill.options, j->size);
   j->inside = calloc((size_t)(j->nthreads > 0 ? j->nthreads : 1),
                      sizeof *j->inside);
   if (j->inside == NULL) {
     PyErr_NoMemory();
     return -1;
   }
-  pf_error err = {0};
   atomic_store(&j->refs, 2); /* this call and the pool */
-  pfpy_waiter_release(&j->waiter);
-  int rc = pf_fill(&flat, thread_kernel, j, &o, &err);
-  pfpy_waiter_acquire(&j->waiter);
-  if (rc == PF_ECANCELED || rc == PF_ETIMEDOUT) cancel_threads(j);
-  if (rc == 0 || (rc == PF_EKERNEL && j->exc != NULL) ||
-      (rc == PF_ECANCELED && PyErr_Occurred()))
-    return rc;
-  pfpy_raise(j->module, rc, &err);
-  return rc;
+  return pfpy_fill_run(j->module, &fill, threads_run, threads_done, j);
 }
 
 /* ------------------------------------------------------------- processes */
@@ -490,16 +547,32 @@ static void flush_std_streams(void) {
   PyErr_Restore(type, value, tb);
 }
 
-static void hook_prepare(void *ctx) { PyOS_BeforeFork(); }
-static void hook_parent(void *ctx) { PyOS_AfterFork_Parent(); }
-static void hook_child(void *ctx) {
-  PyOS_AfterFork_Child();
-  in_worker_process = 1;
+/* The interpreter's own fork protocol, as os.fork() runs it. */
+static void hook_fork(void *ctx, pf_team_phase phase) {
+  if (phase == PF_TEAM_BEFORE) PyOS_BeforeFork();
+  else PyOS_AfterFork_Parent();
 }
-static void hook_child_exit(void *ctx) { flush_std_streams(); }
-static void hook_block(void *ctx) { pfpy_waiter_release(&((job *)ctx)->waiter); }
-static void hook_unblock(void *ctx) { pfpy_waiter_acquire(&((job *)ctx)->waiter); }
-static int hook_wait(void *ctx, int64_t done, int64_t total) {
+
+/* In the worker: the interpreter made whole again, then (the worker leaves
+ * with _exit) what func printed flushed. */
+static void hook_work(void *ctx, pf_team_phase phase) {
+  if (phase == PF_TEAM_BEFORE) {
+    PyOS_AfterFork_Child();
+    in_worker_process = 1;
+  } else {
+    flush_std_streams();
+  }
+}
+
+/* Blocked waits run without the GIL. */
+static void hook_wait(void *ctx, pf_team_phase phase) {
+  pfpy_waiter *waiter = &((job *)ctx)->waiter;
+  if (phase == PF_TEAM_BEFORE) pfpy_waiter_release(waiter);
+  else pfpy_waiter_acquire(waiter);
+}
+
+/* Ctrl-C and the progress callable (the team keeps its own timeout). */
+static int hook_between_waits(void *ctx, int64_t done, int64_t total) {
   job *j = ctx;
   return pfpy_waiter_check(&j->waiter, j->offset + done, j->size);
 }
@@ -535,14 +608,10 @@ static int team_chunk(void *ctx, pf_team_worker *worker, int64_t start,
 /* OSError(errno, message) for PF_ESYS -- the errno picks the subclass
  * (BlockingIOError for EAGAIN), the message says what failed ("cannot fork
  * worker 3 of 8: ..."); other codes as pfpy_raise. */
-static void raise_team_error(job *j, int rc, const pf_error *err) {
+static void raise_team_error(const job *j, int rc, const pf_error *err) {
   if (rc == PF_ESYS && err->sys_errno != 0) {
-    PyObject *e = PyObject_CallFunction(PyExc_OSError, "is", err->sys_errno,
-                                        err->message);
-    if (e != NULL) {
-      PyErr_SetObject((PyObject *)Py_TYPE(e), e);
-      Py_DECREF(e);
-    }
+    pfpy_raise_object(PyObject_CallFunction(PyExc_OSError, "is",
+                                            err->sys_errno, err->message));
     return;
   }
   pfpy_raise(j->module, rc, err);
@@ -553,67 +622,71 @@ static PyObject *optional_int(int64_t v, int present) {
   return PyLong_FromLongLong(v);
 }
 
-static int fill_processes(job *j, int workers, pf_schedule schedule,
-                          int64_t chunk, int retries, double timeout) {
+/* parfill.WorkerDiedError for the worker the report names. */
+static void raise_worker_died(const job *j, const pf_team_report *report,
+                              const pf_error *err) {
+  int held = report->chunk_start >= 0;
+  PyObject *args[] = {
+      PyLong_FromLong(report->worker), PyLong_FromLong(report->pid),
+      optional_int(report->exit_status, report->term_signal == 0),
+      optional_int(report->term_signal, report->term_signal != 0),
+      optional_int(j->offset + report->chunk_start, held),
+      optional_int(j->offset + report->chunk_stop, held)};
+  int ok = 1;
+  for (int a = 0; a < 6; a++) ok = ok && args[a] != NULL;
+  PyObject *exc = NULL;
+  if (ok)
+    exc = PyObject_Vectorcall(pfpy_state_of(j->module)->worker_died, args, 6,
+                              NULL);
+  for (int a = 0; a < 6; a++) Py_XDECREF(args[a]);
+  if (exc != NULL && !held) {
+    /* It held no chunk: the team's message says how often that happened. */
+    PyObject *r = PyObject_CallMethod(exc, "add_note", "s", err->message);
+    Py_XDECREF(r);
+    PyErr_Clear();
+  }
+  pfpy_raise_object(exc);
+}
+
+/* Raises what the caller sees for pf_team_run's code `rc` (nonzero). */
+static void raise_team_failure(const job *j, int rc,
+                               const pf_team_report *report,
+                               const pf_error *err) {
+  if (rc == PF_EKERNEL) {
+    PyObject *payload = PyBytes_FromStringAndSize(
+        report->payload, (Py_ssize_t)report->payload_size);
+    if (payload == NULL) return;
+    raise_element_failure(j, payload, j->offset + report->failed_index,
+                          report->worker, report->pid);
+    Py_DECREF(payload);
+  } else if (rc == PF_EWORKER) {
+    raise_worker_died(j, report, err);
+  } else {
+    raise_team_error(j, rc, err);
+  }
+}
+
+static int fill_processes(job *j, const fill_args *a) {
   pf_team_options o = PF_TEAM_OPTIONS_DEFAULTS;
-  o.workers = workers;
-  o.schedule = schedule;
-  o.chunk = chunk;
-  o.retries = retries;
-  o.timeout = timeout;
+  o.workers = a->workers;
+  o.schedule = a->schedule;
+  o.chunk = a->chunk;
+  o.retries = a->retries;
+  o.timeout = a->timeout;
   o.error_capacity = 1 << 20;
-  pf_team_hooks hooks = {
-      .ctx = j, .prepare = hook_prepare, .parent = hook_parent,
-      .child = hook_child, .child_exit = hook_child_exit, .block = hook_block,
-      .unblock = hook_unblock, .wait = hook_wait};
+  pf_team_hooks hooks = {.ctx = j,
+                         .around_fork = hook_fork,
+                         .around_work = hook_work,
+                         .around_wait = hook_wait,
+                         .between_waits = hook_between_waits};
   pf_team_report report;
   pf_error err = {0};
   flush_std_streams();
   int rc = pf_team_run(j->size - j->offset, &o, &hooks, team_chunk, j, &report,
                        &err);
-  if (rc == 0 || (rc == PF_ECANCELED && PyErr_Occurred())) goto done;
-  pfpy_state *state = pfpy_state_of(j->module);
-  PyObject *exc = NULL;
-  if (rc == PF_EKERNEL) {
-    PyObject *payload = PyBytes_FromStringAndSize(report.payload,
-                                                  (Py_ssize_t)report.payload_size);
-    PyObject *shape = PyTuple_New(j->arr.ndim);
-    if (payload != NULL && shape != NULL) {
-      for (int d = 0; d < j->arr.ndim; d++)
-        PyTuple_SET_ITEM(shape, d, PyLong_FromLongLong(j->arr.shape[d]));
-      exc = PyObject_CallFunction(state->element_failed, "OOLii", payload,
-                                  shape, (long long)(j->offset + report.failed_index),
-                                  report.worker, report.pid);
-    }
-    Py_XDECREF(payload);
-    Py_XDECREF(shape);
-  } else if (rc == PF_EWORKER) {
-    int idle = report.chunk_start < 0;
-    int held = report.chunk_start >= 0;
-    PyObject *args[] = {
-        PyLong_FromLong(report.worker), PyLong_FromLong(report.pid),
-        optional_int(report.exit_status, report.term_signal == 0),
-        optional_int(report.term_signal, report.term_signal != 0),
-        optional_int(j->offset + report.chunk_start, held),
-        optional_int(j->offset + report.chunk_stop, held)};
-    int ok = 1;
-    for (int a = 0; a < 6; a++) ok = ok && args[a] != NULL;
-    if (ok) exc = PyObject_Vectorcall(state->worker_died, args, 6, NULL);
-    for (int a = 0; a < 6; a++) Py_XDECREF(args[a]);
-    if (exc != NULL && idle) {
-      /* It held no chunk: the team's message says how often that happened. */
-      PyObject *r = PyObject_CallMethod(exc, "add_note", "s", err.message);
-      Py_XDECREF(r);
-      PyErr_Clear();
-    }
-  } else {
-    raise_team_error(j, rc, &err);
-  }
-  if (exc != NULL) {
-    PyErr_SetObject((PyObject *)Py_TYPE(exc), exc);
-    Py_DECREF(exc);
-  }
-done:
+  /* Ctrl-C or the progress callable's error says more than the code. */
+  if (rc != 0 && !(rc == PF_ECANCELED && PyErr_Occurred()))
+    raise_team_failure(j, rc, &report, &err);
   free(report.payload);
   return rc;
 }
@@ -627,108 +700,124 @@ static PyObject *resize_guard(PyObject *array) {
   return PyWeakref_NewRef(array, NULL);
 }
 
-PyObject *pfpy_fill_callable(PyObject *module, PyObject *args,
-                             PyObject *kwargs) {
-  static char *keywords[] = {"func", "out", "vectorized", "backend", "workers",
-                             "schedule", "chunk", "start", "budget", "progress",
-                             "timeout", "retries", "guard", NULL};
-  PyObject *func, *out, *schedule_name = NULL, *progress = Py_None;
-  PyObject *guard = Py_None;
-  const char *backend = "serial";
-  int vectorized = 0, workers = 1, retries = 0;
-  long long chunk = 0, start = 0;
-  double budget = -1, timeout = -1;
-  if (!PyArg_ParseTupleAndKeywords(
-          args, kwargs, "OO!|$psiOLLdOdiO:fill_callable", keywords, &func,
-          &PyArray_Type, &out, &vectorized, &backend, &workers, &schedule_name,
-          &chunk, &start, &budget, &progress, &timeout, &retries, &guard))
-    return NULL;
-  if (!PyCallable_Check(func)) {
-    PyErr_Format(PyExc_TypeError, "func must be callable, not %.100s",
-                 Py_TYPE(func)->tp_name);
-    return NULL;
-  }
-  if (PyArray_FailUnlessWriteable((PyArrayObject *)out, "out") < 0) return NULL;
-  pf_schedule schedule = PF_SCHEDULE_DYNAMIC;
-  if (schedule_name != NULL && pfpy_schedule_parse(schedule_name, &schedule) < 0)
-    return NULL;
-  if (workers < 1 || chunk < 0 || retries < 0) {
-    PyErr_SetString(PyExc_ValueError,
-                    "workers must be >= 1, chunk and retries >= 0");
-    return NULL;
-  }
-  int threads = strcmp(backend, "threads") == 0;
-  if (strcmp(backend, "serial") != 0 && !threads &&
-      strcmp(backend, "processes") != 0) {
-    PyErr_Format(PyExc_ValueError, "unknown backend %s", backend);
-    return NULL;
-  }
-  if (threads && start != 0) {
-    PyErr_SetString(PyExc_ValueError, "threads fill from index 0");
-    return NULL;
-  }
+/* A new job for filling a->out with a->func (one owner: the caller), or
+ * NULL with an exception set. */
+static job *job_new(PyObject *module, const fill_args *a) {
   /* On the heap: a threads fill may leave kernels running past its return. */
   job *j = calloc(1, sizeof *j);
-  if (j == NULL) return PyErr_NoMemory();
+  if (j == NULL) {
+    PyErr_NoMemory();
+    return NULL;
+  }
   atomic_init(&j->refs, 1);
   j->module = module;
-  Py_INCREF(func);
-  j->func = func;
-  Py_INCREF(out);
-  j->out = out;
-  j->vectorized = vectorized;
-  j->descr = PyArray_DESCR((PyArrayObject *)out);
+  j->func = Py_NewRef(a->func);
+  j->out = Py_NewRef((PyObject *)a->out);
+  j->vectorized = a->vectorized;
+  j->descr = PyArray_DESCR(a->out);
+  j->size = PyArray_SIZE(a->out);
+  j->offset = a->start;
+  return j;
+}
+
+/* Runs the backend; returns the next index to fill, or -1 with an
+ * exception set. */
+static int64_t fill_backend(job *j, const fill_args *a) {
+  switch (a->backend) {
+    case BACKEND_SERIAL: {
+      int64_t remaining = j->size - a->start > 0 ? j->size - a->start : 1;
+      pfpy_waiter_init(&j->waiter, a->progress, a->timeout);
+      return fill_serial(j, a->start, a->chunk > 0 ? a->chunk : remaining,
+                         a->budget);
+    }
+    case BACKEND_THREADS:
+      if (j->size == 0) return 0;
+      return fill_threads(j, a) == 0 ? j->size : -1;
+    case BACKEND_PROCESSES:
+      /* The team's own timeout; the waiter only checks signals, progress. */
+      pfpy_waiter_init(&j->waiter, a->progress, -1);
+      return fill_processes(j, a) == 0 ? j->size : -1;
+  }
+  return -1;
+}
+
+static PyObject *fill_callable_impl(PyObject *module, const fill_args *a) {
+  job *j = job_new(module, a);
+  if (j == NULL) return NULL;
   PyObject *weak_out = NULL, *weak_guard = NULL, *result = NULL;
-  int rc = -1;
-  int64_t next = 0;
-  if (pfpy_array_describe((PyArrayObject *)out, &j->arr) < 0) goto done;
+  if (pfpy_array_describe(a->out, &j->arr) < 0) goto done;
   j->itemsize = pf_dtype_size(j->arr.dtype);
-  j->size = PyArray_SIZE((PyArrayObject *)out);
-  if (start < 0 || start > j->size) {
-    PyErr_SetString(PyExc_ValueError, "start out of range");
-    goto done;
-  }
-  weak_out = resize_guard(out);
-  weak_guard = weak_out != NULL ? resize_guard(guard) : NULL;
+  weak_out = resize_guard((PyObject *)a->out);
+  weak_guard = weak_out != NULL ? resize_guard(a->guard) : NULL;
   if (weak_guard == NULL) goto done;
-  j->offset = start;
-  int64_t remaining = j->size - start > 0 ? j->size - start : 1;
-  next = j->size;
-  if (strcmp(backend, "serial") == 0) {
-    pfpy_waiter_init(&j->waiter, progress, timeout);
-    next = fill_serial(j, start, chunk > 0 ? chunk : remaining, budget);
-    rc = next < 0 ? -1 : 0;
-  } else if (threads) {
-    pfpy_waiter_init(&j->waiter, progress, timeout);
-    rc = j->size == 0 ? 0 : fill_threads(j, workers, schedule, chunk, timeout);
-  } else {
-    pfpy_waiter_init(&j->waiter, progress, -1);
-    rc = fill_processes(j, workers, schedule, chunk, retries, timeout);
-  }
-  if (j->exc != NULL && !PyErr_Occurred()) {
-    /* A failure in func (serial, threads): raise it with its note. */
-    pfpy_state *state = pfpy_state_of(module);
-    PyObject *shape = PyTuple_New(j->arr.ndim);
-    PyObject *exc = NULL;
-    if (shape != NULL) {
-      for (int d = 0; d < j->arr.ndim; d++)
-        PyTuple_SET_ITEM(shape, d, PyLong_FromLongLong(j->arr.shape[d]));
-      exc = PyObject_CallFunction(state->element_failed, "OOLii", j->exc, shape,
-                                  (long long)j->failed_index, j->failed_worker,
-                                  0);
-      Py_DECREF(shape);
-    }
-    if (exc != NULL) {
-      PyErr_SetObject((PyObject *)Py_TYPE(exc), exc);
-      Py_DECREF(exc);
-    }
-  }
-  if (rc == 0 && !PyErr_Occurred()) result = PyLong_FromLongLong(next);
+  int64_t next = fill_backend(j, a);
+  /* A failure in func (serial; threads raised theirs): raise it with its
+   * note. */
+  if (j->exc != NULL && !PyErr_Occurred()) raise_job_failure(j);
+  if (next >= 0 && !PyErr_Occurred()) result = PyLong_FromLongLong(next);
 done:
   Py_XDECREF(weak_out);
   Py_XDECREF(weak_guard);
   job_unref(j, 1);
   return result;
+}
+
+/* The backend named `name`; ValueError and -1 if there is none. */
+static int backend_parse(const char *name, backend *b) {
+  static const char *const names[] = {"serial", "threads", "processes"};
+  for (int k = 0; k < 3; k++) {
+    if (strcmp(name, names[k]) == 0) {
+      *b = (backend)k;
+      return 0;
+    }
+  }
+  PyErr_Format(PyExc_ValueError, "unknown backend %s", name);
+  return -1;
+}
+
+PyObject *pfpy_fill_callable(PyObject *module, PyObject *args,
+                             PyObject *kwargs) {
+  static char *keywords[] = {"func", "out", "vectorized", "backend", "workers",
+                             "schedule", "chunk", "start", "budget", "progress",
+                             "timeout", "retries", "guard", NULL};
+  fill_args a = {.progress = Py_None, .guard = Py_None, .workers = 1,
+                 .schedule = PF_SCHEDULE_DYNAMIC, .budget = -1,
+                 .timeout = -1};
+  PyObject *schedule_name = NULL;
+  const char *backend_name = "serial";
+  long long chunk = 0, start = 0;
+  if (!PyArg_ParseTupleAndKeywords(
+          args, kwargs, "OO!|$psiOLLdOdiO:fill_callable", keywords, &a.func,
+          &PyArray_Type, &a.out, &a.vectorized, &backend_name, &a.workers,
+          &schedule_name, &chunk, &start, &a.budget, &a.progress, &a.timeout,
+          &a.retries, &a.guard))
+    return NULL;
+  if (!PyCallable_Check(a.func)) {
+    PyErr_Format(PyExc_TypeError, "func must be callable, not %.100s",
+                 Py_TYPE(a.func)->tp_name);
+    return NULL;
+  }
+  if (PyArray_FailUnlessWriteable(a.out, "out") < 0) return NULL;
+  if (schedule_name != NULL &&
+      pfpy_schedule_parse(schedule_name, &a.schedule) < 0)
+    return NULL;
+  if (a.workers < 1 || chunk < 0 || a.retries < 0) {
+    PyErr_SetString(PyExc_ValueError,
+                    "workers must be >= 1, chunk and retries >= 0");
+    return NULL;
+  }
+  if (backend_parse(backend_name, &a.backend) < 0) return NULL;
+  if (a.backend == BACKEND_THREADS && start != 0) {
+    PyErr_SetString(PyExc_ValueError, "threads fill from index 0");
+    return NULL;
+  }
+  if (start < 0 || start > PyArray_SIZE(a.out)) {
+    PyErr_SetString(PyExc_ValueError, "start out of range");
+    return NULL;
+  }
+  a.chunk = chunk;
+  a.start = start;
+  return fill_callable_impl(module, &a);
 }
 
 PyObject *pfpy_in_worker(PyObject *module, PyObject *unused) {

@@ -83,10 +83,44 @@ int pfpy_check_pool_args(PyObject *out, PyObject *schedule_name, int workers,
                          long long chunk, PyObject *progress,
                          pf_schedule *schedule);
 
-/* Fill options whose progress hook polls `waiter` (signals, the user's
- * progress callable, the deadline) from the caller's thread. */
-pf_fill_options pfpy_pool_options(pfpy_waiter *waiter, int workers,
-                                  pf_schedule schedule, int64_t chunk);
+/*
+ * One fill on libparfill's thread pool, run with the GIL released: the
+ * waiter, the fill options whose progress hook polls it (signals, the user's
+ * progress callable, the deadline) from the caller's thread, and the error.
+ * Lives on the caller's stack for the call (options.progress_ctx points into
+ * it): never copy one.
+ */
+typedef struct pfpy_fill {
+  pfpy_waiter waiter;
+  pf_fill_options options;
+  pf_error err;
+} pfpy_fill;
+
+/* Sets up `fill`: `progress` None or callable, `timeout` seconds (<= 0:
+ * none; also checked between the blocks of a fill that runs on this thread).
+ * The caller may set more options (release) before pfpy_fill_run. */
+void pfpy_fill_init(pfpy_fill *fill, PyObject *progress, double timeout,
+                    int workers, pf_schedule schedule, int64_t chunk);
+
+/* Runs without the GIL: one pf_* fill with `options`, errors into `err`. */
+typedef int (*pfpy_fill_fn)(void *ctx, const pf_fill_options *options,
+                            pf_error *err);
+/* Runs with the GIL, right after it is taken back, with fn's code: takes
+ * back what the fill owned, or sets an exception of its own for the code
+ * (which is then the one raised). */
+typedef void (*pfpy_fill_done_fn)(void *ctx, int rc, const pf_error *err);
+
+/* Releases the GIL, calls fn(ctx, &fill->options, &fill->err), takes the GIL
+ * back, calls done(ctx, rc, &fill->err) (done may be NULL) and returns fn's
+ * code: 0, or negative with a Python exception set -- one already pending
+ * wins (Ctrl-C or the progress callable's error behind PF_ECANCELED, or
+ * done's), else pfpy_raise's for the code. */
+int pfpy_fill_run(PyObject *module, pfpy_fill *fill, pfpy_fill_fn fn,
+                  pfpy_fill_done_fn done, void *ctx);
+
+/* Raises the exception instance `exc` (a new reference, consumed) as its own
+ * type; NULL leaves the exception that making it set. Returns NULL. */
+PyObject *pfpy_raise_object(PyObject *exc);
 
 /* A pf_fill_options.release for a strong reference: Py_DECREF(obj) later on
  * the main thread (Py_AddPendingCall); callable without the GIL. */

@@ -27,12 +27,8 @@ static PyObject *expression_error(PyObject *module, PyObject *text_obj,
                                   const char *message, int64_t position) {
   PyObject *type = pfpy_state_of(module)->ExpressionError;
   Py_ssize_t pos = position < 0 ? -1 : char_offset(text, length, position);
-  PyObject *exc = PyObject_CallFunction(type, "sOn", message, text_obj, pos);
-  if (exc != NULL) {
-    PyErr_SetObject(type, exc);
-    Py_DECREF(exc);
-  }
-  return NULL;
+  return pfpy_raise_object(
+      PyObject_CallFunction(type, "sOn", message, text_obj, pos));
 }
 
 /* `seed`, the random functions' 128-bit key: an int in [0, 2**128) as
@@ -170,19 +166,43 @@ static int params_from_dict(PyObject *mapping, pf_param **params,
   return 0;
 }
 
+/* What pf_expr_fill needs, and what its errors are reported with, for
+ * pfpy_fill_run. */
+typedef struct expr_call {
+  PyObject *module;
+  PyObject *text_obj;
+  const char *text;
+  Py_ssize_t length;
+  const pf_expr *expr;
+  pf_array arr;
+} expr_call;
+
+static int expr_run(void *ctx, const pf_fill_options *o, pf_error *err) {
+  expr_call *c = ctx;
+  return pf_expr_fill(c->expr, &c->arr, o, err);
+}
+
+/* A run-time error of the expression (an integer to a negative power) shows
+ * where it is. */
+static void expr_done(void *ctx, int rc, const pf_error *err) {
+  expr_call *c = ctx;
+  if (rc == PF_ETYPE && err->position >= 0 && !PyErr_Occurred())
+    expression_error(c->module, c->text_obj, c->text, c->length, err->message,
+                     err->position);
+}
+
 static PyObject *fill_expr_impl(PyObject *module, PyObject *text_obj,
                                 PyArrayObject *out, PyObject *params_dict,
                                 int workers, pf_schedule schedule,
                                 long long chunk, PyObject *progress,
                                 double timeout) {
-  Py_ssize_t length;
-  const char *text = PyUnicode_AsUTF8AndSize(text_obj, &length);
-  if (text == NULL) return NULL;
-  if ((size_t)length != strlen(text))
-    return expression_error(module, text_obj, text, length,
+  expr_call c = {.module = module, .text_obj = text_obj};
+  c.text = PyUnicode_AsUTF8AndSize(text_obj, &c.length);
+  if (c.text == NULL) return NULL;
+  if ((size_t)c.length != strlen(c.text))
+    return expression_error(module, text_obj, c.text, c.length,
                             "expressions cannot contain NUL characters",
-                            (int64_t)strlen(text));
-  pf_array arr;
+                            (int64_t)strlen(c.text));
   pf_param *params;
   size_t nparams;
   PyObject *keep = NULL; /* owns the parameter names */
@@ -193,37 +213,22 @@ static PyObject *fill_expr_impl(PyObject *module, PyObject *text_obj,
   /* Parameters first: converting them may run Python code, which must not
    * see (or change, e.g. resize) an array already described. */
   if (params_from_dict(params_dict, &params, &nparams, &keep) < 0) goto done;
-  if (pfpy_array_describe(out, &arr) < 0) goto done;
-  rc = pf_expr_compile(&expr, text, arr.ndim, params, nparams, &err);
+  if (pfpy_array_describe(out, &c.arr) < 0) goto done;
+  rc = pf_expr_compile(&expr, c.text, c.arr.ndim, params, nparams, &err);
   if (rc == PF_ENOMEM) {
     PyErr_NoMemory();
     goto done;
   }
   if (rc != 0) {
-    expression_error(module, text_obj, text, length, err.message,
+    expression_error(module, text_obj, c.text, c.length, err.message,
                      err.position);
     goto done;
   }
-  pfpy_waiter waiter;
-  pfpy_waiter_init(&waiter, progress, timeout);
-  pf_fill_options o =
-      pfpy_pool_options(&waiter, workers, schedule, chunk);
-  o.timeout = timeout; /* also between blocks of a fill on this thread */
-  pfpy_waiter_release(&waiter);
-  rc = pf_expr_fill(expr, &arr, &o, &err);
-  pfpy_waiter_acquire(&waiter);
-  if (rc == PF_ECANCELED && PyErr_Occurred()) goto done;
-  if (rc == PF_ETYPE && err.position >= 0) {
-    /* A run-time error of the expression (integer to a negative power). */
-    expression_error(module, text_obj, text, length, err.message,
-                     err.position);
-    goto done;
-  }
-  if (rc != 0) {
-    pfpy_raise(module, rc, &err);
-    goto done;
-  }
-  result = Py_NewRef(Py_None);
+  c.expr = expr;
+  pfpy_fill fill;
+  pfpy_fill_init(&fill, progress, timeout, workers, schedule, chunk);
+  if (pfpy_fill_run(module, &fill, expr_run, expr_done, &c) == 0)
+    result = Py_NewRef(Py_None);
 done:
   pf_expr_free(expr);
   PyMem_Free(params);

@@ -5,6 +5,7 @@
 #define PFPY_MODULE_C
 #include "core.h"
 
+#include <string.h>
 #include <time.h>
 
 pfpy_state *pfpy_state_of(PyObject *module) {
@@ -199,17 +200,42 @@ void pfpy_decref_later(void *obj) {
   if (obj != NULL) (void)Py_AddPendingCall(decref_pending, obj);
 }
 
-pf_fill_options pfpy_pool_options(pfpy_waiter *waiter, int workers,
-                                  pf_schedule schedule, int64_t chunk) {
+void pfpy_fill_init(pfpy_fill *fill, PyObject *progress, double timeout,
+                    int workers, pf_schedule schedule, int64_t chunk) {
+  pfpy_waiter_init(&fill->waiter, progress, timeout);
   pf_fill_options o = PF_FILL_OPTIONS_DEFAULTS;
   o.workers = workers;
   o.schedule = schedule;
   o.chunk = chunk;
   o.progress = pfpy_waiter_poll;
-  o.progress_ctx = waiter;
+  o.progress_ctx = &fill->waiter;
   /* Often enough for Ctrl-C to feel immediate. */
   o.progress_interval = 0.05;
-  return o;
+  /* The waiter sees the deadline between progress calls; pf_fill also
+   * between the blocks of a fill that runs on this thread. */
+  o.timeout = timeout;
+  fill->options = o;
+  memset(&fill->err, 0, sizeof fill->err);
+}
+
+int pfpy_fill_run(PyObject *module, pfpy_fill *fill, pfpy_fill_fn fn,
+                  pfpy_fill_done_fn done, void *ctx) {
+  pfpy_waiter_release(&fill->waiter);
+  int rc = fn(ctx, &fill->options, &fill->err);
+  pfpy_waiter_acquire(&fill->waiter);
+  if (done != NULL) done(ctx, rc, &fill->err);
+  /* A pending exception says more than the code: KeyboardInterrupt or the
+   * progress callable's own error behind PF_ECANCELED, or done's. */
+  if (rc != 0 && !PyErr_Occurred()) pfpy_raise(module, rc, &fill->err);
+  return rc;
+}
+
+PyObject *pfpy_raise_object(PyObject *exc) {
+  if (exc != NULL) {
+    PyErr_SetObject((PyObject *)Py_TYPE(exc), exc);
+    Py_DECREF(exc);
+  }
+  return NULL;
 }
 
 /* ------------------------------------------------------------------ module */

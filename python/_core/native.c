@@ -43,43 +43,54 @@ static void hold_release(void *ctx) {
   }
 }
 
-static PyObject *fill_native_impl(PyObject *module, const pf_native *native,
-                                  PyArrayObject *out, int workers,
-                                  pf_schedule schedule, long long chunk,
-                                  PyObject *progress, double timeout) {
+/* What pf_native_fill needs, for pfpy_fill_run. */
+typedef struct native_call {
+  pf_native native;
   pf_array arr;
-  if (pfpy_array_describe(out, &arr) < 0) return NULL;
-  pfpy_waiter waiter;
-  pfpy_waiter_init(&waiter, progress, timeout);
-  pf_fill_options o =
-      pfpy_pool_options(&waiter, workers, schedule, chunk);
-  o.timeout = timeout; /* also between blocks of a fill on this thread */
-  pf_error err = {0};
-  /* Element and index functions: a cancel or timeout returns at once, even
-   * while a call of the function runs for seconds; that call's results
-   * still land in `out`, so the fill owns a reference to it until its last
-   * call returned (native.ctx, unused by these kinds). Block functions get
-   * native.ctx themselves: those fills wait. */
-  pf_native n = *native;
-  out_hold *hold = NULL;
-  if (n.kind != PF_NATIVE_BLOCK) {
-    hold = PyMem_RawMalloc(sizeof *hold);
-    if (hold == NULL) return PyErr_NoMemory();
-    hold->out = Py_NewRef((PyObject *)out);
-    atomic_init(&hold->state, HOLD_FILLING);
-    n.ctx = hold;
-    o.release = hold_release;
-  }
-  pfpy_waiter_release(&waiter);
-  int rc = pf_native_fill(&n, &arr, &o, &err);
-  pfpy_waiter_acquire(&waiter);
+  out_hold *hold; /* element and index functions; NULL for block ones */
+} native_call;
+
+static int native_run(void *ctx, const pf_fill_options *o, pf_error *err) {
+  native_call *c = ctx;
+  return pf_native_fill(&c->native, &c->arr, o, err);
+}
+
+/* The caller's side of the hold: the second of it and the release drops out. */
+static void native_done(void *ctx, int rc, const pf_error *err) {
+  (void)rc;
+  (void)err;
+  out_hold *hold = ((native_call *)ctx)->hold;
   if (hold != NULL &&
       atomic_exchange(&hold->state, HOLD_RETURNED) == HOLD_RELEASED) {
     Py_DECREF(hold->out);
     PyMem_RawFree(hold);
   }
-  if (rc == PF_ECANCELED && PyErr_Occurred()) return NULL;
-  if (rc != 0) return pfpy_raise(module, rc, &err);
+}
+
+static PyObject *fill_native_impl(PyObject *module, const pf_native *native,
+                                  PyArrayObject *out, int workers,
+                                  pf_schedule schedule, long long chunk,
+                                  PyObject *progress, double timeout) {
+  native_call call = {.native = *native};
+  if (pfpy_array_describe(out, &call.arr) < 0) return NULL;
+  pfpy_fill fill;
+  pfpy_fill_init(&fill, progress, timeout, workers, schedule, chunk);
+  /* Element and index functions: a cancel or timeout returns at once, even
+   * while a call of the function runs for seconds; that call's results
+   * still land in `out`, so the fill owns a reference to it until its last
+   * call returned (native.ctx, unused by these kinds). Block functions get
+   * native.ctx themselves: those fills wait. */
+  if (call.native.kind != PF_NATIVE_BLOCK) {
+    out_hold *hold = PyMem_RawMalloc(sizeof *hold);
+    if (hold == NULL) return PyErr_NoMemory();
+    hold->out = Py_NewRef((PyObject *)out);
+    atomic_init(&hold->state, HOLD_FILLING);
+    call.hold = hold;
+    call.native.ctx = hold;
+    fill.options.release = hold_release;
+  }
+  if (pfpy_fill_run(module, &fill, native_run, native_done, &call) != 0)
+    return NULL;
   Py_RETURN_NONE;
 }
 

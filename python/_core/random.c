@@ -25,6 +25,19 @@ static int u64_from(PyObject *obj, const char *what, uint64_t *value) {
   return 0;
 }
 
+/* What pf_random_fill needs, for pfpy_fill_run. */
+typedef struct random_call {
+  pf_array arr;
+  pf_random_dist dist;
+  uint64_t key[2];
+  uint64_t stream;
+} random_call;
+
+static int random_run(void *ctx, const pf_fill_options *o, pf_error *err) {
+  random_call *c = ctx;
+  return pf_random_fill(&c->arr, c->dist, c->key, c->stream, o, err);
+}
+
 PyObject *pfpy_fill_random(PyObject *module, PyObject *args, PyObject *kwargs) {
   static char *keywords[] = {"out",     "dist",     "key0",  "key1",
                              "stream",  "workers",  "schedule", "chunk",
@@ -60,18 +73,10 @@ PyObject *pfpy_fill_random(PyObject *module, PyObject *args, PyObject *kwargs) {
   if (pfpy_check_pool_args(out, schedule_name, workers, chunk, progress,
                            &schedule) < 0)
     return NULL;
-  pf_array arr;
-  if (pfpy_array_describe((PyArrayObject *)out, &arr) < 0) return NULL;
-  pfpy_waiter waiter;
-  pfpy_waiter_init(&waiter, progress, timeout);
-  pf_fill_options o =
-      pfpy_pool_options(&waiter, workers, schedule, chunk);
-  o.timeout = timeout; /* also between blocks of a fill on this thread */
-  pf_error err = {0};
-  pfpy_waiter_release(&waiter);
-  int rc = pf_random_fill(&arr, dist, key, stream, &o, &err);
-  pfpy_waiter_acquire(&waiter);
-  if (rc == PF_ECANCELED && PyErr_Occurred()) return NULL;
-  if (rc != 0) return pfpy_raise(module, rc, &err);
+  random_call call = {.dist = dist, .key = {key[0], key[1]}, .stream = stream};
+  if (pfpy_array_describe((PyArrayObject *)out, &call.arr) < 0) return NULL;
+  pfpy_fill fill;
+  pfpy_fill_init(&fill, progress, timeout, workers, schedule, chunk);
+  if (pfpy_fill_run(module, &fill, random_run, NULL, &call) != 0) return NULL;
   Py_RETURN_NONE;
 }

@@ -110,8 +110,9 @@ typedef struct shared {
   long sleep_us;            /* per chunk */
   int wait_for_stop;        /* non-failing workers wait to be stopped */
   _Atomic int saw_stopping;
-  _Atomic int child_hooks;
-  _Atomic int child_exit_hooks;
+  _Atomic int child_hooks;      /* around_work BEFORE, in workers */
+  _Atomic int child_exit_hooks; /* around_work AFTER */
+  _Atomic int bad_work_order;   /* AFTER without BEFORE in that worker */
   _Atomic int sigint_sent;
   /* Per element, after this header. */
   _Atomic int *counts;
@@ -736,8 +737,9 @@ typedef struct fork_count {
   long prepare_sleep_us;
 } fork_count;
 
-static void count_fork(void *c) {
+static void count_fork(void *c, pf_team_phase phase) {
   fork_count *f = c;
+  if (phase != PF_TEAM_BEFORE) return;
   f->forks++;
   if (f->prepare_sleep_us > 0) pf_test_sleep_us(f->prepare_sleep_us);
 }
@@ -758,7 +760,7 @@ static void test_fork_on_demand(void **state) {
   for (size_t i = 0; i < PF_ARRAY_LEN(cases); i++) {
     shared *sh = shared_new(cases[i].size, cases[i].workers);
     fork_count f = {0};
-    pf_team_hooks hooks = {.ctx = &f, .prepare = count_fork};
+    pf_team_hooks hooks = {.ctx = &f, .around_fork = count_fork};
     pf_team_options o =
         options(cases[i].workers, cases[i].schedule, cases[i].chunk);
     snapshot before = take_snapshot();
@@ -777,7 +779,7 @@ static void test_fork_on_demand(void **state) {
    * slow to fork the next (50 ms per fork): far fewer than 64 forks. */
   shared *sh = shared_new(200, 64);
   fork_count f = {.prepare_sleep_us = 50 * 1000};
-  pf_team_hooks hooks = {.ctx = &f, .prepare = count_fork};
+  pf_team_hooks hooks = {.ctx = &f, .around_fork = count_fork};
   pf_team_options o = options(64, PF_SCHEDULE_DYNAMIC, 1);
   snapshot before = take_snapshot();
   assert_int_equal(pf_team_run(200, &o, &hooks, chunk_fn, sh, NULL, NULL), 0);
@@ -789,9 +791,10 @@ static void test_fork_on_demand(void **state) {
 
 /* ------------------------------------------- deaths before any claim */
 
-static void exit7(void *c) {
+/* A worker that exits on its own before any work. */
+static void exit7(void *c, pf_team_phase phase) {
   (void)c;
-  _exit(7);
+  if (phase == PF_TEAM_BEFORE) _exit(7);
 }
 
 static void test_idle_deaths_bounded(void **state) {
@@ -799,7 +802,8 @@ static void test_idle_deaths_bounded(void **state) {
   for (int retries = 0; retries <= 3; retries += 3) {
     shared *sh = shared_new(1000, 3);
     fork_count f = {0};
-    pf_team_hooks hooks = {.ctx = &f, .prepare = count_fork, .child = exit7};
+    pf_team_hooks hooks = {
+        .ctx = &f, .around_fork = count_fork, .around_work = exit7};
     pf_team_options o = options(3, PF_SCHEDULE_DYNAMIC, 10);
     o.retries = retries;
     pf_team_report report;
@@ -901,7 +905,7 @@ static void test_pidfds_closed(void **state) {
     shared *sh = shared_new(3, 3);
     sh->sleep_us = 3 * 1000 * 1000; /* workers outlive the first wait */
     closer cl = {.reopen = reopen};
-    pf_team_hooks hooks = {.ctx = &cl, .wait = close_pidfds};
+    pf_team_hooks hooks = {.ctx = &cl, .between_waits = close_pidfds};
     pf_team_options o = options(3, PF_SCHEDULE_STATIC, 1);
     pf_error err;
     memset(&err, 0, sizeof err);
@@ -928,6 +932,7 @@ static void test_pidfds_closed(void **state) {
 typedef struct hook_ctx {
   shared *sh;
   int prepare, parent, block, unblock, depth, bad_nesting;
+  int forking;   /* inside around_fork BEFORE .. AFTER */
   int waits;
   int64_t last_done;
   int non_monotone;
@@ -935,27 +940,43 @@ typedef struct hook_ctx {
   int cancel_code;
 } hook_ctx;
 
-static void h_prepare(void *c) { ((hook_ctx *)c)->prepare++; }
-static void h_parent(void *c) { ((hook_ctx *)c)->parent++; }
-static void h_child(void *c) {
-  atomic_fetch_add(&((hook_ctx *)c)->sh->child_hooks, 1);
-}
-static void h_child_exit(void *c) {
-  atomic_fetch_add(&((hook_ctx *)c)->sh->child_exit_hooks, 1);
-}
-static void h_block(void *c) {
+static void h_fork(void *c, pf_team_phase phase) {
   hook_ctx *h = c;
-  h->block++;
-  if (h->depth++ != 0) h->bad_nesting++;
+  /* Strictly BEFORE, AFTER, ...; never inside a wait's pair. */
+  if (h->depth != 0 || h->forking != (phase == PF_TEAM_AFTER))
+    h->bad_nesting++;
+  h->forking = phase == PF_TEAM_BEFORE;
+  if (phase == PF_TEAM_BEFORE) h->prepare++;
+  else h->parent++;
 }
-static void h_unblock(void *c) {
+
+static void h_work(void *c, pf_team_phase phase) {
+  static int began; /* per worker process: each is a fresh copy */
+  shared *sh = ((hook_ctx *)c)->sh;
+  if (phase == PF_TEAM_BEFORE) {
+    began = 1;
+    atomic_fetch_add(&sh->child_hooks, 1);
+  } else {
+    if (!began) atomic_fetch_add(&sh->bad_work_order, 1);
+    atomic_fetch_add(&sh->child_exit_hooks, 1);
+  }
+}
+
+static void h_block(void *c, pf_team_phase phase) {
   hook_ctx *h = c;
-  h->unblock++;
-  if (--h->depth != 0) h->bad_nesting++;
+  if (phase == PF_TEAM_BEFORE) {
+    h->block++;
+    if (h->depth++ != 0 || h->forking) h->bad_nesting++;
+  } else {
+    h->unblock++;
+    if (--h->depth != 0) h->bad_nesting++;
+  }
 }
+
 static int h_wait(void *c, int64_t done, int64_t total) {
   hook_ctx *h = c;
   h->waits++;
+  if (h->depth != 0 || h->forking) h->bad_nesting++; /* only between waits */
   if (done < h->last_done || done < 0 || done > total) h->non_monotone++;
   h->last_done = done;
   if (h->cancel_after > 0 && h->waits >= h->cancel_after)
@@ -965,13 +986,10 @@ static int h_wait(void *c, int64_t done, int64_t total) {
 
 static pf_team_hooks all_hooks(hook_ctx *h) {
   pf_team_hooks hooks = {.ctx = h,
-                         .prepare = h_prepare,
-                         .parent = h_parent,
-                         .child = h_child,
-                         .child_exit = h_child_exit,
-                         .block = h_block,
-                         .unblock = h_unblock,
-                         .wait = h_wait};
+                         .around_fork = h_fork,
+                         .around_work = h_work,
+                         .around_wait = h_block,
+                         .between_waits = h_wait};
   return hooks;
 }
 
@@ -993,6 +1011,7 @@ static void test_hooks(void **state) {
   assert_int_equal(h.parent, 3);
   assert_int_equal(sh->child_hooks, 3);
   assert_int_equal(sh->child_exit_hooks, 3);
+  assert_int_equal(sh->bad_work_order, 0);
   assert_true(h.block >= 1);
   assert_int_equal(h.block, h.unblock);
   assert_int_equal(h.bad_nesting, 0);
@@ -1018,6 +1037,9 @@ static void test_hooks(void **state) {
   assert_int_equal(h.parent, 3);
   assert_int_equal(sh->child_hooks, 3);
   assert_int_equal(sh->child_exit_hooks, 2); /* the dead one never exited */
+  assert_int_equal(sh->bad_work_order, 0);
+  assert_int_equal(h.block, h.unblock);
+  assert_int_equal(h.bad_nesting, 0);
   shared_free(sh);
 }
 
@@ -1028,7 +1050,7 @@ static void test_wait_cancels(void **state) {
     shared *sh = shared_new(1000, 2);
     sh->sleep_us = 50000; /* 20 chunks x 50 ms: 0.5 s with 2 workers */
     hook_ctx h = {.sh = sh, .cancel_after = 2, .cancel_code = codes[c]};
-    pf_team_hooks hooks = {.ctx = &h, .wait = h_wait};
+    pf_team_hooks hooks = {.ctx = &h, .between_waits = h_wait};
     pf_team_options o = options(2, PF_SCHEDULE_DYNAMIC, 50);
     pf_team_report report;
     pf_error err;
