@@ -9,10 +9,19 @@
 
 #include "internal.h"
 
-/* The cgroup CPU quota as a number of CPUs, or 0 when unlimited/unknown. */
-static double cgroup_cpu_quota(void) {
+/* Opens root/name for reading. */
+static FILE *open_in(const char *root, const char *name) {
+  char path[4096];
+  int n = snprintf(path, sizeof path, "%s/%s", root, name);
+  if (n < 0 || (size_t)n >= sizeof path) return NULL;
+  return fopen(path, "re");
+}
+
+/* The cgroup hierarchy under `root` is a parameter so that tests can give the
+ * parser files of their own (every machine has only one kind of cgroup). */
+double pf__cpu_quota_read(const char *root) {
   /* cgroup v2: "max 100000" or "<quota> <period>" */
-  FILE *f = fopen("/sys/fs/cgroup/cpu.max", "re");
+  FILE *f = open_in(root, "cpu.max");
   if (f != NULL) {
     char quota[32] = {0};
     long long period = 0;
@@ -24,12 +33,12 @@ static double cgroup_cpu_quota(void) {
   }
   /* cgroup v1 */
   long long q = -1, p = 0;
-  f = fopen("/sys/fs/cgroup/cpu/cpu.cfs_quota_us", "re");
+  f = open_in(root, "cpu/cpu.cfs_quota_us");
   if (f != NULL) {
     if (fscanf(f, "%lld", &q) != 1) q = -1;
     fclose(f);
   }
-  f = fopen("/sys/fs/cgroup/cpu/cpu.cfs_period_us", "re");
+  f = open_in(root, "cpu/cpu.cfs_period_us");
   if (f != NULL) {
     if (fscanf(f, "%lld", &p) != 1) p = 0;
     fclose(f);
@@ -42,7 +51,9 @@ static double cgroup_cpu_quota(void) {
 static pthread_once_t quota_once = PTHREAD_ONCE_INIT;
 static double quota_cpus;
 
-static void read_quota(void) { quota_cpus = cgroup_cpu_quota(); }
+static void read_quota(void) {
+  quota_cpus = pf__cpu_quota_read("/sys/fs/cgroup");
+}
 
 int pf_cpu_count(void) {
   int n = 0;

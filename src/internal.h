@@ -45,6 +45,11 @@ int pf__error_sys(pf_error *err, int code, int sys_errno, const char *fmt, ...)
 /* Monotonic clock in seconds. */
 double pf__now(void);
 
+/* The CPU quota of the cgroup hierarchy mounted at `root` (v2 cpu.max, else
+ * v1 cpu/cpu.cfs_quota_us and cpu.cfs_period_us) as a number of CPUs, 0 when
+ * unlimited or unreadable (cpu.c; pf_cpu_count reads /sys/fs/cgroup once). */
+double pf__cpu_quota_read(const char *root);
+
 /* Flat index -> byte offset in a strided array (no bounds checks). */
 int64_t pf__offset_of(const pf_array *a, int64_t flat);
 
