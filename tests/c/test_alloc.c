@@ -4,8 +4,11 @@
  * then report PF_ENOMEM cleanly -- no crash, no hang, no leak (the ASan build
  * of this test checks leaks) -- and succeed once n passes its allocations.
  */
+#include <dirent.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdatomic.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -129,11 +132,190 @@ static void test_team(void **state) {
   pf_shared_free((void *)t.died, sizeof *t.died);
 }
 
+/* ------------------------------------------------ .npy and expression fills */
+
+/* Files this large span several PF_NPY_BLOCK_BYTES blocks, so every worker
+ * allocates its block buffer (int64: 8 bytes per element). */
+enum { NPY_ROWS = 500, NPY_COLS = 1000 };
+
+typedef struct npy_case {
+  char dir[32];
+  char path[64];
+  unsigned flags;
+  int64_t *want; /* the sequential loop's values, NPY_ROWS x NPY_COLS */
+} npy_case;
+
+static int entries(const char *dir) {
+  DIR *d = opendir(dir);
+  assert_non_null(d);
+  int n = 0;
+  struct dirent *e;
+  while ((e = readdir(d)) != NULL)
+    if (strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, "..") != 0) n++;
+  closedir(d);
+  return n;
+}
+
+static void npy_case_init(npy_case *c, unsigned flags) {
+  snprintf(c->dir, sizeof c->dir, "/tmp/pf-test-alloc-XXXXXX");
+  assert_non_null(mkdtemp(c->dir));
+  snprintf(c->path, sizeof c->path, "%s/out.npy", c->dir);
+  c->flags = flags;
+  c->want = malloc(sizeof(int64_t) * NPY_ROWS * NPY_COLS);
+  assert_non_null(c->want);
+  /* The reference: for (i, j) in ndindex(shape): a[i, j] = i * n1 + j. */
+  for (int64_t i = 0; i < NPY_ROWS; i++)
+    for (int64_t j = 0; j < NPY_COLS; j++)
+      c->want[i * NPY_COLS + j] = i * NPY_COLS + j;
+}
+
+static void npy_case_free(npy_case *c) {
+  assert_int_equal(entries(c->dir), 0);
+  assert_int_equal(rmdir(c->dir), 0);
+  free(c->want);
+}
+
+/* After a failure nothing is left in the directory; after success the file
+ * holds the reference values (and is removed for the next round). */
+static int npy_outcome(npy_case *c, int rc) {
+  if (rc != 0) {
+    assert_int_equal(entries(c->dir), 0);
+    return rc;
+  }
+  int fd = open(c->path, O_RDONLY);
+  assert_true(fd >= 0);
+  pf_npy_header h;
+  pf_error err;
+  assert_int_equal(pf_npy_header_read_fd(fd, &h, &err), 0);
+  assert_int_equal(h.dtype, PF_INT64);
+  assert_int_equal(h.ndim, 2);
+  size_t bytes = sizeof(int64_t) * NPY_ROWS * NPY_COLS;
+  int64_t *got = malloc(bytes);
+  assert_non_null(got);
+  assert_int_equal(pread(fd, got, bytes, h.data_offset), (ssize_t)bytes);
+  assert_memory_equal(got, c->want, bytes);
+  free(got);
+  close(fd);
+  assert_int_equal(unlink(c->path), 0);
+  return 0;
+}
+
+static int flat_kernel(void *ctx, int64_t start, int64_t count, void *out,
+                       pf_fill_worker *fw) {
+  (void)ctx;
+  (void)fw;
+  for (int64_t k = 0; k < count; k++) ((int64_t *)out)[k] = start + k;
+  return 0;
+}
+
+static pf_fill_options three_workers(pf_pool *pool) {
+  pf_fill_options o = PF_FILL_OPTIONS_DEFAULTS;
+  o.pool = pool;
+  o.workers = 3;          /* as many as the pool has: it does not grow */
+  o.chunk = 1 << 17;      /* one block per chunk: every worker gets some */
+  return o;
+}
+
+static int op_npy(void *ctx) {
+  npy_case *c = ctx;
+  pf_pool *pool = NULL;
+  int rc = pf_pool_create(&pool, 3);
+  if (rc != 0) return rc;
+  pf_fill_options o = three_workers(pool);
+  int64_t shape[2] = {NPY_ROWS, NPY_COLS};
+  pf_error err;
+  rc = pf_npy_fill(c->path, PF_INT64, 2, shape, flat_kernel, NULL, &o,
+                   c->flags, &err);
+  pf_pool_destroy(pool);
+  return npy_outcome(c, rc);
+}
+
+static void test_npy_fill(void **state) {
+  (void)state;
+  /* Unnamed (O_TMPFILE) and direct I/O where the filesystem has them; then
+   * a named temporary file through the page cache. */
+  const unsigned flags[] = {0, PF_NPY_NAMED_TEMP | PF_NPY_BUFFERED};
+  for (size_t f = 0; f < PF_ARRAY_LEN(flags); f++) {
+    npy_case c;
+    npy_case_init(&c, flags[f]);
+    assert_true(walk_failures(op_npy, &c) >= 4);
+    npy_case_free(&c);
+  }
+}
+
+/* Compiles inside the walk too: the compiler's allocations fail as well. */
+static int op_npy_expr(void *ctx) {
+  npy_case *c = ctx;
+  pf_error err;
+  pf_expr *expr = NULL;
+  int rc = pf_expr_compile(&expr, "i * n1 + j", 2, NULL, 0, &err);
+  if (rc != 0) {
+    assert_null(expr);
+    return rc;
+  }
+  pf_pool *pool = NULL;
+  rc = pf_pool_create(&pool, 3);
+  if (rc == 0) {
+    pf_fill_options o = three_workers(pool);
+    int64_t shape[2] = {NPY_ROWS, NPY_COLS};
+    rc = pf_npy_fill_expr(c->path, expr, PF_INT64, 2, shape, &o, c->flags,
+                          &err);
+    pf_pool_destroy(pool);
+  }
+  pf_expr_free(expr);
+  return npy_outcome(c, rc);
+}
+
+static void test_npy_fill_expr(void **state) {
+  (void)state;
+  npy_case c;
+  npy_case_init(&c, 0);
+  assert_true(walk_failures(op_npy_expr, &c) >= 5);
+  npy_case_free(&c);
+}
+
+static int op_expr(void *ctx) {
+  npy_case *c = ctx; /* only its reference values */
+  size_t bytes = sizeof(int64_t) * NPY_ROWS * NPY_COLS;
+  int64_t *data = malloc(bytes);
+  assert_non_null(data);
+  memset(data, 0, bytes);
+  pf_error err;
+  pf_expr *expr = NULL;
+  int rc = pf_expr_compile(&expr, "i * n1 + j", 2, NULL, 0, &err);
+  pf_pool *pool = NULL;
+  if (rc == 0) rc = pf_pool_create(&pool, 3);
+  if (rc == 0) {
+    pf_array a = {.data = data, .dtype = PF_INT64, .ndim = 2,
+                  .shape = {NPY_ROWS, NPY_COLS}};
+    pf_array_set_contiguous(&a);
+    pf_fill_options o = three_workers(pool);
+    o.chunk = 4096;
+    rc = pf_expr_fill(expr, &a, &o, &err);
+  }
+  if (pool != NULL) pf_pool_destroy(pool);
+  pf_expr_free(expr);
+  if (rc == 0) assert_memory_equal(data, c->want, bytes);
+  free(data);
+  return rc;
+}
+
+static void test_expr_fill(void **state) {
+  (void)state;
+  npy_case c;
+  npy_case_init(&c, 0);
+  assert_true(walk_failures(op_expr, &c) >= 5);
+  npy_case_free(&c);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_pool_create),
       cmocka_unit_test(test_fill),
       cmocka_unit_test(test_team),
+      cmocka_unit_test(test_npy_fill),
+      cmocka_unit_test(test_npy_fill_expr),
+      cmocka_unit_test(test_expr_fill),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
