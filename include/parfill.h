@@ -51,7 +51,8 @@ const char *pf_version(void);
   X(EEXIST, -14, "file exists")                                               \
   X(ENOSPC, -15, "no space left on device")                                   \
   X(EFORMAT, -16, "malformed .npy file")                                      \
-  X(ESYS, -17, "system call failed")
+  X(ESYS, -17, "system call failed")                                          \
+  X(EBAIL, -18, "a translated function needs Python for this element")
 
 enum {
 #define PF__ERRNO_ENUM(name, value, message) PF_##name = (value),
@@ -228,10 +229,13 @@ typedef struct pf_fill_options {
    * the last of them. The output's memory must stay valid until release
    * (let ctx own it). */
   void (*release)(void *ctx);
+  int64_t first;            /* fill flat indices [first, size) only (0: all;
+                               0 <= first <= size, else PF_EINVAL); progress
+                               counts the elements of that range */
 } pf_fill_options;
 
 #define PF_FILL_OPTIONS_DEFAULTS \
-  { NULL, 0, PF_SCHEDULE_DYNAMIC, 0, NULL, NULL, 0.1, 0.0, NULL }
+  { NULL, 0, PF_SCHEDULE_DYNAMIC, 0, NULL, NULL, 0.1, 0.0, NULL, 0 }
 
 /* A kernel call's handle on its fill; valid during that call only. */
 typedef struct pf_fill_worker pf_fill_worker;
@@ -544,6 +548,65 @@ pf_dtype pf_expr_type(const pf_expr *expr);
 
 /* Frees a compiled expression. NULL is a no-op. */
 void pf_expr_free(pf_expr *expr);
+
+/* ----------------------------------------------------- translated programs */
+
+/*
+ * Programs of the translated-function VM (SPEC section 9): what the Python
+ * front end makes of a plain Python function, run for every element with
+ * CPython's exact semantics. Three register files per element -- I (int64
+ * holding a Python int), F (double, a Python float), B (a Python bool) --
+ * with I0 .. I(ndim-1) preloaded with the element's N-d index; instructions
+ * of 5 int32 words (op, dst, a, b, c), operands as src/pyvm_opcodes.h's
+ * table says; constant pools of int64 and double. Jumps go forward (the
+ * program is acyclic) and every path ends in a RET_* or BAIL.
+ *
+ * Anything the VM cannot compute exactly as CPython would (an int leaving
+ * int64, a division by zero, a math domain error, a value NumPy would refuse
+ * or warn about when stored, a BAIL) is a *bail*: that element needs
+ * Python. A fill stops at the lowest bailing element (every element below
+ * it is computed) and reports it as PF_EBAIL.
+ */
+typedef struct pf_prog pf_prog;
+
+#define PF_PROG_MAX_CODE (1 << 16)    /* instructions */
+#define PF_PROG_MAX_REGS 16384        /* registers per file */
+#define PF_PROG_MAX_CONSTS (1 << 20)  /* entries per constant pool */
+
+/* Validates and copies a program: `code` holds `nwords` int32 words (5 per
+ * instruction), `iconsts`/`fconsts` the pools (may be NULL when empty),
+ * `nregs` = {nI, nF, nB} with nI >= ndim. Every opcode, register, constant,
+ * immediate, function id and target is checked, unused operand words must be
+ * 0, jumps must go forward and the last instruction must end its path.
+ * Returns 0 with *prog owned by the caller (pf_prog_free), PF_EINVAL (err
+ * says which instruction and why) or PF_ENOMEM. Thread-safe; a program may be
+ * used by many fills at once. */
+int pf_prog_create(pf_prog **prog, const int32_t *code, size_t nwords,
+                   const int64_t *iconsts, size_t niconsts,
+                   const double *fconsts, size_t nfconsts, int ndim,
+                   const int32_t nregs[3], pf_error *err);
+
+/* Runs the program for every element of `out` (flat indices
+ * [options->first, size)), whose ndim must be the program's, storing each
+ * RET_* value as NumPy's `a[idx] = value` stores a Python int, float or bool
+ * into out's dtype, on the pool under the options. Returns 0 when every
+ * element was computed; PF_EBAIL with err->position = the lowest bailing
+ * flat index and err->message = "<op>: <why>" (every element from first up
+ * to it is computed; those at and past it may or may not be written);
+ * otherwise a code as pf_fill. Thread-safe. */
+int pf_prog_fill(const pf_prog *prog, const pf_array *out,
+                 const pf_fill_options *options, pf_error *err);
+
+/* Frees a program. NULL is a no-op. */
+void pf_prog_free(pf_prog *prog);
+
+/* The opcode table and the math functions of F_CALL1 / F_CALL2, by number:
+ * the name ("I_ADD", "sin"), or NULL past the count; a function's arity (1
+ * or 2) into *arity when not NULL. Static strings, thread-safe. */
+int pf_prog_opcode_count(void);
+const char *pf_prog_opcode_name(int op);
+int pf_prog_function_count(void);
+const char *pf_prog_function_name(int fn, int *arity);
 
 /* --------------------------------------------------------- random numbers */
 

@@ -10,6 +10,7 @@
  *   expr.c      fills from expressions
  *   native.c    fills from native functions (ctypes, numba.cfunc)
  *   random.c    random fills (Philox)
+ *   translated.c  fills from translated Python functions (the VM)
  */
 #ifndef PARFILL_CORE_H
 #define PARFILL_CORE_H
@@ -131,6 +132,10 @@ PyObject *pfpy_fill_callable(PyObject *module, PyObject *args, PyObject *kwargs)
 PyObject *pfpy_fill_expr(PyObject *module, PyObject *args, PyObject *kwargs);
 PyObject *pfpy_fill_native(PyObject *module, PyObject *args, PyObject *kwargs);
 PyObject *pfpy_fill_random(PyObject *module, PyObject *args, PyObject *kwargs);
+PyObject *pfpy_fill_translated(PyObject *module, PyObject *args,
+                               PyObject *kwargs);
+PyObject *pfpy_pyvm_opcodes(PyObject *module, PyObject *unused);
+PyObject *pfpy_pyvm_functions(PyObject *module, PyObject *unused);
 PyObject *pfpy_shared_empty(PyObject *module, PyObject *args, PyObject *kwargs);
 PyObject *pfpy_is_shared(PyObject *module, PyObject *arg);
 PyObject *pfpy_privatize(PyObject *module, PyObject *arg);

@@ -267,6 +267,17 @@ static PyMethodDef core_methods[] = {
      " progress, timeout) -> None\n\n"
      "Fills `out` (float32/float64) with Philox4x64-10 'uniform' or 'normal'"
      " values (GIL released)."},
+    {"fill_translated", (PyCFunction)(void (*)(void))pfpy_fill_translated,
+     METH_VARARGS | METH_KEYWORDS,
+     "fill_translated(code, iconsts, fconsts, ndim, nregs, out, *, workers,"
+     " schedule, chunk, progress, timeout, first=0) -> int\n\n"
+     "Fills flat indices [first, size) of `out` with a translated program "
+     "(GIL released); returns -1, or the lowest element that needs Python."},
+    {"pyvm_opcodes", pfpy_pyvm_opcodes, METH_NOARGS,
+     "pyvm_opcodes() -> dict\n\nThe translated-program VM's opcodes: "
+     "{name: number}."},
+    {"pyvm_functions", pfpy_pyvm_functions, METH_NOARGS,
+     "pyvm_functions() -> dict\n\nThe VM's math functions: {name: id}."},
     {"shared_empty", (PyCFunction)(void (*)(void))pfpy_shared_empty,
      METH_VARARGS | METH_KEYWORDS,
      "shared_empty(shape, dtype) -> ndarray\n\n"

@@ -50,6 +50,23 @@ def fill_random(out: npt.NDArray[Any], dist: str, key0: int, key1: int,
                 chunk: int = ..., progress: _Progress = ...,
                 timeout: float = ...) -> None: ...
 
+# translated.c: "y*y*y*iOO!|$iOLOdL"; returns -1 or the lowest bailing index.
+def fill_translated(
+    code: bytes,
+    iconsts: bytes,
+    fconsts: bytes,
+    ndim: int,
+    nregs: tuple[int, int, int],
+    out: npt.NDArray[Any],
+    *,
+    workers: int = ...,
+    schedule: str | None = ...,
+    chunk: int = ...,
+    progress: _Progress = ...,
+    timeout: float = ...,
+    first: int = ...,
+) -> int: ...
+
 # shared.c: "O&O&" (PyArray_IntpConverter, PyArray_DescrConverter)
 def shared_empty(
     shape: SupportsIndex | Sequence[SupportsIndex],
@@ -62,4 +79,6 @@ def privatize(array: np.ndarray[Any, Any], /) -> bool: ...
 
 # METH_NOARGS
 def in_worker() -> bool: ...
+def pyvm_opcodes() -> dict[str, int]: ...
+def pyvm_functions() -> dict[str, int]: ...
 def cpu_count() -> int: ...

@@ -1,0 +1,270 @@
+/*
+ * pyvm_ops.h -- CPython's scalar operations, exactly, for the translated-
+ * function VM (pyvm.c): int (CPython `long` on values that fit in int64),
+ * float (Objects/floatobject.c), conversions, int/float comparisons, the math
+ * module (Modules/mathmodule.c) and NumPy's setitem of a Python scalar.
+ *
+ * Every operation either gives CPython's value bit for bit or returns a
+ * nonzero "why" code (PF__W_*): the element is then redone in Python, which
+ * gives its value or raises. Simple operations are inline here so that the
+ * VM's lane loops inline them; the long ones are in pyvm_ops.c.
+ *
+ * The files are compiled with -std=c11 (no FMA contraction in GCC) and never
+ * with -ffast-math, and call scalar libm (no function here is declared with
+ * a SIMD variant, so libmvec is never used).
+ */
+#ifndef PF_PYVM_OPS_H
+#define PF_PYVM_OPS_H
+
+#include <math.h>
+#include <stdint.h>
+
+#include "internal.h"
+#include "pyvm_opcodes.h"
+
+/* X(NAME, message): why an element needs Python. */
+#define PF__PYVM_WHY(X)                                                       \
+  X(OK, "")                                                                   \
+  X(INT_OVERFLOW, "integer result outside int64")                             \
+  X(ZERO_DIV, "integer division or modulo by zero")                           \
+  X(NEG_POW, "negative integer exponent (float result)")                      \
+  X(NEG_SHIFT, "negative shift count")                                        \
+  X(BIG_DIV, "int / int of values that are not exact doubles")                \
+  X(FZERO_DIV, "float division or modulo by zero")                            \
+  X(POW_ZERO, "zero to a negative power")                                     \
+  X(POW_COMPLEX, "negative number to a fractional power (complex result)")    \
+  X(POW_RANGE, "result out of range")                                         \
+  X(NAN_INT, "cannot convert float NaN to integer")                           \
+  X(INF_INT, "cannot convert float infinity to integer")                      \
+  X(DOMAIN, "math domain error")                                              \
+  X(RANGE, "math range error")                                                \
+  X(HYPOT, "CPython versions may round this hypot differently")               \
+  X(STORE_RANGE, "value out of bounds for the output dtype")                  \
+  X(STORE_NAN, "NaN stored into an integer dtype")                            \
+  X(STORE_OVERFLOW, "overflow converting to the output dtype (NumPy warns)")  \
+  X(BAIL, "this path is left to Python")
+
+enum {
+#define PF__PYVM_WHY_ENUM(name, message) PF__W_##name,
+  PF__PYVM_WHY(PF__PYVM_WHY_ENUM)
+#undef PF__PYVM_WHY_ENUM
+  PF__W_COUNT
+};
+
+/* The message of a why code. */
+const char *pf__pyvm_why(int why);
+
+#define PF__PYOP static inline __attribute__((always_inline))
+
+/* 2**63 as a double: int64 holds [-2**63, 2**63). */
+#define PF__TWO63 9223372036854775808.0
+
+/* ------------------------------------------------------------------ int */
+
+PF__PYOP int pf__py_iadd(int64_t a, int64_t b, int64_t *r) {
+  return __builtin_add_overflow(a, b, r) ? PF__W_INT_OVERFLOW : 0;
+}
+PF__PYOP int pf__py_isub(int64_t a, int64_t b, int64_t *r) {
+  return __builtin_sub_overflow(a, b, r) ? PF__W_INT_OVERFLOW : 0;
+}
+PF__PYOP int pf__py_imul(int64_t a, int64_t b, int64_t *r) {
+  return __builtin_mul_overflow(a, b, r) ? PF__W_INT_OVERFLOW : 0;
+}
+PF__PYOP int pf__py_ineg(int64_t a, int64_t *r) {
+  return __builtin_sub_overflow((int64_t)0, a, r) ? PF__W_INT_OVERFLOW : 0;
+}
+PF__PYOP int pf__py_iabs(int64_t a, int64_t *r) {
+  if (a >= 0) {
+    *r = a;
+    return 0;
+  }
+  return pf__py_ineg(a, r);
+}
+
+/* Floor division (Objects/longobject.c l_divmod): the quotient rounds toward
+ * -inf. INT64_MIN // -1 is 2**63, outside int64. */
+PF__PYOP int pf__py_ifloordiv(int64_t a, int64_t b, int64_t *r) {
+  if (b == 0) return PF__W_ZERO_DIV;
+  if (b == -1) return pf__py_ineg(a, r);
+  int64_t q = a / b;
+  if (a % b != 0 && ((a < 0) != (b < 0))) q--;
+  *r = q;
+  return 0;
+}
+
+/* Modulo with the sign of the divisor. */
+PF__PYOP int pf__py_imod(int64_t a, int64_t b, int64_t *r) {
+  if (b == 0) return PF__W_ZERO_DIV;
+  if (b == -1) {
+    *r = 0;
+    return 0;
+  }
+  int64_t m = a % b;
+  if (m != 0 && ((m < 0) != (b < 0))) m += b;
+  *r = m;
+  return 0;
+}
+
+/* a ** b for b >= 0 by squaring with checked products. A square that
+ * overflows while higher exponent bits remain means |result| >= that square
+ * (|x| >= 2 there, and every factor has magnitude >= 1): outside int64. */
+PF__PYOP int pf__py_ipow(int64_t a, int64_t b, int64_t *r) {
+  if (b < 0) return PF__W_NEG_POW;
+  uint64_t e = (uint64_t)b;
+  int64_t acc = 1, x = a;
+  for (;;) {
+    if ((e & 1) && __builtin_mul_overflow(acc, x, &acc))
+      return PF__W_INT_OVERFLOW;
+    e >>= 1;
+    if (e == 0) break;
+    if (__builtin_mul_overflow(x, x, &x)) return PF__W_INT_OVERFLOW;
+  }
+  *r = acc;
+  return 0;
+}
+
+PF__PYOP int pf__py_irshift(int64_t a, int64_t b, int64_t *r) {
+  if (b < 0) return PF__W_NEG_SHIFT;
+  *r = b >= 64 ? (a < 0 ? -1 : 0) : a >> b; /* GCC: arithmetic shift */
+  return 0;
+}
+
+PF__PYOP int pf__py_ilshift(int64_t a, int64_t b, int64_t *r) {
+  if (b < 0) return PF__W_NEG_SHIFT;
+  if (a == 0) {
+    *r = 0;
+    return 0;
+  }
+  if (b >= 64) return PF__W_INT_OVERFLOW;
+  int64_t s = (int64_t)((uint64_t)a << b);
+  if ((s >> b) != a) return PF__W_INT_OVERFLOW;
+  *r = s;
+  return 0;
+}
+
+/* 1 when the int64 is exactly a double. */
+PF__PYOP int pf__py_exact_double(int64_t a) {
+  double d = (double)a;
+  return d < PF__TWO63 && (int64_t)d == a;
+}
+
+/* a / b (Objects/longobject.c long_true_divide): correctly rounded. When
+ * both are exact doubles, IEEE division of the doubles is the correctly
+ * rounded quotient (CPython's fast path, |a|, |b| <= 2**53, is the case of
+ * it that CPython checks cheaply; its slow path is correctly rounded too);
+ * otherwise bail. 0 / -b is -0.0 in both. */
+PF__PYOP int pf__py_itruediv(int64_t a, int64_t b, double *r) {
+  if (b == 0) return PF__W_ZERO_DIV;
+  if (!pf__py_exact_double(a) || !pf__py_exact_double(b))
+    return PF__W_BIG_DIV;
+  *r = (double)a / (double)b;
+  return 0;
+}
+
+/* ---------------------------------------------------------------- float */
+
+/* Objects/floatobject.c float_rem. */
+PF__PYOP int pf__py_fmod(double vx, double wx, double *r) {
+  if (wx == 0.0) return PF__W_FZERO_DIV;
+  double mod = fmod(vx, wx);
+  if (mod) {
+    /* ensure the remainder has the same sign as the denominator */
+    if ((wx < 0) != (mod < 0)) mod += wx;
+  } else {
+    mod = copysign(0.0, wx);
+  }
+  *r = mod;
+  return 0;
+}
+
+/* Objects/floatobject.c _float_div_mod, the floor quotient of float_floor_div
+ * (the same sequence of operations). */
+PF__PYOP int pf__py_ffloordiv(double vx, double wx, double *r) {
+  if (wx == 0.0) return PF__W_FZERO_DIV;
+  double mod = fmod(vx, wx);
+  double div = (vx - mod) / wx;
+  if (mod) {
+    if ((wx < 0) != (mod < 0)) {
+      mod += wx;
+      div -= 1.0;
+    }
+  }
+  double floordiv;
+  if (div) {
+    /* snap quotient to nearest integral value */
+    floordiv = floor(div);
+    if (div - floordiv > 0.5) floordiv += 1.0;
+  } else {
+    floordiv = copysign(0.0, vx / wx);
+  }
+  *r = floordiv;
+  return 0;
+}
+
+/* Objects/floatobject.c float_pow (pyvm_ops.c). */
+int pf__py_fpow(double iv, double iw, double *r);
+
+/* ---------------------------------------------------------- conversions */
+
+/* PyLong_FromDouble of an integral double (NaN and inf included) into
+ * int64. */
+PF__PYOP int pf__py_long_from_integral(double x, int64_t *r) {
+  if (x != x) return PF__W_NAN_INT;
+  if (x == INFINITY || x == -INFINITY) return PF__W_INF_INT;
+  if (!(x >= -PF__TWO63 && x < PF__TWO63)) return PF__W_INT_OVERFLOW;
+  *r = (int64_t)x;
+  return 0;
+}
+
+/* int(x): float.__trunc__. */
+PF__PYOP int pf__py_ftrunc(double x, int64_t *r) {
+  return pf__py_long_from_integral(trunc(x), r);
+}
+/* math.floor(x), math.ceil(x) for a float: PyLong_FromDouble(floor(x)). */
+PF__PYOP int pf__py_ffloor(double x, int64_t *r) {
+  return pf__py_long_from_integral(floor(x), r);
+}
+PF__PYOP int pf__py_fceil(double x, int64_t *r) {
+  return pf__py_long_from_integral(ceil(x), r);
+}
+/* round(x): float___round___impl with ndigits None, half to even. */
+PF__PYOP int pf__py_fround(double x, int64_t *r) {
+  double rounded = round(x);
+  if (fabs(x - rounded) == 0.5) rounded = 2.0 * round(x / 2.0);
+  return pf__py_long_from_integral(rounded, r);
+}
+
+/* The sign of i - f, exactly (float_richcompare's int/float case): -1, 0,
+ * 1, or 2 when f is NaN (every comparison false but !=). */
+PF__PYOP int pf__py_cmp_if(int64_t i, double f) {
+  if (f != f) return 2;
+  if (f >= PF__TWO63) return -1;
+  if (f < -PF__TWO63) return 1;
+  double t = trunc(f); /* exact, in [-2**63, 2**63) */
+  int64_t ti = (int64_t)t;
+  if (i != ti) return i < ti ? -1 : 1;
+  double frac = f - t; /* exact */
+  return frac > 0 ? -1 : frac < 0 ? 1 : 0;
+}
+
+/* ----------------------------------------------------------------- math */
+
+/* math.<fn>(x) for a one-argument function, math.<fn>(x, y) for a two-
+ * argument one (pyvm_ops.c); fn must have that arity. */
+int pf__py_math1(int fn, double x, double *r);
+int pf__py_math2(int fn, double x, double y, double *r);
+/* The arity of function id fn, or 0 for none. */
+int pf__py_math_arity(int fn);
+/* Its name ("sin"), or NULL. */
+const char *pf__py_math_name(int fn);
+
+/* ----------------------------------------------------------- NumPy store */
+
+/* a[k] = value as NumPy's setitem (PyArray_Pack) stores a Python int, float
+ * or bool into `dtype` at `dst` (unaligned is fine); 0, or why it would
+ * raise or warn (nothing is then written). */
+int pf__py_store_int(pf_dtype dtype, int64_t v, void *dst);
+int pf__py_store_float(pf_dtype dtype, double x, void *dst);
+int pf__py_store_bool(pf_dtype dtype, int v, void *dst);
+
+#endif /* PF_PYVM_OPS_H */
