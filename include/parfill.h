@@ -148,6 +148,23 @@ int pf_array_overlaps(const pf_array *a);
 void pf_index_unravel(int ndim, const int64_t *shape, int64_t flat,
                       int64_t *index);
 
+/* Steps `index[0..ndim)` to the next element of `shape` (lengths > 0) in C
+ * order, as pf_index_unravel(flat + 1) would give, without dividing: returns
+ * the outermost axis whose index changed (ndim - 1 unless the innermost axes
+ * wrapped to 0). From the last element, index[0] becomes shape[0] (one past
+ * the end, the other axes 0) and 0 is returned; ndim 0 changes nothing and
+ * returns 0. An index outside the shape is not an error: an axis at or past
+ * its last value wraps to 0 (so no value written into `index` by others can
+ * make it step out of [0, shape) on axes > 0). Thread-safe. */
+int pf_index_next(int ndim, const int64_t *shape, int64_t *index);
+
+/* As pf_index_next, and moves `*offset` (bytes) with it along `strides`:
+ * when *offset is sum(index[d] * strides[d]) before the step, it is so after
+ * it (the next element's address is base + *offset). Thread-safe. */
+int pf_index_next_strided(int ndim, const int64_t *shape,
+                          const int64_t *strides, int64_t *index,
+                          int64_t *offset);
+
 /* The number of CPUs this process may use: its affinity mask, capped by a
  * cgroup (v2 cpu.max or v1 cfs quota) CPU quota (read on first use), rounded
  * up; at least 1.

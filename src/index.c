@@ -100,6 +100,30 @@ void pf_index_unravel(int ndim, const int64_t *shape, int64_t flat,
   }
 }
 
+int pf_index_next_strided(int ndim, const int64_t *shape,
+                          const int64_t *strides, int64_t *index,
+                          int64_t *offset) {
+  for (int d = ndim - 1; d > 0; d--) {
+    /* Compared before the increment, so no value can overflow it. */
+    if (index[d] < shape[d] - 1) {
+      index[d]++;
+      if (strides != NULL) *offset += strides[d];
+      return d;
+    }
+    /* Carry: this axis back to 0, the next outer one steps. */
+    if (strides != NULL) *offset -= index[d] * strides[d];
+    index[d] = 0;
+  }
+  if (ndim <= 0 || index[0] >= shape[0]) return 0; /* past the end stays */
+  index[0]++;
+  if (strides != NULL) *offset += strides[0];
+  return 0;
+}
+
+int pf_index_next(int ndim, const int64_t *shape, int64_t *index) {
+  return pf_index_next_strided(ndim, shape, NULL, index, NULL);
+}
+
 int64_t pf__offset_of(const pf_array *a, int64_t flat) {
   int64_t offset = 0;
   for (int d = a->ndim - 1; d >= 0; d--) {

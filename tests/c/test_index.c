@@ -191,6 +191,64 @@ static void test_unravel_odometer(void **state) {
   assert_int_equal(untouched, 42);
 }
 
+/* pf_index_next / _strided against pf_index_unravel: random shapes of 0 to
+ * 6 axes (lengths 1..5), every element, random strides; the returned axis
+ * is the outermost that changed; past the end index[0] == shape[0]. */
+static void test_index_next(void **state) {
+  (void)state;
+  srand(4242);
+  for (int trial = 0; trial < 300; trial++) {
+    int ndim = trial % 7;
+    int64_t shape[PF_MAX_DIMS], strides[PF_MAX_DIMS];
+    for (int d = 0; d < ndim; d++) {
+      shape[d] = 1 + rand() % 5;
+      strides[d] = (int64_t)(rand() % 2001) - 1000;
+    }
+    int64_t size;
+    assert_int_equal(pf_shape_size(ndim, shape, 1, &size), 0);
+    int64_t a[PF_MAX_DIMS + 1] = {0}, b[PF_MAX_DIMS + 1] = {0},
+            want[PF_MAX_DIMS + 1] = {0};
+    int64_t offset = 0;
+    for (int64_t flat = 0; flat + 1 < size; flat++) {
+      int64_t before[PF_MAX_DIMS + 1];
+      memcpy(before, a, sizeof before);
+      int d1 = pf_index_next(ndim, shape, a);
+      int d2 = pf_index_next_strided(ndim, shape, strides, b, &offset);
+      pf_index_unravel(ndim, shape, flat + 1, want);
+      int outer = 0;
+      while (outer < ndim && before[outer] == want[outer]) outer++;
+      int64_t expect_offset = 0;
+      for (int d = 0; d < ndim; d++) {
+        if (a[d] != want[d] || b[d] != want[d])
+          fail_msg("trial %d flat %lld axis %d: %lld/%lld, want %lld", trial,
+                   (long long)flat + 1, d, (long long)a[d], (long long)b[d],
+                   (long long)want[d]);
+        expect_offset += want[d] * strides[d];
+      }
+      assert_int_equal(d1, outer);
+      assert_int_equal(d2, outer);
+      assert_int_equal(offset, expect_offset);
+    }
+    /* From the last element: one past the end on axis 0, 0 elsewhere. */
+    int d1 = pf_index_next(ndim, shape, a);
+    assert_int_equal(d1, 0);
+    for (int d = 0; d < ndim; d++)
+      assert_int_equal(a[d], d == 0 ? shape[0] : 0);
+  }
+  /* ndim 0 changes nothing. */
+  int64_t none[1] = {7};
+  assert_int_equal(pf_index_next(0, NULL, none), 0);
+  assert_int_equal(none[0], 7);
+  /* An index written out of range by someone else wraps, never overflows. */
+  int64_t shape[2] = {3, 4}, index[2] = {1, INT64_MAX};
+  assert_int_equal(pf_index_next(2, shape, index), 0);
+  assert_int_equal(index[0], 2);
+  assert_int_equal(index[1], 0);
+  index[1] = -5;
+  assert_int_equal(pf_index_next(2, shape, index), 1);
+  assert_int_equal(index[1], -4);
+}
+
 static void test_offset_of(void **state) {
   (void)state;
   pf_array a = {.data = NULL, .dtype = PF_FLOAT64, .ndim = 3,
@@ -633,6 +691,7 @@ int main(void) {
       cmocka_unit_test(test_shape_size_invalid),
       cmocka_unit_test(test_shape_size_random),
       cmocka_unit_test(test_unravel_odometer),
+      cmocka_unit_test(test_index_next),
       cmocka_unit_test(test_offset_of),
       cmocka_unit_test(test_contiguous),
       cmocka_unit_test(test_overlaps),
