@@ -38,17 +38,27 @@
  * the kernel's context no longer lives on its stack -- the caller marks the
  * job detached and returns; the last task to end frees the job and calls
  * release. Without a hook the caller waits for the running calls, which see
- * limit 0 at their next block.
+ * limit 0 at their next block. The threads those calls hold are reported to
+ * the pool as stranded (pf__pool_strand) until each call ends, so the pool
+ * starts replacements and the next fill does not wait behind them.
+ *
+ * A fill that could return early -- release set, and a progress hook or a
+ * timeout -- runs on a pool thread even with one worker or one chunk, so
+ * that its caller can (a one-worker fill on the calling thread would see the
+ * timeout or a cancel only when the kernel call returns).
  *
  * Contiguous outputs are written by the kernel in place, in blocks of at
  * most CONTIG_BLOCK elements. Other layouts go through a per-task scratch
  * block of PF_BLOCK_ELEMENTS elements that is then scattered with the array's
  * strides (only the part below the limit: the rest may not be computed).
  *
- * One worker, one chunk, a forked child of the pool's creator, a kernel on a
- * pool thread (nesting), or no pool thread at all: the kernel runs on the
- * calling thread, in the same blocks, with progress and the timeout checked
- * between blocks (and the timeout in pf_fill_worker_limit).
+ * One worker or one chunk (unless the fill could return early, above), a
+ * forked child of the pool's creator, a kernel on a pool thread (nesting), or
+ * no pool thread at all: the kernel runs on the calling thread, in the same
+ * blocks, with progress and the timeout checked between blocks (and the
+ * timeout in pf_fill_worker_limit). A one-worker fill in a process forked
+ * from the library's loader uses a pool only if one was made there: it does
+ * not start a pool of threads in a worker process for one worker.
  *
  * Lock order: job->lock, then nothing; the pool's lock is never taken while
  * job->lock is held (the caller withdraws first, then locks to account).
@@ -110,6 +120,7 @@ struct fill_job {
   char message[PF_ERROR_MESSAGE_SIZE];
   /* read-only after start */
   const pf_fill_options *o; /* valid while the caller is in pf_fill */
+  int64_t first;            /* o->first: the schedule's 0 is this index */
   double deadline;          /* pf__now() seconds, or 0 */
   double interval;
   double next_report;       /* serial fills: the calling thread only */
@@ -242,25 +253,13 @@ int pf__fill_worker_poll(pf_fill_worker *worker, int64_t done) {
  * dividing per element. */
 static void scatter(const pf_array *out, size_t itemsize, int64_t start,
                     int64_t count, const char *src) {
-  int ndim = out->ndim;
   int64_t index[PF_MAX_DIMS];
-  pf_index_unravel(ndim, out->shape, start, index);
-  char *dst = (char *)out->data;
-  for (int d = 0; d < ndim; d++) dst += index[d] * out->strides[d];
-  const int last = ndim - 1;
-  for (int64_t n = 0; n < count; n++) {
-    memcpy(dst, src, itemsize);
-    src += itemsize;
-    if (ndim == 0) break;
-    /* Step the innermost axis; carry into outer axes at their ends. */
-    int d = last;
-    dst += out->strides[d];
-    while (++index[d] == out->shape[d] && d > 0) {
-      dst -= index[d] * out->strides[d];
-      index[d] = 0;
-      d--;
-      dst += out->strides[d];
-    }
+  pf_index_unravel(out->ndim, out->shape, start, index);
+  int64_t offset = pf__offset_of(out, start);
+  for (int64_t n = 0; n < count; n++, src += itemsize) {
+    memcpy((char *)out->data + offset, src, itemsize);
+    pf_index_next_strided(out->ndim, out->shape, out->strides, index,
+                          &offset);
   }
 }
 
@@ -299,9 +298,12 @@ static int run_block(fill_task *t, int64_t first, int64_t count) {
  * below the limit. */
 static int next_block(fill_task *t, int64_t *first, int64_t *last) {
   fill_job *job = t->job;
-  if (t->next >= t->stop &&
-      !pf__sched_claim(&job->sched, &t->cursor, &t->next, &t->stop))
-    return 0;
+  if (t->next >= t->stop) {
+    if (!pf__sched_claim(&job->sched, &t->cursor, &t->next, &t->stop))
+      return 0;
+    t->next += job->first; /* the schedule covers [first, size) from 0 */
+    t->stop += job->first;
+  }
   int64_t limit = atomic_load_explicit(&job->limit, memory_order_relaxed);
   if (t->next >= limit) return 0; /* chunks come in rising order: all later */
   int64_t step = job->contiguous ? CONTIG_BLOCK : PF_BLOCK_ELEMENTS;
@@ -334,12 +336,14 @@ static int fill_task_main(void *arg) {
       return PF__TASK_AGAIN;
   }
   pthread_mutex_lock(&job->lock);
-  assert(job->running > 0);
+  assert(job->running > 0 && job->running <= job->workers);
   int last_one = --job->running == 0;
-  int free_it = last_one && job->detached;
-  if (last_one && !job->detached) pthread_cond_signal(&job->finished);
+  int detached = job->detached;
+  if (last_one && !detached) pthread_cond_signal(&job->finished);
+  pf_pool *pool = job->pool;
   pthread_mutex_unlock(&job->lock);
-  if (free_it) job_free(job);
+  if (detached) pf__pool_strand(pool, -1); /* this thread is free again */
+  if (last_one && detached) job_free(job);
   return PF__TASK_DONE;
 }
 
@@ -362,13 +366,19 @@ static int validate(const pf_array *out, int64_t *size, pf_error *err) {
   return 0;
 }
 
+double pf__progress_interval(const pf_fill_options *options) {
+  return options->progress_interval > 0 ? options->progress_interval : 0.1;
+}
+
 int pf_fill_workers(const pf_fill_options *options, int64_t size) {
   int workers = options != NULL ? options->workers : 0;
   if (workers <= 0) {
-    pf_pool *pool = options != NULL && options->pool != NULL
-                        ? options->pool
-                        : pf_pool_default();
-    workers = pool != NULL ? pf_pool_size(pool) : 1;
+    /* A query: it makes no pool (the default one may not exist yet, and
+     * the pool pf_fill would make has pf_cpu_count() threads). */
+    const pf_pool *pool = options != NULL && options->pool != NULL
+                              ? options->pool
+                              : pf__pool_default_existing();
+    workers = pool != NULL ? pf__pool_base(pool) : pf_cpu_count();
   }
   if (size < workers) workers = size > 0 ? (int)size : 1;
   return workers;
@@ -384,7 +394,7 @@ static int fill_serial(fill_job *job) {
     if (run_block(t, first, last - first)) break;
     t->next = last;
     /* Blocks are claimed in order: `last` elements are done. */
-    pf__fill_worker_poll(&t->worker, last);
+    pf__fill_worker_poll(&t->worker, last - job->first);
   }
   int rc = job_code(job);
   return rc != 0 ? rc : report(o, job->sched.size, job->sched.size);
@@ -396,7 +406,7 @@ static void stop_all(fill_job *job, int rc) {
   job_fail(job, rc, -1, NULL);
   int withdrawn = pf__pool_withdraw(job->pool, job);
   pthread_mutex_lock(&job->lock);
-  assert(job->running >= withdrawn);
+  assert(job->running >= withdrawn && job->running <= job->workers);
   job->running -= withdrawn;
   pthread_mutex_unlock(&job->lock);
 }
@@ -446,8 +456,10 @@ static int wait_workers(fill_job *job, int *rc_out, pf_error *err) {
       stopped = 1;
     }
     pthread_mutex_lock(&job->lock);
+    assert(job->running >= 0 && job->running <= job->workers);
     if (stopped && job->running > 0 && job->release != NULL) {
       job->detached = 1; /* DESIGN: Early return */
+      pf__pool_strand(job->pool, job->running);
       *rc_out = copy_failure(job, err);
       pthread_mutex_unlock(&job->lock);
       return 0;
@@ -455,12 +467,6 @@ static int wait_workers(fill_job *job, int *rc_out, pf_error *err) {
   }
   pthread_mutex_unlock(&job->lock);
   return 1;
-}
-
-/* Calls release for paths that return before a job owns ctx. */
-static int give_up(const pf_fill_options *o, void *ctx, int rc) {
-  if (o->release != NULL) o->release(ctx);
-  return rc;
 }
 
 static fill_job *job_new(const pf_array *out, pf_kernel_fn kernel, void *ctx,
@@ -491,7 +497,8 @@ static fill_job *job_new(const pf_array *out, pf_kernel_fn kernel, void *ctx,
   job->contiguous = pf_array_is_contiguous(out);
   job->workers = workers;
   job->o = o;
-  job->interval = o->progress_interval > 0 ? o->progress_interval : 0.1;
+  job->first = o->first;
+  job->interval = pf__progress_interval(o);
   job->deadline = o->timeout > 0 ? pf__now() + o->timeout : 0;
   atomic_init(&job->limit, INT64_MAX);
   atomic_init(&job->done, 0);
@@ -502,69 +509,109 @@ static fill_job *job_new(const pf_array *out, pf_kernel_fn kernel, void *ctx,
   return job;
 }
 
+/* The argument checks; 0, or the code with err filled. */
+static int check_args(const pf_array *out, pf_kernel_fn kernel,
+                      const pf_fill_options *o, int64_t *size, pf_error *err) {
+  int rc = validate(out, size, err);
+  if (rc != 0) return rc;
+  if (kernel == NULL) return pf__error_set(err, PF_EINVAL, -1, "no kernel");
+  if (o->chunk < 0 || o->workers < 0 ||
+      (unsigned)o->schedule > PF_SCHEDULE_GUIDED)
+    return pf__error_set(err, PF_EINVAL, -1, "invalid fill options");
+  if (o->first < 0 || o->first > *size)
+    return pf__error_set(err, PF_EINVAL, -1, "first index %lld outside "
+                         "[0, %lld]", (long long)o->first, (long long)*size);
+  *size -= o->first; /* the elements to fill */
+  return 0;
+}
+
+/* Where the fill runs (DESIGN): returns the number of workers and sets
+ * *pool_out to the pool to run them on, or NULL for the calling thread. */
+static int plan(const pf_fill_options *o, int64_t size, pf_pool **pool_out) {
+  int workers = pf_fill_workers(o, size);
+  pf__sched sched;
+  pf__sched_init(&sched, o->schedule, size, o->chunk, workers);
+  if (sched.chunk >= size) workers = 1;
+  /* A caller that could return early needs the kernel on a pool thread. */
+  int early = o->release != NULL && (o->progress != NULL || o->timeout > 0);
+  pf_pool *pool = NULL;
+  if (workers > 1 || early) {
+    pool = o->pool;
+    /* One worker needs no pool of its own: do not create the default one
+     * for it in a forked process (e.g. a nested fill in a process team's
+     * worker would start threads there). */
+    if (pool == NULL)
+      pool = workers > 1 || !pf__pool_forked() ? pf_pool_default()
+                                                : pf__pool_default_existing();
+    if (pool != NULL && !pf__pool_usable(pool)) pool = NULL;
+  }
+  /* No thread at all (RLIMIT_NPROC): the caller does the work. */
+  if (pool != NULL && pf__pool_reserve(pool, workers, NULL) < 0) pool = NULL;
+  *pool_out = pool;
+  return pool != NULL ? workers : 1;
+}
+
+/* Queues the job's tasks and waits (wait_workers); returns as it does. */
+static int fill_pooled(fill_job *job, int *rc, pf_error *err) {
+  const int workers = job->workers;
+  job->running = workers;
+  for (int w = 0; w < workers; w++)
+    if (pf__pool_submit(job->pool, fill_task_main, &job->tasks[w], job) != 0) {
+      /* Out of memory queueing: stop the queued tasks and account for the
+       * ones never queued. */
+      job_fail(job, PF_ENOMEM, -1, "out of memory queueing tasks");
+      pthread_mutex_lock(&job->lock);
+      job->running -= workers - w;
+      assert(job->running >= 0);
+      pthread_mutex_unlock(&job->lock);
+      break;
+    }
+  if (!wait_workers(job, rc, err)) return 0;
+  *rc = job_code(job);
+  if (*rc == 0) *rc = report(job->o, job->sched.size, job->sched.size);
+  return 1;
+}
+
 int pf_fill(const pf_array *out, pf_kernel_fn kernel, void *ctx,
             const pf_fill_options *options, pf_error *err) {
   static const pf_fill_options defaults = PF_FILL_OPTIONS_DEFAULTS;
   const pf_fill_options *o = options != NULL ? options : &defaults;
-  int64_t size;
-  int rc = validate(out, &size, err);
-  if (rc != 0) return give_up(o, ctx, rc);
-  if (kernel == NULL)
-    return give_up(o, ctx, pf__error_set(err, PF_EINVAL, -1, "no kernel"));
-  if (o->chunk < 0 || o->workers < 0 ||
-      (unsigned)o->schedule > PF_SCHEDULE_GUIDED)
-    return give_up(o, ctx, pf__error_set(err, PF_EINVAL, -1,
-                                         "invalid fill options"));
-  if (size == 0) return give_up(o, ctx, report(o, 0, 0));
-
-  /* One worker needs no pool: do not create the default one for it (e.g. a
-   * nested fill in a forked worker process would start threads there). */
-  int workers = pf_fill_workers(o, size);
-  pf_pool *pool = NULL;
-  if (workers > 1) {
-    pool = o->pool != NULL ? o->pool : pf_pool_default();
-    if (pool == NULL || !pf__pool_usable(pool)) workers = 1;
+  fill_job *job = NULL;
+  int owned = 1; /* 0 once the job was detached: its last task frees it */
+  int64_t size = 0;
+  int rc = check_args(out, kernel, o, &size, err);
+  if (rc != 0) goto out;
+  if (size == 0) {
+    rc = report(o, 0, 0);
+    if (rc != 0) pf__error_set(err, rc, -1, NULL);
+    goto out;
   }
-  pf__sched sched;
-  pf__sched_init(&sched, o->schedule, size, o->chunk, workers);
-  if (sched.chunk >= size) workers = 1;
-  /* No thread at all (RLIMIT_NPROC): the caller does the work. */
-  if (workers > 1 && pf__pool_reserve(pool, workers, NULL) < 0) workers = 1;
-  if (workers == 1) pool = NULL;
-
-  fill_job *job = job_new(out, kernel, ctx, o, workers);
-  if (job == NULL)
-    return give_up(o, ctx, pf__error_set(err, PF_ENOMEM, -1,
-                                         "out of memory for the fill"));
+  pf_pool *pool;
+  int workers = plan(o, size, &pool);
+  job = job_new(out, kernel, ctx, o, workers);
+  if (job == NULL) {
+    rc = pf__error_set(err, PF_ENOMEM, -1, "out of memory for the fill");
+    goto out;
+  }
   job->release = o->release;
   job->pool = pool;
   pf__sched_init(&job->sched, o->schedule, size, o->chunk, workers);
   for (int w = 0; w < workers; w++)
     pf__cursor_init(&job->sched, &job->tasks[w].cursor, w);
-
-  if (workers == 1) {
+  if (pool == NULL)
     rc = fill_serial(job);
-  } else {
-    job->running = workers;
-    for (int w = 0; w < workers; w++)
-      if (pf__pool_submit(pool, fill_task_main, &job->tasks[w], job) != 0) {
-        /* Out of memory queueing: stop the queued tasks and account for
-         * the ones never queued. */
-        job_fail(job, PF_ENOMEM, -1, "out of memory queueing tasks");
-        pthread_mutex_lock(&job->lock);
-        job->running -= workers - w;
-        pthread_mutex_unlock(&job->lock);
-        break;
-      }
-    if (!wait_workers(job, &rc, err)) return rc;
-    rc = job_code(job);
-    if (rc == 0) rc = report(o, size, size);
-  }
-  if (rc != 0) {
+  else
+    owned = fill_pooled(job, &rc, err);
+  if (owned && rc != 0) {
     pthread_mutex_lock(&job->lock);
     if (copy_failure(job, err) == 0) pf__error_set(err, rc, -1, NULL);
     pthread_mutex_unlock(&job->lock);
   }
-  job_free(job);
+out:
+  if (job != NULL) {
+    if (owned) job_free(job); /* calls release */
+  } else if (o->release != NULL) {
+    o->release(ctx); /* nothing owns ctx yet */
+  }
   return rc;
 }

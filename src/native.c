@@ -19,10 +19,10 @@
  * pf_fill's ctx; its release frees it and then calls the caller's release
  * with native->ctx, which owns the output (see parfill.h).
  *
- * The index of an index function is stepped like an odometer, never
- * divided per element. The function may not write to it; if it does, it
- * gets wrong indices afterwards but no memory is touched out of bounds (the
- * odometer only ever reads and writes index[0..ndim)).
+ * The index of an index function is stepped (pf_index_next), never divided
+ * per element. The function may not write to it; if it does, it gets wrong
+ * indices afterwards but no memory is touched out of bounds (the step only
+ * ever reads and writes index[0..ndim), and never overflows a value).
  */
 #include <assert.h>
 #include <stdatomic.h>
@@ -83,7 +83,7 @@ static int index_kernel(void *ctx, int64_t start, int64_t count, void *out,
                         pf_fill_worker *worker) {
   native_job *job = ctx;
   const pf_index_fn fn = job->native.fn.index;
-  const int ndim = job->ndim, last = ndim - 1;
+  const int ndim = job->ndim;
   int64_t index[PF_MAX_DIMS + 1] = {0}; /* one element for ndim == 0 */
   double values[NATIVE_CAST_BLOCK];
   char *o = out;
@@ -94,13 +94,7 @@ static int index_kernel(void *ctx, int64_t start, int64_t count, void *out,
     if (n > NATIVE_CAST_BLOCK) n = NATIVE_CAST_BLOCK;
     for (int64_t k = 0; k < n; k++) {
       values[k] = fn(index, ndim);
-      if (ndim == 0) continue;
-      /* Step the innermost axis; carry into outer axes at their ends. */
-      int d = last;
-      while (++index[d] >= job->shape[d] && d > 0) {
-        index[d] = 0;
-        d--;
-      }
+      pf_index_next(ndim, job->shape, index);
     }
     store_values(job, values, n, o + (size_t)done * job->itemsize);
     done += n;

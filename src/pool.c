@@ -22,8 +22,27 @@
  * never wait for each other) and bounds memory (each thread is a stack).
  * Threads above `base` exit after IDLE_SECONDS without work, so a burst of
  * workers=500 does not keep hundreds of idle threads for the process's life.
- * Each thread has a slot in a fixed array of `max` slots; an exited thread's
- * slot is joined and reused by the next grow (or by pf_pool_destroy).
+ * Each thread has a slot in a fixed array of `max` slots, reused by the next
+ * grow once its thread exited.
+ *
+ * Joining: a thread that exits when idle detaches itself (under the lock,
+ * before it frees its slot), so no exited thread is ever left unjoined --
+ * the default pool is never destroyed, and exited-but-unjoined threads would
+ * be leaked at process exit (TSan reports them). This is safe against
+ * pf_pool_destroy: after it unlocks the pool's mutex, a detached thread
+ * touches no memory of the pool (it only returns), and destroy takes the
+ * mutex before it reads the slots, so it either sees the slot free (the
+ * thread is gone as far as the pool is concerned) or running (then the
+ * thread has not detached, sees shutdown and is joined). POSIX allows a
+ * mutex to be destroyed as soon as it is unlocked. Threads that exit at
+ * shutdown are joined by pf_pool_destroy.
+ *
+ * Stranded threads: a fill that returned early (fill.c: release) leaves its
+ * running kernel calls on pool threads -- a Python function may sleep for
+ * seconds more. pf__pool_strand counts those threads, and pf__pool_reserve
+ * starts that many extra (within `max`), so the next fill gets its workers at
+ * once instead of waiting behind calls nobody waits for. The extra threads
+ * are surplus and exit when idle.
  *
  * Thread creation failure (EAGAIN under RLIMIT_NPROC, ENOMEM): a pool keeps
  * the threads it could start and works with them; pf_pool_create fails only
@@ -71,7 +90,7 @@ typedef struct task {
   struct task *next;
 } task;
 
-enum { SLOT_FREE, SLOT_RUNNING, SLOT_EXITED };
+enum { SLOT_FREE, SLOT_RUNNING };
 
 typedef struct slot {
   pf_pool *pool;
@@ -87,6 +106,8 @@ struct pf_pool {
   int queued;          /* nodes in the FIFO; written under lock, read relaxed */
   slot *slots;         /* max of them; the array never moves */
   int nthreads;        /* running threads; written under lock, read relaxed */
+  int busy;            /* threads inside a task, guarded by lock */
+  _Atomic int stranded; /* threads held by detached fills (pf__pool_strand) */
   int base, max;       /* immutable */
   int shutdown;        /* guarded by lock */
   pid_t pid;           /* creator process; immutable */
@@ -111,12 +132,18 @@ static int create_thread(pthread_t *thread, void *(*fn)(void *), void *arg) {
 /* The pool was made by this process (not inherited through fork). */
 static int same_process(const pf_pool *pool) { return pool->pid == getpid(); }
 
+/* Called with pool->lock held. O(1): asserts stay on in every build that
+ * does not define NDEBUG (the tests, the command). */
 static void check_invariants(const pf_pool *pool) {
   assert(pool->nthreads >= 0 && pool->nthreads <= pool->max);
+  assert(pool->base >= 0 && pool->base <= pool->max);
+  assert(pool->busy >= 0 && pool->busy <= pool->nthreads);
   assert(pool->queued >= 0);
   assert((pool->head == NULL) == (pool->tail == NULL));
   assert((pool->head == NULL) == (pool->queued == 0));
+  assert(pool->head == NULL || pool->queued > 1 || pool->head == pool->tail);
   assert(pool->tail == NULL || pool->tail->next == NULL);
+  assert(atomic_load_explicit(&pool->stranded, memory_order_relaxed) >= 0);
   (void)pool;
 }
 
@@ -165,9 +192,13 @@ static void *pool_thread(void *arg) {
     pool->head = t->next;
     if (pool->head == NULL) pool->tail = NULL;
     __atomic_store_n(&pool->queued, pool->queued - 1, __ATOMIC_RELAXED);
+    pool->busy++;
+    check_invariants(pool);
     pthread_mutex_unlock(&pool->lock);
     int again = t->fn(t->arg);
     pthread_mutex_lock(&pool->lock);
+    assert(pool->busy > 0);
+    pool->busy--;
     if (again == PF__TASK_AGAIN) {
       enqueue(pool, t); /* at the tail: the others' turn first */
       pthread_cond_signal(&pool->wake);
@@ -176,27 +207,22 @@ static void *pool_thread(void *arg) {
       pool->free_tasks = t;
     }
   }
-  self->state = SLOT_EXITED;
+  if (!pool->shutdown) {
+    /* An idle exit: nobody will join this thread (DESIGN: Joining). */
+    pthread_detach(pthread_self());
+    self->state = SLOT_FREE;
+  }
   __atomic_store_n(&pool->nthreads, pool->nthreads - 1, __ATOMIC_RELAXED);
+  check_invariants(pool);
   pthread_mutex_unlock(&pool->lock);
-  return NULL;
-}
-
-/* Joins threads that exited. Called with pool->lock held: they hold no lock
- * any more once they marked their slot. */
-static void join_exited(pf_pool *pool) {
-  for (int s = 0; s < pool->max; s++)
-    if (pool->slots[s].state == SLOT_EXITED) {
-      pthread_join(pool->slots[s].thread, NULL);
-      pool->slots[s].state = SLOT_FREE;
-    }
+  return NULL; /* nothing of the pool is touched past the unlock */
 }
 
 /* Starts threads until there are `target` (<= max) or the system refuses
  * one; returns 0 or that errno. Called with pool->lock held. */
 static int start_threads(pf_pool *pool, int target) {
   assert(target <= pool->max);
-  join_exited(pool);
+  assert(!pool->shutdown);
   sigset_t all, old;
   sigfillset(&all);
   pthread_sigmask(SIG_SETMASK, &all, &old);
@@ -223,28 +249,23 @@ int pf_pool_create(pf_pool **out, int threads) {
   if (out == NULL) return PF_EINVAL;
   *out = NULL;
   if (threads <= 0) threads = pf_cpu_count();
+  int rc = PF_ENOMEM, have_lock = 0;
   pf_pool *pool = pf__calloc(1, sizeof *pool);
-  if (pool == NULL) return PF_ENOMEM;
+  if (pool == NULL) goto fail;
   pool->pid = getpid();
   pool->base = threads;
   pool->max = max_threads_for(threads);
+  atomic_init(&pool->stranded, 0);
   pool->slots = pf__calloc((size_t)pool->max, sizeof *pool->slots);
-  if (pool->slots == NULL) {
-    free(pool);
-    return PF_ENOMEM;
-  }
+  if (pool->slots == NULL) goto fail;
   for (int s = 0; s < pool->max; s++) pool->slots[s].pool = pool;
-  if (pthread_mutex_init(&pool->lock, NULL) != 0) {
-    free(pool->slots);
-    free(pool);
-    return PF_ESYS;
-  }
+  rc = PF_ESYS;
+  if (pthread_mutex_init(&pool->lock, NULL) != 0) goto fail;
   if (pthread_cond_init(&pool->wake, NULL) != 0) {
     pthread_mutex_destroy(&pool->lock);
-    free(pool->slots);
-    free(pool);
-    return PF_ESYS;
+    goto fail;
   }
+  have_lock = 1;
   pthread_mutex_lock(&pool->lock);
   int e = start_threads(pool, threads);
   /* Fewer threads than asked: the pool works with those (see DESIGN). Its
@@ -253,12 +274,21 @@ int pf_pool_create(pf_pool **out, int threads) {
   int none = pool->nthreads == 0;
   pthread_mutex_unlock(&pool->lock);
   if (none) {
-    pf_pool_destroy(pool);
     errno = e;
-    return PF_ESYS;
+    goto fail;
   }
   *out = pool;
   return 0;
+fail:
+  if (have_lock) {
+    int saved = errno;
+    pf_pool_destroy(pool); /* no thread: destroy joins nothing */
+    errno = saved;
+  } else if (pool != NULL) {
+    free(pool->slots);
+    free(pool);
+  }
+  return rc;
 }
 
 static void free_nodes(task *t) {
@@ -299,6 +329,8 @@ int pf_pool_size(const pf_pool *pool) {
 }
 
 int pf_pool_max_threads(const pf_pool *pool) { return pool->max; }
+
+int pf__pool_base(const pf_pool *pool) { return pool->base; }
 
 int pf__pool_usable(const pf_pool *pool) {
   return same_process(pool) && own_pool != pool; /* see DESIGN: Nesting */
@@ -354,13 +386,23 @@ int pf__pool_withdraw(pf_pool *pool, const void *tag) {
   return removed;
 }
 
+void pf__pool_strand(pf_pool *pool, int threads) {
+  int before = atomic_fetch_add_explicit(&pool->stranded, threads,
+                                         memory_order_relaxed);
+  assert(before + threads >= 0);
+  (void)before;
+}
+
 int pf__pool_reserve(pf_pool *pool, int threads, pf_error *err) {
   assert(pf__pool_usable(pool));
-  if (threads > pool->max) threads = pool->max;
+  assert(threads >= 1);
+  /* Threads held by detached fills do not count (DESIGN: Stranded). */
+  int stranded = atomic_load_explicit(&pool->stranded, memory_order_relaxed);
+  int target = threads > pool->max - stranded ? pool->max : threads + stranded;
   int have = pf_pool_size(pool);
-  if (have >= threads) return have;
+  if (have >= target) return have;
   pthread_mutex_lock(&pool->lock);
-  int e = start_threads(pool, threads);
+  int e = start_threads(pool, target);
   have = pool->nthreads;
   pthread_mutex_unlock(&pool->lock);
   if (have == 0)
@@ -369,6 +411,20 @@ int pf__pool_reserve(pf_pool *pool, int threads, pf_error *err) {
 }
 
 static _Atomic(pf_pool *) default_pool;
+
+/* The pid that loaded the library (0 when read before constructors ran). */
+static pid_t load_pid;
+
+__attribute__((constructor)) static void remember_load_pid(void) {
+  load_pid = getpid();
+}
+
+int pf__pool_forked(void) { return load_pid != 0 && load_pid != getpid(); }
+
+pf_pool *pf__pool_default_existing(void) {
+  pf_pool *current = atomic_load_explicit(&default_pool, memory_order_acquire);
+  return current != NULL && same_process(current) ? current : NULL;
+}
 
 pf_pool *pf_pool_default(void) {
   pf_pool *current = atomic_load_explicit(&default_pool, memory_order_acquire);

@@ -22,10 +22,25 @@ int pf__pool_withdraw(pf_pool *pool, const void *tag);
 /* Tasks queued and waiting for a thread (a relaxed read: a hint). */
 int pf__pool_waiting(const pf_pool *pool);
 
-/* Grows the pool towards `threads` threads (capped at pf_pool_max_threads).
- * Returns the number of threads the pool has (>= 1), or PF_ESYS (with `err`
+/* Grows the pool towards `threads` idle-or-working threads, not counting
+ * stranded ones (pf__pool_strand), capped at pf_pool_max_threads. Returns the number of threads the pool has (>= 1), or PF_ESYS (with `err`
  * filled: the errno of pthread_create) when it has none at all. Thread-safe. */
 int pf__pool_reserve(pf_pool *pool, int threads, pf_error *err);
+
+/* `threads` (> 0) more, or (< 0) fewer, pool threads are held by kernel
+ * calls of fills whose caller returned (fill.c: release); pf__pool_reserve
+ * starts replacements for them. Lock-free (callable under a fill's lock). */
+void pf__pool_strand(pf_pool *pool, int threads);
+
+/* The base size (pf_pool_create's `threads`, or those it could start). */
+int pf__pool_base(const pf_pool *pool);
+
+/* The default pool when this process has made it, else NULL (creates
+ * nothing). Thread-safe. */
+pf_pool *pf__pool_default_existing(void);
+
+/* 1 in a process forked from the one that loaded the library. */
+int pf__pool_forked(void);
 
 /* 0 in a process forked after the pool was created (its threads do not exist
  * there, and its lock may have been copied while held), and on the pool's own
@@ -71,5 +86,8 @@ void pf__fill_worker_mapped(pf_fill_worker *worker, pf_fill_worker *outer,
  * fill. Elsewhere only returns limit == 0 ? the fill's code : 0. For kernels
  * that run long and do not hold locks the hook may need (native.c). */
 int pf__fill_worker_poll(pf_fill_worker *worker, int64_t done);
+
+/* options->progress_interval, or its default (0.1 s) when <= 0. */
+double pf__progress_interval(const pf_fill_options *options);
 
 #endif /* PF_POOL_H */

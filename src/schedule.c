@@ -26,10 +26,12 @@ void pf__sched_init(pf__sched *sched, pf_schedule schedule, int64_t size,
   sched->workers = workers;
   sched->schedule = schedule;
   atomic_init(&sched->next, 0);
+  assert(sched->chunk >= 1);
 }
 
 void pf__cursor_init(const pf__sched *sched, pf__cursor *cursor, int worker) {
   assert(worker >= 0 && worker < sched->workers);
+  assert(sched->chunk >= 1);
   cursor->next_static = worker;
 }
 
@@ -44,6 +46,9 @@ static int claim_static(pf__sched *sched, pf__cursor *cursor,
   /* Chunk k covers [k*chunk, (k+1)*chunk); worker w takes k = w, w+W, ... */
   int64_t k = cursor->next_static;
   int64_t last = (sched->size - 1) / sched->chunk;
+  /* A cursor starts at its worker's number (which may be past the last
+   * chunk when there are more workers than chunks) and only moves forward. */
+  assert(k >= 0 && sched->workers >= 1);
   if (k > last) return 0;
   *start = k * sched->chunk;
   *stop = sched->size - *start < sched->chunk ? sched->size
@@ -52,6 +57,7 @@ static int claim_static(pf__sched *sched, pf__cursor *cursor,
   /* last + 1 <= INT64_MAX: stop there rather than overflow k + W. */
   cursor->next_static = last - k < sched->workers ? last + 1
                                                   : k + sched->workers;
+  assert(cursor->next_static > k && *start < *stop && *stop <= sched->size);
   return 1;
 }
 
@@ -74,8 +80,11 @@ static int claim_shared(pf__sched *sched, pf__sched_note_fn note_fn,
    * past size (by a chunk per late claim), which overflows near INT64_MAX. */
   int64_t first = atomic_load_explicit(&sched->next, memory_order_relaxed);
   for (;;) {
+    /* The counter never passes size (a CAS that stops there, above). */
+    assert(first >= 0 && first <= sched->size);
     if (first >= sched->size) return 0;
     int64_t last = chunk_end(sched, first);
+    assert(last > first && last <= sched->size);
     note(note_fn, note_ctx, first, last);
     if (atomic_compare_exchange_weak_explicit(&sched->next, &first, last,
                                               memory_order_relaxed,

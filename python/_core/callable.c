@@ -129,38 +129,38 @@ typedef struct cursor {
   const pf_array *arr;
   int64_t index[PF_MAX_DIMS];
   char *ptr;
-  int64_t step; /* itemsize for a contiguous block, 0 to use strides */
+  int64_t offset; /* bytes from arr->data, with strides */
+  int64_t step;   /* itemsize for a contiguous block, 0 to use strides */
 } cursor;
 
 static void cursor_init(cursor *c, const pf_array *arr, int64_t flat,
                         char *block, size_t itemsize) {
   c->arr = arr;
   pf_index_unravel(arr->ndim, arr->shape, flat, c->index);
+  c->offset = 0;
   if (block != NULL) {
     c->ptr = block;
     c->step = (int64_t)itemsize;
   } else {
-    c->ptr = arr->data;
-    for (int d = 0; d < arr->ndim; d++) c->ptr += c->index[d] * arr->strides[d];
+    for (int d = 0; d < arr->ndim; d++)
+      c->offset += c->index[d] * arr->strides[d];
+    c->ptr = (char *)arr->data + c->offset;
     c->step = 0;
   }
 }
 
 /* Moves to the next element; returns the outermost axis whose index changed
- * (ndim when ndim is 0). */
+ * (0 when ndim is 0). */
 static int cursor_next(cursor *c) {
   const pf_array *a = c->arr;
-  int d = a->ndim - 1;
-  if (d < 0) return 0;
-  if (c->step) c->ptr += c->step;
-  for (;;) {
-    c->index[d]++;
-    if (!c->step) c->ptr += a->strides[d];
-    if (c->index[d] < a->shape[d] || d == 0) return d;
-    if (!c->step) c->ptr -= c->index[d] * a->strides[d];
-    c->index[d] = 0;
-    d--;
+  if (c->step) {
+    c->ptr += c->step;
+    return pf_index_next(a->ndim, a->shape, c->index);
   }
+  int d = pf_index_next_strided(a->ndim, a->shape, a->strides, c->index,
+                                &c->offset);
+  c->ptr = (char *)a->data + c->offset;
+  return d;
 }
 
 /* --------------------------------------------------------------- storing */

@@ -519,6 +519,164 @@ static void test_thread_creation_fails(void **state) {
   free(data);
 }
 
+/* A kernel whose calls block until `go` is set (at most 10 s); it counts
+ * the calls running and the threads they ran on. */
+typedef struct gate {
+  _Atomic int go;
+  _Atomic int inside;
+  _Atomic int calls;
+  _Atomic int releases;
+  _Atomic int on_caller; /* calls that ran on the thread in `caller` */
+  pthread_t caller;
+} gate;
+
+static int gated_kernel(void *vctx, int64_t start, int64_t count, void *out,
+                        pf_fill_worker *w) {
+  gate *g = vctx;
+  (void)w;
+  atomic_fetch_add(&g->calls, 1);
+  if (pthread_equal(pthread_self(), g->caller)) atomic_fetch_add(&g->on_caller, 1);
+  atomic_fetch_add(&g->inside, 1);
+  double t0 = pf_test_now();
+  while (!atomic_load(&g->go) && pf_test_now() - t0 < 10)
+    pf_test_sleep_us(1000);
+  int64_t *o = out;
+  for (int64_t k = 0; k < count; k++) o[k] = start + k;
+  atomic_fetch_sub(&g->inside, 1);
+  return 0;
+}
+
+static void gate_release(void *vctx) { atomic_fetch_add(&((gate *)vctx)->releases, 1); }
+
+/* Lets the gated calls end and waits for the fill's release. */
+static void open_gate(gate *g) {
+  atomic_store(&g->go, 1);
+  double t0 = pf_test_now();
+  while (atomic_load(&g->releases) == 0 && pf_test_now() - t0 < 15)
+    pf_test_sleep_us(1000);
+  assert_int_equal(atomic_load(&g->releases), 1);
+  assert_int_equal(atomic_load(&g->inside), 0);
+}
+
+/* One worker (and one chunk) with release and a timeout or a cancel: the
+ * kernel runs on a pool thread, so the caller returns while it blocks. */
+static void test_one_worker_returns_early(void **state) {
+  (void)state;
+  enum { N = 1000 };
+  int64_t *data = calloc(N, sizeof *data);
+  pf_array a = vector(data, N);
+  for (int how = 0; how < 3; how++) {
+    gate g = {.caller = pthread_self()};
+    pf_fill_options o = PF_FILL_OPTIONS_DEFAULTS;
+    o.pool = how == 2 ? NULL : pool2; /* the default pool too */
+    o.workers = 1;
+    o.release = gate_release;
+    o.progress_interval = 0.01;
+    if (how == 1)
+      o.progress = cancel_now;
+    else
+      o.timeout = 0.2;
+    double t0 = pf_test_now();
+    int rc = pf_fill(&a, gated_kernel, &g, &o, NULL);
+    double took = pf_test_now() - t0;
+    assert_int_equal(rc, how == 1 ? PF_ECANCELED : PF_ETIMEDOUT);
+    if (took > 1.0) fail_msg("how %d: returned after %.3f s", how, took);
+    assert_int_equal(atomic_load(&g.releases), 0); /* the call still runs */
+    assert_int_equal(atomic_load(&g.on_caller), 0);
+    open_gate(&g);
+  }
+  /* Without release (nothing may outlive the call) or without a timeout or
+   * progress hook (nothing can stop it), one worker stays on the caller. */
+  for (int how = 0; how < 2; how++) {
+    gate g = {.caller = pthread_self(), .go = 1};
+    pf_fill_options o = PF_FILL_OPTIONS_DEFAULTS;
+    o.pool = pool2;
+    o.workers = 1;
+    if (how == 0)
+      o.timeout = 30;
+    else
+      o.release = gate_release;
+    memset(data, 0, N * sizeof *data);
+    assert_int_equal(pf_fill(&a, gated_kernel, &g, &o, NULL), 0);
+    assert_int_equal(first_wrong(data, N), N);
+    assert_int_equal(atomic_load(&g.on_caller), atomic_load(&g.calls));
+    assert_int_equal(atomic_load(&g.releases), how == 1);
+  }
+  free(data);
+}
+
+/* After a fill returned early with its two calls still blocked on both of
+ * a two-thread pool's threads, the next fill gets threads at once. */
+static void test_stranded_threads_replaced(void **state) {
+  (void)state;
+  pf_pool *pool;
+  assert_int_equal(pf_pool_create(&pool, 2), 0);
+  enum { N = 100000 };
+  int64_t *stuck = calloc(N, sizeof *stuck), *data = calloc(N, sizeof *data);
+  gate g = {.caller = pthread_self()};
+  pf_fill_options o = PF_FILL_OPTIONS_DEFAULTS;
+  o.pool = pool;
+  o.workers = 2;
+  o.chunk = 10;
+  o.release = gate_release;
+  o.timeout = 0.2;
+  pf_array s = vector(stuck, N);
+  assert_int_equal(pf_fill(&s, gated_kernel, &g, &o, NULL), PF_ETIMEDOUT);
+  assert_int_equal(atomic_load(&g.inside), 2); /* both threads are held */
+  for (int round = 0; round < 2; round++) {
+    ids_ctx *c = calloc(1, sizeof *c);
+    pf_fill_options q = PF_FILL_OPTIONS_DEFAULTS;
+    q.pool = pool;
+    q.workers = 2;
+    q.chunk = 1000;
+    pf_array a = vector(data, N);
+    memset(data, 0, N * sizeof *data);
+    double t0 = pf_test_now();
+    assert_int_equal(pf_fill(&a, ids_kernel, c, &q, NULL), 0);
+    double took = pf_test_now() - t0;
+    if (took > 2.0) fail_msg("round %d: %.3f s behind stranded calls", round, took);
+    assert_int_equal(first_wrong(data, N), N);
+    assert_int_equal(atomic_load(&c->violations), 0);
+    free(c);
+  }
+  assert_int_equal(atomic_load(&g.inside), 2); /* still stranded */
+  assert_true(pf_pool_size(pool) <= pf_pool_max_threads(pool));
+  open_gate(&g);
+  /* The replacements are surplus: the pool shrinks back to its base. */
+  double t0 = pf_test_now();
+  while (pf_pool_size(pool) > 2 && pf_test_now() - t0 < 10)
+    pf_test_sleep_us(50000);
+  assert_int_equal(pf_pool_size(pool), 2);
+  pf_pool_destroy(pool);
+  free(stuck);
+  free(data);
+}
+
+/* pf_fill_workers is a query: it does not make the default pool. Asked in
+ * a forked child, which has no default pool of its own (it would be made
+ * afresh there), the answer is pf_cpu_count(); once the pool exists, its
+ * base size. */
+static void test_fill_workers_creates_nothing(void **state) {
+  (void)state;
+  pid_t pid = fork();
+  assert_true(pid >= 0);
+  if (pid == 0) {
+    int ok = pf__pool_default_existing() == NULL;
+    ok = ok && pf_fill_workers(NULL, 1000000) == pf_cpu_count();
+    pf_fill_options o = PF_FILL_OPTIONS_DEFAULTS;
+    ok = ok && pf_fill_workers(&o, 1000000) == pf_cpu_count();
+    ok = ok && pf__pool_default_existing() == NULL;
+    _exit(ok ? 0 : 1); /* no threads in this child: TSan forbids them */
+  }
+  int status;
+  assert_int_equal(waitpid(pid, &status, 0), pid);
+  assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+  pf_pool *d = pf_pool_default();
+  assert_non_null(d);
+  assert_ptr_equal(pf__pool_default_existing(), d);
+  assert_int_equal(pf_fill_workers(NULL, 1000000), pf__pool_base(d));
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_lowest_failure_wins),
@@ -527,6 +685,9 @@ int main(void) {
       cmocka_unit_test(test_timeout),
       cmocka_unit_test(test_release_every_path),
       cmocka_unit_test(test_early_return),
+      cmocka_unit_test(test_one_worker_returns_early),
+      cmocka_unit_test(test_stranded_threads_replaced),
+      cmocka_unit_test(test_fill_workers_creates_nothing),
       cmocka_unit_test(test_fair_sharing),
       cmocka_unit_test(test_cancel_queued),
       cmocka_unit_test(test_bounded_threads),

@@ -196,3 +196,59 @@ def test_workers_500_leaves_no_crowd_of_threads():
     while threads_now() > before and time.monotonic() < deadline:
         time.sleep(0.1)
     assert threads_now() <= before, "surplus pool threads did not exit"
+
+
+# ------------------------------------------- one worker, stranded threads
+
+def test_one_worker_threads_fill_honours_timeout():
+    gate = threading.Event()
+
+    def f(i):
+        if i == 3:
+            gate.wait(3.0)  # a call that outlives the timeout
+        return i
+
+    t0 = time.monotonic()
+    try:
+        with pytest.raises(parfill.TimeoutError):
+            parfill.populate(f, 100, backend="threads", workers=1, timeout=0.5)
+        took = time.monotonic() - t0
+    finally:
+        gate.set()  # let the abandoned call end now
+    assert took < 1.5, f"workers=1, timeout 0.5 s: returned after {took:.2f} s"
+    # The pool goes on: the same fill without the slow element.
+    a = parfill.populate(lambda i: i * 2, 100, backend="threads", workers=1,
+                         timeout=30)
+    assert np.array_equal(a, np.arange(100, dtype=np.float64) * 2)
+
+
+def test_fill_after_an_abandoned_one_gets_threads():
+    n = parfill.cpu_count()  # as many stuck calls as the pool's base size
+    gate = threading.Event()
+    stuck = threading.Semaphore(0)
+
+    def hang(i):
+        stuck.release()
+        gate.wait(10.0)
+        return i
+
+    try:
+        with pytest.raises(parfill.TimeoutError):
+            parfill.populate(hang, n, backend="threads", workers=n, chunk=1,
+                             timeout=0.5)
+        # Every worker of the abandoned fill is inside its call.
+        for _ in range(n):
+            assert stuck.acquire(timeout=5)
+        t0 = time.monotonic()
+        a = parfill.populate(lambda i, j: i * 10 + j, (50, 10),
+                             backend="threads", workers=n)
+        took = time.monotonic() - t0
+        still_stuck = not gate.is_set()
+    finally:
+        gate.set()
+    ref = np.empty((50, 10))
+    for idx in np.ndindex(ref.shape):
+        ref[idx] = idx[0] * 10 + idx[1]
+    assert np.array_equal(a, ref)
+    assert still_stuck
+    assert took < 2.0, f"a fill behind {n} stranded calls took {took:.2f} s"
