@@ -27,13 +27,20 @@
 #include "parfill.h"
 
 /* Per-module state: the public exception types and the helpers of
- * parfill._errors, which turn worker failures into exceptions. */
+ * parfill._errors, which turn worker failures into exceptions; each field is
+ * the attribute of that name. One list drives the struct, the import
+ * (core_exec), traversal and clearing. */
+#define PFPY_STATE_FIELDS(X)                                             \
+  X(ExpressionError)                                                     \
+  X(TimeoutError)                                                        \
+  X(element_failed) /* (exc_or_payload, shape, flat, worker, pid) */     \
+  X(worker_died)    /* (worker, pid, exitcode, signal, start, stop) */   \
+  X(pack_exception) /* (exc) -> bytes */
+
 typedef struct pfpy_state {
-  PyObject *ExpressionError;
-  PyObject *TimeoutError;
-  PyObject *element_failed; /* (exc_or_payload, shape, flat, worker, pid) */
-  PyObject *worker_died;    /* (worker, pid, exitcode, signal, start, stop) */
-  PyObject *pack_exception; /* (exc) -> bytes */
+#define PFPY_STATE_FIELD(name) PyObject *name;
+  PFPY_STATE_FIELDS(PFPY_STATE_FIELD)
+#undef PFPY_STATE_FIELD
 } pfpy_state;
 
 pfpy_state *pfpy_state_of(PyObject *module);
@@ -84,6 +91,23 @@ int pfpy_check_pool_args(PyObject *out, PyObject *schedule_name, int workers,
                          long long chunk, PyObject *progress,
                          pf_schedule *schedule);
 
+/* The arguments every fill on the thread pool takes after its own, as
+ * PyArg_ParseTupleAndKeywords stores them ("iOLOd": workers, schedule,
+ * chunk, progress, timeout), and the schedule pfpy_pool_args_check parsed. */
+typedef struct pfpy_pool_args {
+  int workers;             /* 0: one per pool thread */
+  PyObject *schedule_name; /* borrowed; NULL or None: dynamic */
+  long long chunk;         /* 0: auto */
+  PyObject *progress;      /* borrowed; callable(done, total) or None */
+  double timeout;          /* seconds; <= 0: none */
+  pf_schedule schedule;
+} pfpy_pool_args;
+
+#define PFPY_POOL_ARGS_INIT {0, NULL, 0, Py_None, -1, PF_SCHEDULE_DYNAMIC}
+
+/* pfpy_check_pool_args for `args` (its schedule set); -1 with an exception. */
+int pfpy_pool_args_check(PyObject *out, pfpy_pool_args *args);
+
 /*
  * One fill on libparfill's thread pool, run with the GIL released: the
  * waiter, the fill options whose progress hook polls it (signals, the user's
@@ -118,6 +142,9 @@ typedef void (*pfpy_fill_done_fn)(void *ctx, int rc, const pf_error *err);
  * done's), else pfpy_raise's for the code. */
 int pfpy_fill_run(PyObject *module, pfpy_fill *fill, pfpy_fill_fn fn,
                   pfpy_fill_done_fn done, void *ctx);
+/* pfpy_fill_run with pfpy_fill_init's fill for checked pool arguments. */
+int pfpy_fill_run_pool(PyObject *module, const pfpy_pool_args *args,
+                       pfpy_fill_fn fn, pfpy_fill_done_fn done, void *ctx);
 
 /* Raises the exception instance `exc` (a new reference, consumed) as its own
  * type; NULL leaves the exception that making it set. Returns NULL. */

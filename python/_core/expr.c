@@ -193,9 +193,7 @@ static void expr_done(void *ctx, int rc, const pf_error *err) {
 
 static PyObject *fill_expr_impl(PyObject *module, PyObject *text_obj,
                                 PyArrayObject *out, PyObject *params_dict,
-                                int workers, pf_schedule schedule,
-                                long long chunk, PyObject *progress,
-                                double timeout) {
+                                const pfpy_pool_args *pool) {
   expr_call c = {.module = module, .text_obj = text_obj};
   c.text = PyUnicode_AsUTF8AndSize(text_obj, &c.length);
   if (c.text == NULL) return NULL;
@@ -225,9 +223,7 @@ static PyObject *fill_expr_impl(PyObject *module, PyObject *text_obj,
     goto done;
   }
   c.expr = expr;
-  pfpy_fill fill;
-  pfpy_fill_init(&fill, progress, timeout, workers, schedule, chunk);
-  if (pfpy_fill_run(module, &fill, expr_run, expr_done, &c) == 0)
+  if (pfpy_fill_run_pool(module, pool, expr_run, expr_done, &c) == 0)
     result = Py_NewRef(Py_None);
 done:
   pf_expr_free(expr);
@@ -240,25 +236,19 @@ PyObject *pfpy_fill_expr(PyObject *module, PyObject *args, PyObject *kwargs) {
   static char *keywords[] = {"text",  "out",   "params",   "workers",
                              "schedule", "chunk", "progress", "timeout",
                              NULL};
-  PyObject *text, *out, *params = NULL, *schedule_name = NULL;
-  PyObject *progress = Py_None;
-  int workers = 0;
-  long long chunk = 0;
-  double timeout = -1;
-  if (!PyArg_ParseTupleAndKeywords(args, kwargs, "UO!|OiOLOd:fill_expr",
-                                   keywords, &text, &PyArray_Type, &out,
-                                   &params, &workers, &schedule_name, &chunk,
-                                   &progress, &timeout))
+  PyObject *text, *out, *params = NULL;
+  pfpy_pool_args pool = PFPY_POOL_ARGS_INIT;
+  if (!PyArg_ParseTupleAndKeywords(
+          args, kwargs, "UO!|OiOLOd:fill_expr", keywords, &text, &PyArray_Type,
+          &out, &params, &pool.workers, &pool.schedule_name, &pool.chunk,
+          &pool.progress, &pool.timeout))
     return NULL;
-  pf_schedule schedule;
-  if (pfpy_check_pool_args(out, schedule_name, workers, chunk, progress,
-                           &schedule) < 0)
-    return NULL;
+  if (pfpy_pool_args_check(out, &pool) < 0) return NULL;
   PyObject *empty = NULL;
   if (params == NULL || params == Py_None) params = empty = PyDict_New();
   if (params == NULL) return NULL;
   PyObject *r = fill_expr_impl(module, text, (PyArrayObject *)out, params,
-                               workers, schedule, chunk, progress, timeout);
+                               &pool);
   Py_XDECREF(empty);
   return r;
 }

@@ -187,6 +187,11 @@ int pfpy_check_pool_args(PyObject *out, PyObject *schedule_name, int workers,
   return 0;
 }
 
+int pfpy_pool_args_check(PyObject *out, pfpy_pool_args *args) {
+  return pfpy_check_pool_args(out, args->schedule_name, args->workers,
+                              args->chunk, args->progress, &args->schedule);
+}
+
 static int decref_pending(void *obj) {
   Py_DECREF((PyObject *)obj);
   return 0;
@@ -228,6 +233,14 @@ int pfpy_fill_run(PyObject *module, pfpy_fill *fill, pfpy_fill_fn fn,
    * progress callable's own error behind PF_ECANCELED, or done's. */
   if (rc != 0 && !PyErr_Occurred()) pfpy_raise(module, rc, &fill->err);
   return rc;
+}
+
+int pfpy_fill_run_pool(PyObject *module, const pfpy_pool_args *args,
+                       pfpy_fill_fn fn, pfpy_fill_done_fn done, void *ctx) {
+  pfpy_fill fill;
+  pfpy_fill_init(&fill, args->progress, args->timeout, args->workers,
+                 args->schedule, args->chunk);
+  return pfpy_fill_run(module, &fill, fn, done, ctx);
 }
 
 PyObject *pfpy_raise_object(PyObject *exc) {
@@ -303,15 +316,13 @@ static int core_exec(PyObject *module) {
   pfpy_state *state = pfpy_state_of(module);
   PyObject *errors = PyImport_ImportModule("parfill._errors");
   if (errors == NULL) return -1;
-  state->ExpressionError = PyObject_GetAttrString(errors, "ExpressionError");
-  state->TimeoutError = PyObject_GetAttrString(errors, "TimeoutError");
-  state->element_failed = PyObject_GetAttrString(errors, "element_failed");
-  state->worker_died = PyObject_GetAttrString(errors, "worker_died");
-  state->pack_exception = PyObject_GetAttrString(errors, "pack_exception");
+  int ok = 1;
+#define IMPORT(name) \
+  ok = ok && (state->name = PyObject_GetAttrString(errors, #name)) != NULL;
+  PFPY_STATE_FIELDS(IMPORT)
+#undef IMPORT
   Py_DECREF(errors);
-  if (!state->ExpressionError || !state->TimeoutError ||
-      !state->element_failed || !state->worker_died || !state->pack_exception)
-    return -1;
+  if (!ok) return -1;
   if (PyModule_AddStringConstant(module, "version", pf_version()) < 0)
     return -1;
   return 0;
@@ -319,21 +330,17 @@ static int core_exec(PyObject *module) {
 
 static int core_traverse(PyObject *module, visitproc visit, void *arg) {
   pfpy_state *state = pfpy_state_of(module);
-  Py_VISIT(state->ExpressionError);
-  Py_VISIT(state->TimeoutError);
-  Py_VISIT(state->element_failed);
-  Py_VISIT(state->worker_died);
-  Py_VISIT(state->pack_exception);
+#define VISIT(name) Py_VISIT(state->name);
+  PFPY_STATE_FIELDS(VISIT)
+#undef VISIT
   return 0;
 }
 
 static int core_clear(PyObject *module) {
   pfpy_state *state = pfpy_state_of(module);
-  Py_CLEAR(state->ExpressionError);
-  Py_CLEAR(state->TimeoutError);
-  Py_CLEAR(state->element_failed);
-  Py_CLEAR(state->worker_died);
-  Py_CLEAR(state->pack_exception);
+#define CLEAR(name) Py_CLEAR(state->name);
+  PFPY_STATE_FIELDS(CLEAR)
+#undef CLEAR
   return 0;
 }
 

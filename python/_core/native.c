@@ -68,13 +68,13 @@ static void native_done(void *ctx, int rc, const pf_error *err) {
 }
 
 static PyObject *fill_native_impl(PyObject *module, const pf_native *native,
-                                  PyArrayObject *out, int workers,
-                                  pf_schedule schedule, long long chunk,
-                                  PyObject *progress, double timeout) {
+                                  PyArrayObject *out,
+                                  const pfpy_pool_args *pool) {
   native_call call = {.native = *native};
   if (pfpy_array_describe(out, &call.arr) < 0) return NULL;
   pfpy_fill fill;
-  pfpy_fill_init(&fill, progress, timeout, workers, schedule, chunk);
+  pfpy_fill_init(&fill, pool->progress, pool->timeout, pool->workers,
+                 pool->schedule, pool->chunk);
   /* Element and index functions: a cancel or timeout returns at once, even
    * while a call of the function runs for seconds; that call's results
    * still land in `out`, so the fill owns a reference to it until its last
@@ -98,16 +98,13 @@ PyObject *pfpy_fill_native(PyObject *module, PyObject *args, PyObject *kwargs) {
   static char *keywords[] = {"address", "kind",     "out",   "ctx",
                              "workers", "schedule", "chunk", "progress",
                              "timeout", NULL};
-  PyObject *address_obj, *out, *ctx_obj = NULL, *schedule_name = NULL;
-  PyObject *progress = Py_None;
+  PyObject *address_obj, *out, *ctx_obj = NULL;
   const char *kind;
-  int workers = 0;
-  long long chunk = 0;
-  double timeout = -1;
-  if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OsO!|OiOLOd:fill_native",
-                                   keywords, &address_obj, &kind,
-                                   &PyArray_Type, &out, &ctx_obj, &workers,
-                                   &schedule_name, &chunk, &progress, &timeout))
+  pfpy_pool_args pool = PFPY_POOL_ARGS_INIT;
+  if (!PyArg_ParseTupleAndKeywords(
+          args, kwargs, "OsO!|OiOLOd:fill_native", keywords, &address_obj,
+          &kind, &PyArray_Type, &out, &ctx_obj, &pool.workers,
+          &pool.schedule_name, &pool.chunk, &pool.progress, &pool.timeout))
     return NULL;
   pf_native native = {0};
   void *fn;
@@ -139,10 +136,6 @@ PyObject *pfpy_fill_native(PyObject *module, PyObject *args, PyObject *kwargs) {
     PyErr_SetString(PyExc_TypeError, "ctx applies to native block functions");
     return NULL;
   }
-  pf_schedule schedule;
-  if (pfpy_check_pool_args(out, schedule_name, workers, chunk, progress,
-                           &schedule) < 0)
-    return NULL;
-  return fill_native_impl(module, &native, (PyArrayObject *)out, workers,
-                          schedule, chunk, progress, timeout);
+  if (pfpy_pool_args_check(out, &pool) < 0) return NULL;
+  return fill_native_impl(module, &native, (PyArrayObject *)out, &pool);
 }

@@ -42,41 +42,31 @@ PyObject *pfpy_fill_random(PyObject *module, PyObject *args, PyObject *kwargs) {
   static char *keywords[] = {"out",     "dist",     "key0",  "key1",
                              "stream",  "workers",  "schedule", "chunk",
                              "progress", "timeout", NULL};
-  PyObject *out, *key0_obj, *key1_obj, *stream_obj, *schedule_name = NULL;
-  PyObject *progress = Py_None;
+  PyObject *out, *key0_obj, *key1_obj, *stream_obj;
   const char *dist_name;
-  int workers = 0;
-  long long chunk = 0;
-  double timeout = -1;
-  if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O!sOOO|iOLOd:fill_random",
-                                   keywords, &PyArray_Type, &out, &dist_name,
-                                   &key0_obj, &key1_obj, &stream_obj, &workers,
-                                   &schedule_name, &chunk, &progress,
-                                   &timeout))
+  pfpy_pool_args pool = PFPY_POOL_ARGS_INIT;
+  if (!PyArg_ParseTupleAndKeywords(
+          args, kwargs, "O!sOOO|iOLOd:fill_random", keywords, &PyArray_Type,
+          &out, &dist_name, &key0_obj, &key1_obj, &stream_obj, &pool.workers,
+          &pool.schedule_name, &pool.chunk, &pool.progress, &pool.timeout))
     return NULL;
-  pf_random_dist dist;
+  random_call call;
   if (strcmp(dist_name, "uniform") == 0) {
-    dist = PF_RANDOM_UNIFORM;
+    call.dist = PF_RANDOM_UNIFORM;
   } else if (strcmp(dist_name, "normal") == 0) {
-    dist = PF_RANDOM_NORMAL;
+    call.dist = PF_RANDOM_NORMAL;
   } else {
     PyErr_Format(PyExc_ValueError,
                  "dist must be 'uniform' or 'normal', not '%s'", dist_name);
     return NULL;
   }
-  uint64_t key[2], stream;
-  if (u64_from(key0_obj, "key0", &key[0]) < 0 ||
-      u64_from(key1_obj, "key1", &key[1]) < 0 ||
-      u64_from(stream_obj, "stream", &stream) < 0)
+  if (u64_from(key0_obj, "key0", &call.key[0]) < 0 ||
+      u64_from(key1_obj, "key1", &call.key[1]) < 0 ||
+      u64_from(stream_obj, "stream", &call.stream) < 0 ||
+      pfpy_pool_args_check(out, &pool) < 0 ||
+      pfpy_array_describe((PyArrayObject *)out, &call.arr) < 0)
     return NULL;
-  pf_schedule schedule;
-  if (pfpy_check_pool_args(out, schedule_name, workers, chunk, progress,
-                           &schedule) < 0)
+  if (pfpy_fill_run_pool(module, &pool, random_run, NULL, &call) != 0)
     return NULL;
-  random_call call = {.dist = dist, .key = {key[0], key[1]}, .stream = stream};
-  if (pfpy_array_describe((PyArrayObject *)out, &call.arr) < 0) return NULL;
-  pfpy_fill fill;
-  pfpy_fill_init(&fill, progress, timeout, workers, schedule, chunk);
-  if (pfpy_fill_run(module, &fill, random_run, NULL, &call) != 0) return NULL;
   Py_RETURN_NONE;
 }
