@@ -852,6 +852,57 @@ static void test_many_registers(void **state) {
 
 /* Out of memory at every allocation of a compile and of a fill: PF_ENOMEM,
  * nothing leaked (the sanitizer build checks), then success. */
+/* Two operators fail: the first (offset 2) from element 600001 on, the
+ * second (offset 22) at element 500001 only. The fill reports the lowest
+ * failing element's operator, as a sequential loop would, whatever fails
+ * first in time; the elements below it are computed. */
+static uint64_t ipow_wrap(uint64_t base, int64_t exponent) {
+  uint64_t result = 1;
+  for (; exponent > 0; exponent >>= 1) {
+    if (exponent & 1) result *= base;
+    base *= base;
+  }
+  return result;
+}
+
+static void test_lowest_failure_wins(void **state) {
+  (void)state;
+  pf_expr *e = compile_ok("3 ** (600000 - i) + "
+                          "2 ** ((i - 500001) * (i - 500001) - 1)",
+                          1, NULL, 0);
+  enum { N = 1000000 };
+  int64_t *out = malloc(sizeof(int64_t) * N);
+  assert_non_null(out);
+  pf_pool *pool;
+  assert_int_equal(pf_pool_create(&pool, 4), 0);
+  for (int workers = 1; workers <= 4; workers *= 2)
+    for (int sch = 0; sch < 3; sch++) {
+      memset(out, 0xff, sizeof(int64_t) * N);
+      pf_array a = {.data = out, .dtype = PF_INT64, .ndim = 1, .shape = {N}};
+      pf_array_set_contiguous(&a);
+      pf_fill_options o = PF_FILL_OPTIONS_DEFAULTS;
+      o.pool = pool;
+      o.workers = workers;
+      o.schedule = (pf_schedule)sch;
+      pf_error err;
+      assert_int_equal(pf_expr_fill(e, &a, &o, &err), PF_ETYPE);
+      assert_int_equal(err.position, 22);
+      assert_string_equal(err.message,
+                          "integers to negative integer powers are not "
+                          "allowed");
+      /* Below the failing VM block everything is computed, as the loop
+       * computes it (int64 powers wrap, as NumPy's do). */
+      for (int64_t i = 0; i < 400000; i += 99991) {
+        int64_t d = i - 500001;
+        uint64_t want = ipow_wrap(3, 600000 - i) + ipow_wrap(2, d * d - 1);
+        assert_int_equal(out[i], (int64_t)want);
+      }
+    }
+  pf_pool_destroy(pool);
+  free(out);
+  pf_expr_free(e);
+}
+
 static void test_out_of_memory(void **state) {
   (void)state;
   const char *text = "where(i > j, sin(i * a) + n1, idx // 3) * (1 + 2) ** 2";
@@ -913,6 +964,7 @@ int main(void) {
       cmocka_unit_test(test_fill),
       cmocka_unit_test(test_shared_expression),
       cmocka_unit_test(test_stream),
+      cmocka_unit_test(test_lowest_failure_wins),
       cmocka_unit_test(test_out_of_memory),
       cmocka_unit_test(test_many_registers),
   };

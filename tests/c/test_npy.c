@@ -807,6 +807,68 @@ static void test_fill_progress_and_cancel(void **state) {
   remove_dir(dir);
 }
 
+/* Fails element 3 (after a pause, so later in time than the other) and
+ * element 700000 (at once), each with its own message. */
+static int two_failures_kernel(void *ctx, int64_t start, int64_t count,
+                               void *out, pf_fill_worker *fw) {
+  (void)ctx;
+  static const int64_t bad[2] = {3, 700000};
+  for (int b = 0; b < 2; b++)
+    if (bad[b] >= start && bad[b] < start + count) {
+      if (b == 0) pf_test_sleep_us(50000);
+      return pf_fill_worker_fail(fw, PF_EKERNEL, bad[b], "element %lld refused",
+                                 (long long)bad[b]);
+    }
+  memset(out, 0, (size_t)count * 8);
+  return 0;
+}
+
+static void test_fill_kernel_message_lowest_wins(void **state) {
+  (void)state;
+  char *dir = make_dir();
+  char path[4096];
+  snprintf(path, sizeof path, "%s/x.npy", dir);
+  int64_t shape[1] = {1000000}; /* 8 MB: the failures are blocks apart */
+  for (int workers = 1; workers <= 4; workers *= 2)
+    for (int sch = 0; sch < 3; sch++) {
+      pf_fill_options o = PF_FILL_OPTIONS_DEFAULTS;
+      o.workers = workers;
+      o.schedule = (pf_schedule)sch;
+      pf_error err;
+      assert_int_equal(pf_npy_fill(path, PF_FLOAT64, 1, shape,
+                                   two_failures_kernel, NULL, &o, 0, &err),
+                       PF_EKERNEL);
+      /* As the sequential loop: the first failing element's error, with the
+       * kernel's message as given. */
+      assert_string_equal(err.message, "element 3 refused");
+      assert_int_equal(count_entries(dir), 0);
+    }
+  remove_dir(dir);
+}
+
+static void test_fill_timeout(void **state) {
+  (void)state;
+  char *dir = make_dir();
+  char path[4096];
+  snprintf(path, sizeof path, "%s/x.npy", dir);
+  int64_t shape[1] = {(int64_t)64 << 20}; /* 64 blocks of 2 ms and more */
+  for (int workers = 1; workers <= 2; workers++) {
+    kctx k = {.itemsize = 1, .fail_at = -1, .max_count = 1 << 20};
+    pf_fill_options o = PF_FILL_OPTIONS_DEFAULTS;
+    o.workers = workers;
+    o.timeout = 0.02;
+    pf_error err;
+    double began = pf_test_now();
+    assert_int_equal(pf_npy_fill(path, PF_UINT8, 1, shape, slow_kernel, &k,
+                                 &o, 0, &err),
+                     PF_ETIMEDOUT);
+    assert_true(pf_test_now() - began < 2.0);
+    assert_true(atomic_load(&k.calls) < 64);
+    assert_int_equal(count_entries(dir), 0);
+  }
+  remove_dir(dir);
+}
+
 static void test_fill_io_errors(void **state) {
   (void)state;
   char *dir = make_dir();
@@ -1062,6 +1124,31 @@ static void test_fill_expr(void **state) {
   assert_int_equal(err.position, 2);
   pf_expr_free(expr);
   assert_int_equal(count_entries(dir), 0);
+  /* Two operators fail: the first (offset 2) from element 600001 on, the
+   * second (offset 22) at element 500001 only. Whatever fails first in time,
+   * the lowest failing element's operator is reported, as the sequential
+   * loop would, and its message. */
+  assert_int_equal(pf_expr_compile(&expr,
+                                   "3 ** (600000 - i) + "
+                                   "2 ** ((i - 500001) * (i - 500001) - 1)",
+                                   1, NULL, 0, &err),
+                   0);
+  int64_t m[1] = {1000000};
+  for (int workers = 1; workers <= 4; workers *= 2)
+    for (int sch = 0; sch < 3; sch++) {
+      pf_fill_options o = PF_FILL_OPTIONS_DEFAULTS;
+      o.workers = workers;
+      o.schedule = (pf_schedule)sch;
+      assert_int_equal(pf_npy_fill_expr(path, expr, PF_INT64, 1, m, &o, 0,
+                                        &err),
+                       PF_ETYPE);
+      assert_int_equal(err.position, 22);
+      assert_string_equal(err.message,
+                          "integers to negative integer powers are not "
+                          "allowed");
+      assert_int_equal(count_entries(dir), 0);
+    }
+  pf_expr_free(expr);
   remove_dir(dir);
 }
 
@@ -1084,6 +1171,8 @@ int main(void) {
       cmocka_unit_test(test_fill_matrix),
       cmocka_unit_test(test_fill_exists_and_force),
       cmocka_unit_test(test_fill_kernel_error),
+      cmocka_unit_test(test_fill_kernel_message_lowest_wins),
+      cmocka_unit_test(test_fill_timeout),
       cmocka_unit_test(test_fill_progress_and_cancel),
       cmocka_unit_test(test_fill_io_errors),
       cmocka_unit_test(test_fill_unnamed_and_named),
