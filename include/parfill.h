@@ -556,7 +556,10 @@ int pf_expr_compile(pf_expr **expr, const char *text, int ndim,
 
 /* Fills every element of `out` (whose ndim must equal the compiled one) with
  * the expression, cast to out's dtype as ndarray.astype casts, on the pool
- * under the options. Returns 0 or a code as pf_fill. Thread-safe. */
+ * under the options (options->release is not used). Returns 0 or a code as
+ * pf_fill; a run-time error (PF_ETYPE, an integer to a negative power) is the
+ * first failing element's, as in a sequential loop, with err->position its
+ * operator's offset in the text. Thread-safe. */
 int pf_expr_fill(const pf_expr *expr, const pf_array *out,
                  const pf_fill_options *options, pf_error *err);
 
@@ -767,9 +770,14 @@ int pf_npy_header_read_fd(int fd, pf_npy_header *h, pf_error *err);
  *
  * The kernel is called concurrently, as by pf_fill, with `out` a contiguous
  * buffer of `count` elements and `worker` below pf_fill_workers(options,
- * size); options->chunk (elements) is rounded up to whole blocks. The progress
- * callback (calling thread) gets the elements written so far; a nonzero
- * return cancels the fill within about one block per worker.
+ * size); options->chunk (elements) is rounded up to whole blocks. Its handle
+ * works as in pf_fill, at block granularity: pf_fill_worker_limit is 0 once
+ * the fill stops, and after pf_fill_worker_fail the fill returns the lowest
+ * failing element's code and message (as given), with err->position the
+ * number of the file's PF_NPY_BLOCK_BYTES block that holds it. The progress callback (calling thread) gets the elements
+ * written so far; a nonzero return, like options->timeout, stops the fill
+ * within about one block per worker. options->release is not used (ctx stays
+ * the caller's).
  *
  * Returns 0 when `path` names the complete file. Otherwise nothing is left
  * behind -- no temporary file, and whatever was at `path` is untouched -- and
@@ -791,7 +799,10 @@ int pf_npy_fill(const char *path, pf_dtype dtype, int ndim,
 /* pf_npy_fill with the values of a compiled expression (compiled for `ndim`
  * dimensions), cast to `dtype` as pf_expr_fill casts them. Returns as
  * pf_npy_fill; a run-time error of the expression (PF_ETYPE, e.g. an integer
- * to a negative power) comes with err->position. Thread-safe. */
+ * to a negative power) is the first failing element's, as in a sequential
+ * loop, with err->position its operator's offset in the text. The per-fill
+ * scalars are evaluated before the file is created: their errors leave
+ * nothing to clean up. Thread-safe. */
 int pf_npy_fill_expr(const char *path, const pf_expr *expr, pf_dtype dtype,
                      int ndim, const int64_t *shape,
                      const pf_fill_options *options, unsigned flags,
