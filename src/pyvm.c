@@ -604,9 +604,31 @@ static void run_lanes(const pyvm_run *r, pyvm_scratch *s, int n, char *out,
         GUARDED(LANES_CALL, why = pf__py_itruediv(x[k], y[k], &d[k]));
         break;
       }
-      case PF__OP_F_ADD: FBIN_PURE(x[k] + y[k]); break;
+      /* Two NaN operands: which one's sign and payload CPython returns
+       * depends on how the addition was compiled -- float_add gives b's,
+       * the specialised BINARY_OP_ADD_FLOAT a's (3.11-3.13, measured) --
+       * so Python decides. */
+      case PF__OP_F_ADD: {
+        double *d = RF(in->dst), *x = RF(in->a), *y = RF(in->b);
+        GUARDED(LANES_OR, {
+          const double xk = x[k];
+          const double yk = y[k];
+          why = xk != xk && yk != yk ? PF__W_NAN_PAIR : 0;
+          d[k] = xk + yk;
+        });
+        break;
+      }
       case PF__OP_F_SUB: FBIN_PURE(x[k] - y[k]); break;
-      case PF__OP_F_MUL: FBIN_PURE(x[k] * y[k]); break;
+      case PF__OP_F_MUL: {
+        double *d = RF(in->dst), *x = RF(in->a), *y = RF(in->b);
+        GUARDED(LANES_OR, {
+          const double xk = x[k];
+          const double yk = y[k];
+          why = xk != xk && yk != yk ? PF__W_NAN_PAIR : 0;
+          d[k] = xk * yk;
+        });
+        break;
+      }
       case PF__OP_F_DIV: {
         double *d = RF(in->dst), *x = RF(in->a), *y = RF(in->b);
         /* Division by zero gives inf/NaN here (no trap): the lane bails. */

@@ -144,6 +144,12 @@ const char *pf__py_math_name(int fn) {
 }
 
 int pf__py_math1(int fn, double x, double *r) {
+  /* m_log, m_log2, m_log10 return a NaN argument itself (its sign and
+   * payload, where libm may quiet or change it). */
+  if (x != x && (fn == PF__FN_log || fn == PF__FN_log2 || fn == PF__FN_log10)) {
+    *r = x;
+    return 0;
+  }
   errno = 0;
   double v = math1_fn[fn](x);
   int why = math1_check(x, v, errno);

@@ -38,7 +38,8 @@
   X(INF_INT, "cannot convert float infinity to integer")                      \
   X(DOMAIN, "math domain error")                                              \
   X(RANGE, "math range error")                                                \
-  X(HYPOT, "CPython versions may round this hypot differently")               \
+  X(HYPOT, "CPython versions may round this hypot differently")             \
+  X(NAN_PAIR, "two NaN operands (CPython's NaN sign depends on its build)")               \
   X(STORE_RANGE, "value out of bounds for the output dtype")                  \
   X(STORE_NAN, "NaN stored into an integer dtype")                            \
   X(STORE_OVERFLOW, "overflow converting to the output dtype (NumPy warns)")  \

@@ -1,0 +1,541 @@
+"""The translated-function VM (issue 11) against CPython and NumPy.
+
+Every operation of the opcode table runs as a tiny program -- its operands
+as constants in the pools -- on thousands of operand pairs (edge values and
+random ones), and is compared with Python evaluating the same operation:
+bit for bit when the VM returns a value, a bail wherever Python raises. A
+bail where Python does not raise is allowed only where the contract allows
+it (an int outside int64, ``int ** negative``, int / int of values that are
+not exact doubles, a complex ``**``, a hypot the CPython versions round
+differently); those are counted and printed. Stores into every dtype are
+compared with ``a[0] = value`` (warnings as errors: NumPy warning means a
+bail). Programs over many elements check the lowest bailing element, ``first``
+and independence from workers and schedules.
+"""
+import math
+import random
+import struct
+import warnings
+
+import numpy as np
+import pytest
+
+from parfill import _core
+
+OPS = _core.pyvm_opcodes()
+FNS = _core.pyvm_functions()
+INT64 = (-2**63, 2**63 - 1)
+CMPS = {"LT": lambda a, b: a < b, "LE": lambda a, b: a <= b,
+        "EQ": lambda a, b: a == b, "NE": lambda a, b: a != b,
+        "GT": lambda a, b: a > b, "GE": lambda a, b: a >= b}
+BAILS = {}  # op -> number of allowed bails where Python gave a value
+
+rng = random.Random(11)
+
+EDGE_INTS = sorted({0, 1, -1, 2, -2, 3, -3, 7, -7, 10, 63, 64, 65, 100, -100,
+                    2**31 - 1, 2**31, 2**32, -2**32, 2**52, 2**53 - 1, 2**53,
+                    2**53 + 1, -2**53 - 1, 2**62, 3037000499, 3037000500,
+                    2**63 - 1, -2**63, -2**63 + 1, -(2**62)})
+EDGE_FLOATS = [0.0, -0.0, 1.0, -1.0, 0.5, -0.5, 1.5, 2.5, -2.5, 3.0, 0.1,
+               -0.1, 2.0, 10.0, 1e-300, -1e-300, 5e-324, -5e-324,
+               2.2250738585072014e-308, 1e308, -1e308,
+               1.7976931348623157e308, float(2**53), float(2**53) + 2.0,
+               2.0**63, -2.0**63, 2.0**63 - 1024.0, 2.0**64, 1e16, 0.7,
+               math.pi, -math.e, 710.0, -745.5, 1e10, float("inf"),
+               float("-inf"), float("nan"), -float("nan"), 4503599627370495.5,
+               -4503599627370495.5, 0.49999999999999994, 1e-8, 65504.0,
+               65520.0, 3.4028235677973366e38, 3.5e38, 1.0000000000000002,
+               0.9999999999999999]
+
+
+def rand_ints(n):
+    out = []
+    for _ in range(n):
+        bits = rng.choice((3, 8, 16, 31, 32, 53, 62, 63))
+        out.append(rng.randrange(-2**bits, 2**bits))
+    return out
+
+
+def rand_floats(n):
+    out = []
+    for _ in range(n):
+        kind = rng.random()
+        if kind < 0.4:
+            out.append(rng.uniform(-10, 10))
+        elif kind < 0.7:
+            out.append(rng.uniform(-1e6, 1e6))
+        elif kind < 0.85:
+            out.append(float(rng.randrange(-100, 100)) / rng.choice((1, 2, 4)))
+        else:
+            out.append(struct.unpack("<d", rng.randbytes(8))[0])
+    return out
+
+
+INTS = EDGE_INTS + rand_ints(40)
+FLOATS = EDGE_FLOATS + rand_floats(40)
+
+
+def int_pairs():
+    pairs = [(a, b) for a in INTS for b in INTS]
+    small = [v for v in INTS if abs(v) < 200]
+    pairs += [(a, b) for a in INTS for b in small]  # shift counts, powers
+    return pairs
+
+
+def float_pairs():
+    return [(a, b) for a in FLOATS for b in FLOATS]
+
+
+def mixed_pairs():
+    return [(a, b) for a in INTS for b in FLOATS]
+
+
+def show(v):
+    """A value for messages: floats as their bits too (NaN payloads)."""
+    if type(v) is float:
+        return f"{v!r}/{struct.unpack('<Q', fbits(v))[0]:#x}"
+    return repr(v)
+
+
+def fbits(x):
+    return struct.pack("<d", x)
+
+
+class Bail(Exception):
+    pass
+
+
+def run(code, iconsts=(), fconsts=(), nregs=(0, 0, 0), out=None, ndim=0,
+        **kw):
+    """Runs a program given as (op, dst, a, b, c) tuples; returns fill_translated's
+    answer."""
+    words = []
+    for ins in code:
+        ins = tuple(ins) + (0,) * (5 - len(ins))
+        words += [OPS[ins[0]], *ins[1:]]
+    blob = struct.pack(f"<{len(words)}i", *words)
+    ik = struct.pack(f"<{len(iconsts)}q", *iconsts)
+    fk = struct.pack(f"<{len(fconsts)}d", *fconsts)
+    kw.setdefault("workers", 1)
+    return _core.fill_translated(blob, ik, fk, ndim, tuple(nregs), out, **kw)
+
+
+def load(kind, reg, value, iconsts, fconsts):
+    """The instruction loading `value` into register `reg` of `kind`."""
+    if kind == "I":
+        iconsts.append(value)
+        return ("I_CONST", reg, len(iconsts) - 1)
+    if kind == "F":
+        fconsts.append(value)
+        return ("F_CONST", reg, len(fconsts) - 1)
+    return ("B_CONST", reg, int(value))
+
+
+def vm(op, kinds, result, args, fn=None):
+    """Runs `op` on constant operands; the value, or raises Bail."""
+    iconsts, fconsts, code = [], [], []
+    count = {"I": 0, "F": 0, "B": 0}
+    regs = []
+    for kind, value in zip(kinds, args):
+        regs.append(count[kind])
+        code.append(load(kind, count[kind], value, iconsts, fconsts))
+        count[kind] += 1
+    dst = count[result]
+    count[result] += 1
+    operands = regs + ([FNS[fn]] if fn is not None else [])
+    code.append((op, dst, *operands))
+    code.append(("RET_" + result, 0, dst))
+    dtype = {"I": np.int64, "F": np.float64, "B": np.bool_}[result]
+    out = np.zeros((), dtype)
+    k = run(code, iconsts, fconsts, (count["I"], count["F"], count["B"]), out)
+    if k != -1:
+        assert k == 0
+        raise Bail
+    if result == "I":
+        return int(out)
+    if result == "F":
+        return float(out)
+    return bool(out)
+
+
+def python(ref, args):
+    """('value', v) or ('raises', exception type)."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            return "value", ref(*args)
+    except (ArithmeticError, ValueError, TypeError) as e:
+        return "raises", type(e)
+
+
+def same(kind, got, want):
+    if kind == "F":
+        return type(want) is float and fbits(got) == fbits(want)
+    if kind == "I":
+        return type(want) is int and got == want
+    return type(want) is bool and got == want
+
+
+def check(op, kinds, result, ref, pairs, allowed, fn=None):
+    """Compares the VM with Python on every operand tuple."""
+    name = op if fn is None else f"{op}:{fn}"
+    bad = []
+    for args in pairs:
+        status, want = python(ref, args)
+        try:
+            got = vm(op, kinds, result, args, fn)
+        except Bail:
+            if status == "raises":
+                continue
+            if allowed(args, want):
+                BAILS[name] = BAILS.get(name, 0) + 1
+                continue
+            bad.append((args, "bailed", want))
+            continue
+        if status == "raises":
+            bad.append((args, got, want))
+        elif not same(result, got, want):
+            bad.append((args, got, want))
+    assert not bad, f"{name}: {len(bad)} of {len(pairs)} differ: {[(tuple(map(show, a)), show(g), show(w)) for a, g, w in bad[:8]]}"
+
+
+def big_int(args, want):
+    return type(want) is int and not INT64[0] <= want <= INT64[1]
+
+
+def never(args, want):
+    return False
+
+
+# ----------------------------------------------------------------- int
+
+
+def ref_pow(a, b):
+    if b > 64 and abs(a) >= 2:
+        return 2**64  # certainly outside int64, cheaply
+    return a ** b
+
+
+def ref_lshift(a, b):
+    if b > 64 and a != 0:
+        return 2**64 if b >= 0 else a << b
+    return a << b
+
+
+INT_BINARY = {
+    "I_ADD": lambda a, b: a + b, "I_SUB": lambda a, b: a - b,
+    "I_MUL": lambda a, b: a * b, "I_FLOORDIV": lambda a, b: a // b,
+    "I_MOD": lambda a, b: a % b, "I_POW": ref_pow,
+    "I_AND": lambda a, b: a & b, "I_OR": lambda a, b: a | b,
+    "I_XOR": lambda a, b: a ^ b, "I_RSHIFT": lambda a, b: a >> b,
+    "I_LSHIFT": ref_lshift,
+}
+
+
+@pytest.mark.parametrize("op", sorted(INT_BINARY))
+def test_int_binary(op):
+    allowed = big_int
+    if op == "I_POW":
+        def allowed(args, want):
+            return args[1] < 0 or big_int(args, want)
+    check(op, "II", "I", INT_BINARY[op], int_pairs(), allowed)
+
+
+@pytest.mark.parametrize("op,ref", [("I_NEG", lambda a: -a),
+                                    ("I_ABS", abs),
+                                    ("I_INVERT", lambda a: ~a)])
+def test_int_unary(op, ref):
+    check(op, "I", "I", ref, [(a,) for a in INTS + rand_ints(500)], big_int)
+
+
+def exact_double(v):
+    return float(v) == v and abs(v) < 2**63
+
+
+def test_int_truediv():
+    def allowed(args, want):
+        return not (exact_double(args[0]) and exact_double(args[1]))
+    check("I_TRUEDIV", "II", "F", lambda a, b: a / b, int_pairs(), allowed)
+
+
+# --------------------------------------------------------------- float
+
+FLOAT_BINARY = {
+    "F_ADD": lambda a, b: a + b, "F_SUB": lambda a, b: a - b,
+    "F_MUL": lambda a, b: a * b, "F_DIV": lambda a, b: a / b,
+    "F_FLOORDIV": lambda a, b: a // b, "F_MOD": lambda a, b: a % b,
+    "F_POW": lambda a, b: a ** b,
+}
+
+
+@pytest.mark.parametrize("op", sorted(FLOAT_BINARY))
+def test_float_binary(op):
+    def allowed(args, want):
+        if op in ("F_ADD", "F_MUL"):  # which NaN CPython gives varies
+            return math.isnan(args[0]) and math.isnan(args[1])
+        return op == "F_POW" and type(want) is complex
+    pairs = float_pairs()
+    if op == "F_POW":  # powers that matter: small integers and halves
+        pairs += [(a, float(b) / 2) for a in FLOATS for b in range(-9, 10)]
+    check(op, "FF", "F", FLOAT_BINARY[op], pairs, allowed)
+
+
+@pytest.mark.parametrize("op,ref", [("F_NEG", lambda a: -a),
+                                    ("F_ABS", abs)])
+def test_float_unary(op, ref):
+    check(op, "F", "F", ref, [(a,) for a in FLOATS + rand_floats(500)], never)
+
+
+# ---------------------------------------------------------- conversions
+
+FLOAT_TO_INT = {"F2I_TRUNC": int, "F_FLOOR_I": math.floor,
+                "F_CEIL_I": math.ceil, "F_ROUND_I": round}
+
+
+@pytest.mark.parametrize("op", sorted(FLOAT_TO_INT))
+def test_float_to_int(op):
+    values = FLOATS + rand_floats(1000) + [
+        k + 0.5 for k in range(-20, 20)] + [
+        2.0**62 + 0.0, -2.0**63 + 0.0, 2.0**63, 9.223372036854775e18]
+    check(op, "F", "I", FLOAT_TO_INT[op], [(v,) for v in values], big_int)
+
+
+def test_conversions():
+    check("I2F", "I", "F", float, [(a,) for a in INTS + rand_ints(2000)],
+          never)
+    check("B2I", "B", "I", int, [(False,), (True,)], never)
+    check("B2F", "B", "F", float, [(False,), (True,)], never)
+    check("I_TRUTH", "I", "B", bool, [(a,) for a in INTS], never)
+    check("F_TRUTH", "F", "B", bool, [(a,) for a in FLOATS], never)
+
+
+# ---------------------------------------------------------- comparisons
+
+
+@pytest.mark.parametrize("cmp", sorted(CMPS))
+def test_comparisons(cmp):
+    ref = CMPS[cmp]
+    check("I_" + cmp, "II", "B", ref, int_pairs(), never)
+    check("F_" + cmp, "FF", "B", ref, float_pairs(), never)
+    near = [float(v) for v in INTS] + [float(v) + d for v in INTS
+                                       for d in (-0.5, 0.5, -1024.0, 2048.0)]
+    mixed = mixed_pairs() + [(a, f) for a in INTS for f in near]
+    check("IF_" + cmp, "IF", "B", ref, mixed, never)
+    check("FI_" + cmp, "FI", "B", ref, [(f, a) for a, f in mixed], never)
+
+
+def test_bools_and_selects():
+    tf = (False, True)
+    check("B_NOT", "B", "B", lambda a: not a, [(a,) for a in tf], never)
+    for op, ref in (("B_AND", lambda a, b: a and b),
+                    ("B_OR", lambda a, b: a or b),
+                    ("B_XOR", lambda a, b: a != b)):
+        check(op, "BB", "B", ref, [(a, b) for a in tf for b in tf], never)
+    sel = lambda c, a, b: a if c else b  # noqa: E731
+    check("I_SELECT", "BII", "I", sel,
+          [(c, a, b) for c in tf for a in INTS[:6] for b in INTS[-6:]], never)
+    check("F_SELECT", "BFF", "F", sel,
+          [(c, a, b) for c in tf for a in FLOATS[:6] for b in FLOATS[-6:]],
+          never)
+    check("B_SELECT", "BBB", "B", sel,
+          [(c, a, b) for c in tf for a in tf for b in tf], never)
+
+
+def test_float_predicates():
+    for op, ref in (("F_ISNAN", math.isnan), ("F_ISINF", math.isinf),
+                    ("F_ISFINITE", math.isfinite)):
+        check(op, "F", "B", ref, [(a,) for a in FLOATS], never)
+
+
+# ----------------------------------------------------------------- math
+
+MATH1 = [name for name, _ in sorted(FNS.items(), key=lambda kv: kv[1])
+         if name not in ("atan2", "hypot", "copysign", "fmod", "pow")]
+MATH2 = ["atan2", "hypot", "copysign", "fmod", "pow"]
+
+
+@pytest.mark.parametrize("fn", MATH1)
+def test_math1(fn):
+    values = FLOATS + rand_floats(3000) + [
+        v * s for v in (0.5, 0.99, 1.0, 1.01, 20.0, 700.0, 709.78, 711.0,
+                        1e-10, 1e6) for s in (1, -1)]
+    check("F_CALL1", "F", "F", getattr(math, fn), [(v,) for v in values],
+          never, fn=fn)
+
+
+@pytest.mark.parametrize("fn", MATH2)
+def test_math2(fn):
+    pairs = float_pairs() + [(a, b) for a, b in zip(rand_floats(3000),
+                                                    rand_floats(3000))]
+    if fn == "hypot":
+        pairs += [(rng.uniform(0, 1e-300) * 1e-10, rng.uniform(0, 1e-310))
+                  for _ in range(500)]
+
+    def allowed(args, want):
+        return fn == "hypot"
+
+    check("F_CALL2", "FF", "F", getattr(math, fn), pairs, allowed, fn=fn)
+    if fn == "hypot":  # the variants almost always agree
+        assert BAILS.get("F_CALL2:hypot", 0) <= len(pairs) // 100
+
+
+# --------------------------------------------------------------- stores
+
+DTYPES = ["bool", "int8", "int16", "int32", "int64", "uint8", "uint16",
+          "uint32", "uint64", "float16", "float32", "float64", "longdouble",
+          "complex64", "complex128", "clongdouble"]
+STORE_INTS = sorted(set(INTS) | {127, 128, -128, -129, 255, 256, 32767,
+                                 32768, -32768, -32769, 65535, 65536,
+                                 2**32 - 1, 65504, 65519, 65520, 2047, 2049})
+STORE_FLOATS = FLOATS + [127.9, 128.0, -128.9, -129.0, 255.5, 256.0, -0.9,
+                         65519.99, 65520.0, 2.0**64 - 2048.0, 2.0**32 - 0.5,
+                         6e-8, 3e-8, 2.9802322387695312e-08, 1e-45, 7e-46,
+                         1.401298464324817e-45, 3.4028235e38,
+                         3.4028235677973366e38, 3.402823669209385e38]
+STORE_FLOATS += rand_floats(300) + [rng.uniform(-70000, 70000)
+                                    for _ in range(300)]
+
+
+def stored_bytes(a):
+    """The value's bytes (x87 long doubles: 10 of each 16)."""
+    raw = a.view(np.uint8).reshape(-1)
+    if a.dtype.kind in "fc" and a.dtype.itemsize // (2 if a.dtype.kind == "c"
+                                                      else 1) == 16:
+        return bytes(raw[0:10]) + bytes(raw[16:26]) if a.dtype.kind == "c" \
+            else bytes(raw[0:10])
+    return bytes(raw)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_store(dtype):
+    bad = []
+    cases = [("I", v) for v in STORE_INTS] + [("F", v) for v in STORE_FLOATS]
+    cases += [("B", False), ("B", True)]
+    for kind, value in cases:
+        want = np.zeros(1, dtype)
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("error")
+                want[0] = value
+            expect = stored_bytes(want)
+        except (ValueError, OverflowError, RuntimeWarning, TypeError):
+            expect = None
+        iconsts, fconsts = [], []
+        code = [load(kind, 0, value, iconsts, fconsts), ("RET_" + kind, 0, 0)]
+        nregs = {"I": (1, 0, 0), "F": (1, 1, 0), "B": (1, 0, 1)}[kind]
+        got = np.zeros(1, dtype)
+        k = run(code, iconsts, fconsts, nregs, got, ndim=1)
+        if k == 0:
+            if expect is not None:
+                bad.append((kind, value, "bailed", want[0]))
+        elif expect is None:
+            bad.append((kind, value, got[0], "NumPy raises or warns"))
+        elif stored_bytes(got) != expect:
+            bad.append((kind, value, got[0], want[0]))
+    assert not bad, f"{dtype}: {len(bad)} differ: {bad[:8]}"
+
+
+# ------------------------------------------------------ whole programs
+
+
+def test_lowest_bail_across_workers_and_schedules():
+    # f(i, j) = float((i * j) // (j - 3)) if i < 5 else i / j: bails (Python
+    # raises ZeroDivisionError) at j == 3 for i < 5 and at j == 0 for i >= 5.
+    code = [
+        ("I_CONST", 2, 0),          # 0: I2 = 5
+        ("I_LT", 0, 0, 2),          # 1: B0 = i < 5
+        ("BR", 0, 0, 3, 8),         # 2
+        ("I_MUL", 3, 0, 1),         # 3: I3 = i * j
+        ("I_CONST", 4, 1),          # 4: I4 = 3
+        ("I_SUB", 4, 1, 4),         # 5: I4 = j - 3
+        ("I_FLOORDIV", 3, 3, 4),    # 6
+        ("JMP", 0, 10),             # 7
+        ("I_TRUEDIV", 0, 0, 1),     # 8: F0 = i / j
+        ("RET_F", 0, 0),            # 9
+        ("I2F", 1, 3),              # 10
+        ("RET_F", 0, 1),            # 11
+    ]
+
+    def f(i, j):
+        return float((i * j) // (j - 3)) if i < 5 else i / j
+
+    shape = (40, 37)
+    for workers in (1, 2, 3):
+        for schedule in ("static", "dynamic", "guided"):
+            for first in (0, 3, 7 * 37 + 5):
+                out = np.full(shape, -7.0)
+                k = run(code, [5, 3], [], (5, 2, 1), out, ndim=2,
+                        workers=workers, schedule=schedule, chunk=16,
+                        first=first)
+                # The sequential loop from `first`: the first raising element.
+                want = -1
+                for flat in range(first, out.size):
+                    i, j = divmod(flat, shape[1])
+                    try:
+                        v = f(i, j)
+                    except ZeroDivisionError:
+                        want = flat
+                        break
+                    assert out.flat[flat] == v, (workers, schedule, flat)
+                assert k == want, (workers, schedule, first, k, want)
+                assert (out.flat[:first] == -7.0).all()
+
+
+def test_dense_results_independent_of_workers():
+    # f(i) = sin(i * 0.001) * 3.0 + sqrt(float(i)), int64 i, n = 100003
+    code = [("I2F", 0, 0), ("F_CONST", 1, 0), ("F_MUL", 2, 0, 1),
+            ("F_CALL1", 2, 2, FNS["sin"]), ("F_CONST", 1, 1),
+            ("F_MUL", 2, 2, 1), ("F_CALL1", 3, 0, FNS["sqrt"]),
+            ("F_ADD", 2, 2, 3), ("RET_F", 0, 2)]
+    want = np.array([math.sin(i * 0.001) * 3.0 + math.sqrt(float(i))
+                     for i in range(100003)])
+    for workers in (1, 2, 3):
+        for schedule in ("static", "dynamic", "guided"):
+            out = np.empty(100003)
+            assert run(code, [], [0.001, 3.0], (1, 4, 0), out, ndim=1,
+                       workers=workers, schedule=schedule) == -1
+            assert out.tobytes() == want.tobytes()
+
+
+def test_strided_output_and_store_bail():
+    # f(i) = i * 10 into uint8 (a strided view): bails at i = 26.
+    code = [("I_CONST", 1, 0), ("I_MUL", 1, 0, 1), ("RET_I", 0, 1)]
+    base = np.zeros(200, np.uint8)
+    out = base[::2]
+    assert run(code, [10], [], (2, 0, 0), out, ndim=1, workers=2) == 26
+    assert (out[:26] == np.arange(26) * 10).all()
+
+
+def test_malformed_programs_are_value_errors():
+    out = np.zeros(3)
+    with pytest.raises(ValueError, match="unknown opcode"):
+        _core.fill_translated(struct.pack("<5i", 9999, 0, 0, 0, 0), b"", b"",
+                              1, (1, 0, 0), out)
+    with pytest.raises(ValueError, match="later instruction"):
+        run([("JMP", 0, 0)], out=out, ndim=1, nregs=(1, 0, 0))
+    with pytest.raises(ValueError, match="off the end"):
+        run([("I_MOV", 0, 0)], out=out, ndim=1, nregs=(1, 0, 0))
+    with pytest.raises(ValueError, match="out of range"):
+        run([("RET_F", 0, 3)], out=out, ndim=1, nregs=(1, 1, 0))
+    with pytest.raises(ValueError, match="dimensions"):
+        run([("BAIL",)], out=out, ndim=2, nregs=(2, 0, 0))
+    with pytest.raises(TypeError, match="nregs"):
+        _core.fill_translated(struct.pack("<5i", OPS["BAIL"], 0, 0, 0, 0),
+                              b"", b"", 1, [1, 0, 0], out)
+    with pytest.raises(ValueError, match="unused operand"):
+        run([("BAIL", 1)], out=out, ndim=1, nregs=(1, 0, 0))
+    with pytest.raises(ValueError, match="5 int32 words"):
+        _core.fill_translated(b"\0" * 19, b"", b"", 1, (1, 0, 0), out)
+    with pytest.raises(ValueError, match="first"):
+        run([("BAIL",)], out=out, ndim=1, nregs=(1, 0, 0), first=4)
+
+
+def test_tables():
+    assert OPS["I_CONST"] == 0 and len(set(OPS.values())) == len(OPS)
+    assert sorted(FNS.values()) == list(range(len(FNS)))
+    assert set(MATH2) <= set(FNS)
+
+
+def test_report_allowed_bails():
+    print("\nallowed bails where Python gave a value:",
+          dict(sorted(BAILS.items())))
