@@ -228,8 +228,9 @@ typedef int (*pf_progress_fn)(void *ctx, int64_t done, int64_t total);
 
 typedef struct pf_fill_options {
   pf_pool *pool;            /* NULL: pf_pool_default() */
-  int workers;              /* 0: one per pool thread; more than the pool has
-                               grows the pool (up to pf_pool_max_threads) */
+  int workers;              /* 0: the pool's base size (pf_pool_create's
+                               `threads`); more than the pool has grows the
+                               pool (up to pf_pool_max_threads) */
   pf_schedule schedule;
   int64_t chunk;            /* elements per chunk (minimum for guided); 0: auto */
   pf_progress_fn progress;  /* may be NULL */
@@ -244,7 +245,11 @@ typedef struct pf_fill_options {
    * returns at once without waiting for kernel calls still running on pool
    * threads (they see limit 0); release runs later on the thread that ends
    * the last of them. The output's memory must stay valid until release
-   * (let ctx own it). */
+   * (let ctx own it). With release and a progress hook or a timeout, even a
+   * fill of one worker or one chunk runs its kernel on a pool thread, so
+   * that it can return early; the threads a returned fill's calls still
+   * hold do not delay later fills (the pool starts others, within
+   * pf_pool_max_threads). */
   void (*release)(void *ctx);
   int64_t first;            /* fill flat indices [first, size) only (0: all;
                                0 <= first <= size, else PF_EINVAL); progress
@@ -292,9 +297,12 @@ int pf_fill_worker_fail(pf_fill_worker *worker, int code, int64_t index,
 
 /* Fills every element of `out` with `kernel`, spread over the pool's threads
  * under the schedule; the caller blocks until done, running `progress`. With one
- * worker or one chunk the kernel runs on the calling thread. In a forked child
- * of the process that created the pool, or where no pool thread can be
- * started, runs serially on the calling thread. Concurrent fills share the
+ * worker or one chunk the kernel runs on the calling thread (unless the fill
+ * may return early: see pf_fill_options.release). In a forked child of the
+ * process that created the pool, on one of the pool's own threads (a fill
+ * inside a kernel), or where no pool thread can be started, runs serially on
+ * the calling thread; a one-worker fill in a process forked from the one
+ * that loaded the library starts no pool there. Concurrent fills share the
  * pool's threads fairly (their work interleaves in slices of a few
  * milliseconds). Returns 0, the lowest failing element's code (see
  * pf_fill_worker_fail), the progress callback's code, PF_ETIMEDOUT,
@@ -303,7 +311,11 @@ int pf_fill(const pf_array *out, pf_kernel_fn kernel, void *ctx,
             const pf_fill_options *options, pf_error *err);
 
 /* The number of workers pf_fill will use for these options and `size`
- * elements: kernel worker ids are below it. */
+ * elements (at most `size`, at least 1): kernel worker ids are below it.
+ * options->workers when > 0; else the base size of options->pool or of the
+ * default pool -- and, while the default pool does not exist yet,
+ * pf_cpu_count(), the size it will be made with: this query never creates
+ * a pool. Thread-safe. */
 int pf_fill_workers(const pf_fill_options *options, int64_t size);
 
 /* --------------------------------------------------------- native functions */
