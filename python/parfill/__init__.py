@@ -13,9 +13,11 @@ from parfill._errors import (
 )
 from parfill._populate import cpu_count, populate
 from parfill._random import random
+from parfill._translate import Kernel, TranslationError, translate
 
 __version__: str = _core.version
 
 __all__ = ["ExpressionError", "RemoteTraceback", "TimeoutError",
            "WorkerDiedError", "WorkerError", "cpu_count", "populate",
-           "random", "__version__"]
+           "random", "__version__", "Kernel", "TranslationError",
+           "translate"]

@@ -1,0 +1,252 @@
+"""The translated program: typed registers, instructions, constant pools.
+
+This is the contract with the VM (`src/pyvm_opcodes.h`): three register
+files (I int64, F double, B bool), instructions of five int32 words
+``op, dst, a, b, c``. Here the program stays name-based (the VM's numbering
+is read from ``_core.pyvm_opcodes()`` only when serialising), so the front
+end and its reference interpreter work without the extension.
+
+``SIGNATURES`` says, per op, what each of ``dst, a, b, c`` holds:
+'I' 'F' 'B' a register of that file, 'ki'/'kf' an index into the int/float
+constant pool, 'imm' an immediate, 'tgt' an instruction index, 'fn' a math
+function (by name here, by id once serialised), None unused (0).
+"""
+from __future__ import annotations
+
+import linecache
+import math
+import struct
+from dataclasses import dataclass, field
+from typing import Mapping, Optional
+
+Operand = Optional[str]
+Sig = tuple[Operand, Operand, Operand, Operand]
+
+_CMP = ("LT", "LE", "EQ", "NE", "GT", "GE")
+
+SIGNATURES: dict[str, Sig] = {
+    "I_CONST": ("I", "ki", None, None),
+    "F_CONST": ("F", "kf", None, None),
+    "B_CONST": ("B", "imm", None, None),
+    "I_MOV": ("I", "I", None, None),
+    "F_MOV": ("F", "F", None, None),
+    "B_MOV": ("B", "B", None, None),
+    "I_TRUEDIV": ("F", "I", "I", None),
+    "I2F": ("F", "I", None, None),
+    "B2I": ("I", "B", None, None),
+    "B2F": ("F", "B", None, None),
+    "I_TRUTH": ("B", "I", None, None),
+    "F_TRUTH": ("B", "F", None, None),
+    "B_NOT": ("B", "B", None, None),
+    "I_SELECT": ("I", "B", "I", "I"),
+    "F_SELECT": ("F", "B", "F", "F"),
+    "B_SELECT": ("B", "B", "B", "B"),
+    "F_CALL1": ("F", "F", "fn", None),
+    "F_CALL2": ("F", "F", "F", "fn"),
+    "JMP": (None, "tgt", None, None),
+    "BR": (None, "B", "tgt", "tgt"),
+    "RET_I": (None, "I", None, None),
+    "RET_F": (None, "F", None, None),
+    "RET_B": (None, "B", None, None),
+    "BAIL": (None, None, None, None),
+}
+for _op in ("ADD", "SUB", "MUL", "FLOORDIV", "MOD", "POW", "AND", "OR",
+            "XOR", "RSHIFT", "LSHIFT"):
+    SIGNATURES["I_" + _op] = ("I", "I", "I", None)
+for _op in ("NEG", "ABS", "INVERT"):
+    SIGNATURES["I_" + _op] = ("I", "I", None, None)
+for _op in ("ADD", "SUB", "MUL", "DIV", "FLOORDIV", "MOD", "POW"):
+    SIGNATURES["F_" + _op] = ("F", "F", "F", None)
+for _op in ("NEG", "ABS"):
+    SIGNATURES["F_" + _op] = ("F", "F", None, None)
+for _op in ("F2I_TRUNC", "F_FLOOR_I", "F_CEIL_I", "F_ROUND_I"):
+    SIGNATURES[_op] = ("I", "F", None, None)
+for _c in _CMP:
+    SIGNATURES["I_" + _c] = ("B", "I", "I", None)
+    SIGNATURES["F_" + _c] = ("B", "F", "F", None)
+    SIGNATURES["IF_" + _c] = ("B", "I", "F", None)
+    SIGNATURES["FI_" + _c] = ("B", "F", "I", None)
+for _op in ("AND", "OR", "XOR"):
+    SIGNATURES["B_" + _op] = ("B", "B", "B", None)
+for _op in ("ISNAN", "ISINF", "ISFINITE"):
+    SIGNATURES["F_" + _op] = ("B", "F", None, None)
+
+# The math functions of the contract (F_CALL1 / F_CALL2).
+MATH1 = ("sin", "cos", "tan", "asin", "acos", "atan", "sinh", "cosh", "tanh",
+         "asinh", "acosh", "atanh", "exp", "exp2", "expm1", "log", "log2",
+         "log10", "log1p", "sqrt", "cbrt", "fabs")
+MATH2 = ("atan2", "hypot", "copysign", "fmod", "pow")
+
+TERMINATORS = frozenset({"JMP", "BR", "RET_I", "RET_F", "RET_B", "BAIL"})
+
+_SYMBOL = {"ADD": "+", "SUB": "-", "MUL": "*", "DIV": "/", "TRUEDIV": "/",
+           "FLOORDIV": "//", "MOD": "%", "POW": "**", "AND": "&", "OR": "|",
+           "XOR": "^", "RSHIFT": ">>", "LSHIFT": "<<", "LT": "<", "LE": "<=",
+           "EQ": "==", "NE": "!=", "GT": ">", "GE": ">="}
+
+
+@dataclass
+class Instr:
+    op: str
+    dst: int = 0
+    a: object = 0       # an int, or a math function's name for 'fn'
+    b: object = 0
+    c: object = 0
+    line: int | None = None
+
+    def __post_init__(self) -> None:
+        assert self.op in SIGNATURES, self.op
+
+
+def float_key(x: float) -> bytes:
+    """Floats are pooled by bit pattern: -0.0 and 0.0, or two NaNs, are
+    different constants."""
+    return struct.pack("<d", x)
+
+
+@dataclass
+class Program:
+    ndim: int
+    instrs: list[Instr] = field(default_factory=list)
+    iconsts: list[int] = field(default_factory=list)
+    fconsts: list[float] = field(default_factory=list)
+    nregs: dict[str, int] = field(
+        default_factory=lambda: {"I": 0, "F": 0, "B": 0})
+    name: str = "<function>"
+    filename: str = "<unknown>"
+
+    def reg(self, kind: str) -> int:
+        n = self.nregs[kind]
+        self.nregs[kind] = n + 1
+        return n
+
+    def iconst(self, v: int) -> int:
+        assert type(v) is int and -2**63 <= v < 2**63
+        if v in self.iconsts:
+            return self.iconsts.index(v)
+        self.iconsts.append(v)
+        return len(self.iconsts) - 1
+
+    def fconst(self, v: float) -> int:
+        assert type(v) is float
+        key = float_key(v)
+        for k, w in enumerate(self.fconsts):
+            if float_key(w) == key:
+                return k
+        self.fconsts.append(v)
+        return len(self.fconsts) - 1
+
+    # -- checks ----------------------------------------------------------
+
+    def validate(self) -> None:
+        """What the VM checks before running a program (it rejects a
+        malformed one): operands in range, every jump forward, no path
+        falling off the end. An AssertionError here is a front-end bug."""
+        n = len(self.instrs)
+        assert n > 0
+        for pc, ins in enumerate(self.instrs):
+            sig = SIGNATURES[ins.op]
+            for kind, v in zip(sig, (ins.dst, ins.a, ins.b, ins.c)):
+                if kind in ("I", "F", "B"):
+                    assert isinstance(v, int) and 0 <= v < self.nregs[kind], (pc, ins)
+                elif kind == "ki":
+                    assert isinstance(v, int) and 0 <= v < len(self.iconsts)
+                elif kind == "kf":
+                    assert isinstance(v, int) and 0 <= v < len(self.fconsts)
+                elif kind == "tgt":
+                    assert isinstance(v, int) and pc < v < n, (pc, ins)
+                elif kind == "fn":
+                    assert v in (MATH1 if ins.op == "F_CALL1" else MATH2)
+                elif kind == "imm":
+                    assert v in (0, 1)
+                else:
+                    assert not v, (pc, ins)
+        assert self.instrs[-1].op in TERMINATORS
+
+    # -- the VM's form -----------------------------------------------------
+
+    def serialize(self, opcodes: Mapping[str, int],
+                  functions: Mapping[str, int]) -> tuple[bytes, bytes, bytes]:
+        """``(code, iconsts, fconsts)`` as ``_core.fill_translated`` takes
+        them, with op numbers and math function ids from the VM's tables."""
+        words: list[int] = []
+        for ins in self.instrs:
+            if ins.op not in opcodes:
+                raise RuntimeError(f"the VM has no opcode {ins.op}")
+            words.append(opcodes[ins.op])
+            sig = SIGNATURES[ins.op]
+            for kind, v in zip(sig, (ins.dst, ins.a, ins.b, ins.c)):
+                if kind == "fn":
+                    assert isinstance(v, str)
+                    if v not in functions:
+                        raise RuntimeError(f"the VM has no function {v}")
+                    words.append(functions[v])
+                else:
+                    assert isinstance(v, int)
+                    words.append(v if kind else 0)
+        code = struct.pack(f"<{len(words)}i", *words)
+        ik = struct.pack(f"<{len(self.iconsts)}q", *self.iconsts)
+        fk = struct.pack(f"<{len(self.fconsts)}d", *self.fconsts)
+        return code, ik, fk
+
+    # -- the listing -------------------------------------------------------
+
+    def operand(self, kind: Operand, v: object) -> str:
+        if kind in ("I", "F", "B"):
+            return f"{kind}{v}"
+        if kind == "ki":
+            assert isinstance(v, int)
+            return repr(self.iconsts[v])
+        if kind == "kf":
+            assert isinstance(v, int)
+            x = self.fconsts[v]
+            return repr(x) if math.isfinite(x) else f"float('{x}')"
+        if kind == "imm":
+            return repr(bool(v))
+        if kind == "tgt":
+            return f"@{v}"
+        return str(v)
+
+    def render(self, ins: Instr) -> str:
+        sig = SIGNATURES[ins.op]
+        ops = [self.operand(k, v)
+               for k, v in zip(sig[1:], (ins.a, ins.b, ins.c)) if k]
+        base = ins.op.split("_", 1)[-1]
+        if ins.op == "BR":
+            return f"if {ops[0]} goto {ops[1]} else {ops[2]}"
+        if ins.op == "JMP":
+            return f"goto {ops[0]}"
+        if ins.op.startswith("RET_"):
+            return f"return {ops[0]}"
+        if ins.op == "BAIL":
+            return "bail (Python computes this element)"
+        rhs = f"{ins.op} " + ", ".join(ops)
+        if len(ops) == 2 and base in _SYMBOL and sig[3] is None:
+            rhs = f"{ops[0]} {_SYMBOL[base]} {ops[1]}"
+        elif ins.op.endswith("_CONST") or ins.op.endswith("_MOV"):
+            rhs = ops[0]
+        elif ins.op.endswith("_SELECT"):
+            rhs = f"{ops[1]} if {ops[0]} else {ops[2]}"
+        elif ins.op in ("F_CALL1", "F_CALL2"):
+            rhs = f"math.{ops[-1]}({', '.join(ops[:-1])})"
+        else:
+            rhs = f"{ins.op}({', '.join(ops)})"
+        return f"{self.operand(sig[0], ins.dst)} = {rhs}"
+
+    def listing(self) -> str:
+        """One line per instruction: its index, what it does with register
+        names, and the Python source line it came from."""
+        head = (f"# {self.name} ({self.filename}), ndim={self.ndim}, "
+                f"registers I{self.nregs['I']} F{self.nregs['F']} "
+                f"B{self.nregs['B']}; parameters in "
+                + (", ".join(f"I{k}" for k in range(self.ndim)) or "none"))
+        lines = [head]
+        last: int | None = None
+        for pc, ins in enumerate(self.instrs):
+            text = f"{pc:4d}  {self.render(ins)}"
+            if ins.line is not None and ins.line != last:
+                src = linecache.getline(self.filename, ins.line).strip()
+                text = f"{text:<48} # line {ins.line}" + (f": {src}" if src else "")
+                last = ins.line
+            lines.append(text)
+        return "\n".join(lines)

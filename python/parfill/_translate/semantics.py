@@ -1,0 +1,280 @@
+"""Python's operators on typed values: which op, with which conversions.
+
+Each function takes symbolic values (see values.py) and returns the value of
+the Python expression, emitting the instructions that compute it. The type
+rules are Python's exactly -- ``int / int`` is a float, ``bool + bool`` an
+int, ``bool & bool`` a bool, a float operand converts the int one with
+``float(int)`` -- and an operation Python would refuse with a TypeError on
+every call is refused here. Constant operands are folded by Python itself;
+an exception while folding means the path always raises in Python
+(``DeadPath``: the front end ends it with BAIL, and the element is redone in
+Python, which raises). Guards live in the VM's ops (overflow, division by
+zero, ...), except type speculation, which the front end guards itself.
+"""
+from __future__ import annotations
+
+import operator
+import warnings
+from typing import Callable, Union
+
+from .errors import Refusal
+from .program import Instr, Program
+from .values import K, Obj, Reg, Scalar, Tup, Unbound, Value, classify, same
+
+_INT64 = (-2**63, 2**63)
+
+
+class DeadPath(Exception):
+    """Python raises on every execution of this path."""
+
+
+class Guard:
+    """Bail if register ``cond`` equals ``bail_if`` (in a block's body)."""
+
+    def __init__(self, cond: int, bail_if: bool, line: int | None) -> None:
+        self.cond = cond
+        self.bail_if = bail_if
+        self.line = line
+
+
+Item = Union[Instr, Guard]
+
+
+class Builder:
+    """Where instructions go: the program (registers, constants) and the
+    body of the block being translated."""
+
+    def __init__(self, prog: Program) -> None:
+        self.prog = prog
+        self.body: list[Item] = []
+        self.line: int | None = None
+
+    def emit(self, op: str, dst: int = 0, a: object = 0, b: object = 0,
+             c: object = 0) -> None:
+        self.body.append(Instr(op, dst, a, b, c, self.line))
+
+    def new(self, kind: str, op: str, a: object = 0, b: object = 0,
+            c: object = 0) -> Reg:
+        r = Reg(kind, self.prog.reg(kind))
+        self.emit(op, r.n, a, b, c)
+        return r
+
+    def guard(self, cond: Reg, bail_if: bool) -> None:
+        assert cond.kind == "B"
+        self.body.append(Guard(cond.n, bail_if, self.line))
+
+    def reg(self, v: Scalar) -> int:
+        """The register holding ``v`` (constants are loaded)."""
+        if isinstance(v, Reg):
+            return v.n
+        return self.const(v).n
+
+    def const(self, v: K, dst: int | None = None) -> Reg:
+        """Load constant ``v`` into register ``dst`` (a new one if None)."""
+        x = v.value
+        kind = v.kind
+        if kind == "B":
+            op, k = "B_CONST", int(x)
+        elif kind == "I":
+            assert isinstance(x, int)
+            if not _INT64[0] <= x < _INT64[1]:
+                raise Refusal(f"integer {x} outside int64 at run time")
+            op, k = "I_CONST", self.prog.iconst(x)
+        else:
+            assert isinstance(x, float)
+            op, k = "F_CONST", self.prog.fconst(x)
+        if dst is None:
+            return self.new(kind, op, k)
+        self.emit(op, dst, k)
+        return Reg(kind, dst)
+
+    def ireg(self, v: Scalar) -> int:
+        """An int or bool as an I register (Python's int(bool))."""
+        if v.pytype is bool:
+            if isinstance(v, K):
+                return self.reg(K(int(v.value)))
+            return self.new("I", "B2I", v.n).n
+        assert v.pytype is int
+        return self.reg(v)
+
+    def freg(self, v: Scalar) -> int:
+        """Any scalar as an F register, converted as a float operator
+        converts its other operand (float(int), exact on int64)."""
+        if v.pytype is float:
+            return self.reg(v)
+        if isinstance(v, K):
+            try:
+                return self.reg(K(float(v.value)))
+            except OverflowError:
+                raise DeadPath("int too large to convert to float")
+        return self.new("F", "B2F" if v.kind == "B" else "I2F", v.n).n
+
+
+def describe(v: Value) -> str:
+    if isinstance(v, Tup):
+        return "a tuple"
+    if isinstance(v, Obj):
+        return v.label
+    if isinstance(v, Unbound):
+        return f"variable '{v.name}' (unbound on some paths)"
+    return f"a {v.pytype.__name__}"
+
+
+def scalar(v: Value, what: str) -> Scalar:
+    if isinstance(v, (Reg, K)):
+        return v
+    if isinstance(v, Unbound):
+        raise Refusal(f"variable '{v.name}' that may be unbound")
+    raise Refusal(f"{what} on {describe(v)}")
+
+
+# -- folding ----------------------------------------------------------------
+
+def fold(fn: Callable[..., object], *args: object) -> Value:
+    """``fn(*args)`` evaluated by Python now; its value is exactly what the
+    function would compute. Warnings count as raising: the element is then
+    redone in Python, which warns as usual."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        try:
+            r = fn(*args)
+        except RecursionError:
+            raise
+        except Exception as e:
+            raise DeadPath(f"{type(e).__name__}: {e}")
+    return classify(r, "a constant expression")
+
+
+def _check_size(op: str, x: object, y: object) -> None:
+    # Folding must stay cheap: 10**10**10 would take forever in Python too,
+    # but at run time, not in translate().
+    if op == "**" and type(x) is int and type(y) is int:
+        assert isinstance(x, int) and isinstance(y, int)
+        if abs(x) > 1 and y > 0 and y * x.bit_length() > 1 << 20:
+            raise Refusal("constant ** too large to fold")
+    if op == "<<" and type(y) is int:
+        assert isinstance(y, int)
+        if y > 1 << 20 and x:
+            raise Refusal("constant << too large to fold")
+
+
+BINARY_FN: dict[str, Callable[..., object]] = {
+    "+": operator.add, "-": operator.sub, "*": operator.mul,
+    "/": operator.truediv, "//": operator.floordiv, "%": operator.mod,
+    "**": operator.pow, "<<": operator.lshift, ">>": operator.rshift,
+    "&": operator.and_, "|": operator.or_, "^": operator.xor,
+}
+COMPARE_FN: dict[str, Callable[..., object]] = {
+    "<": operator.lt, "<=": operator.le, "==": operator.eq,
+    "!=": operator.ne, ">": operator.gt, ">=": operator.ge,
+}
+_CMP = {"<": "LT", "<=": "LE", "==": "EQ", "!=": "NE", ">": "GT", ">=": "GE"}
+_ARITH = {"+": "ADD", "-": "SUB", "*": "MUL", "//": "FLOORDIV", "%": "MOD",
+          "**": "POW"}
+_BITS = {"&": "AND", "|": "OR", "^": "XOR", "<<": "LSHIFT", ">>": "RSHIFT"}
+
+
+# -- operators ----------------------------------------------------------------
+
+def binary(b: Builder, op: str, xv: Value, yv: Value) -> Value:
+    if op not in BINARY_FN:
+        raise Refusal(f"operator {op}")
+    x, y = scalar(xv, f"operator {op}"), scalar(yv, f"operator {op}")
+    if isinstance(x, K) and isinstance(y, K):
+        _check_size(op, x.value, y.value)
+        return fold(BINARY_FN[op], x.value, y.value)
+    tx, ty = x.pytype, y.pytype
+    ints = tx is not float and ty is not float
+    if op in _BITS:
+        if not ints:
+            raise Refusal(f"operator {op} on a float")
+        if tx is bool and ty is bool and op in ("&", "|", "^"):
+            return b.new("B", "B_" + _BITS[op], b.reg(x), b.reg(y))
+        return b.new("I", "I_" + _BITS[op], b.ireg(x), b.ireg(y))
+    if op == "/":
+        if ints:
+            return b.new("F", "I_TRUEDIV", b.ireg(x), b.ireg(y))
+        return b.new("F", "F_DIV", b.freg(x), b.freg(y))
+    if op == "**" and ints and isinstance(y, K) and y.value < 0:
+        # int ** negative int is float ** float (long_pow -> float_pow).
+        return b.new("F", "F_POW", b.freg(x), b.freg(y))
+    # int ** int register: speculated int; I_POW bails on a negative
+    # exponent (the float path), so that element is redone in Python.
+    if ints:
+        return b.new("I", "I_" + _ARITH[op], b.ireg(x), b.ireg(y))
+    return b.new("F", "F_" + _ARITH[op], b.freg(x), b.freg(y))
+
+
+def compare(b: Builder, op: str, xv: Value, yv: Value) -> Value:
+    x, y = scalar(xv, f"comparison {op}"), scalar(yv, f"comparison {op}")
+    if isinstance(x, K) and isinstance(y, K):
+        return fold(COMPARE_FN[op], x.value, y.value)
+    tx, ty = x.pytype, y.pytype
+    c = _CMP[op]
+    if tx is float and ty is float:
+        return b.new("B", "F_" + c, b.reg(x), b.reg(y))
+    if tx is float:
+        # A bool is 0 or 1: exact as a float. An int needs the exact
+        # int/float comparison (it may not be representable).
+        if ty is bool:
+            return b.new("B", "F_" + c, b.reg(x), b.freg(y))
+        return b.new("B", "FI_" + c, b.reg(x), b.reg(y))
+    if ty is float:
+        if tx is bool:
+            return b.new("B", "F_" + c, b.freg(x), b.reg(y))
+        return b.new("B", "IF_" + c, b.reg(x), b.reg(y))
+    return b.new("B", "I_" + c, b.ireg(x), b.ireg(y))
+
+
+_UNARY_FN: dict[str, Callable[..., object]] = {
+    "-": operator.neg, "+": operator.pos, "~": operator.invert,
+    "not": operator.not_}
+
+
+def unary(b: Builder, op: str, xv: Value) -> Value:
+    if op == "not":
+        t = truth(b, xv)
+        if isinstance(t, K):
+            return K(not t.value)
+        assert isinstance(t, Reg)
+        return b.new("B", "B_NOT", t.n)
+    x = scalar(xv, f"unary {op}")
+    if isinstance(x, K):
+        return fold(_UNARY_FN[op], x.value)
+    if op == "~":
+        if x.pytype is not int:
+            # ~ on a bool is deprecated (3.12+ warns); on a float an error.
+            raise Refusal(f"unary ~ on a {x.pytype.__name__}")
+        return b.new("I", "I_INVERT", x.n)
+    if x.pytype is float:
+        return x if op == "+" else b.new("F", "F_NEG", x.n)
+    if op == "+":
+        return x if x.pytype is int else b.new("I", "B2I", x.n)
+    return b.new("I", "I_NEG", b.ireg(x))
+
+
+def truth(b: Builder, v: Value) -> Value:
+    """``bool(v)`` as Python's truth test computes it."""
+    if isinstance(v, K):
+        return K(bool(v.value))
+    if isinstance(v, Tup):
+        return K(bool(v.items))
+    if isinstance(v, Reg):
+        if v.kind == "B":
+            return v
+        return b.new("B", v.kind + "_TRUTH", v.n)
+    if isinstance(v, Unbound):
+        raise Refusal(f"variable '{v.name}' that may be unbound")
+    raise Refusal(f"truth value of {v.label}")
+
+
+def select(b: Builder, cond: Value, x: Scalar, y: Scalar) -> Scalar:
+    """``x if cond else y`` of two computed values of one type."""
+    assert x.pytype is y.pytype
+    if isinstance(cond, K):
+        return x if cond.value else y
+    if isinstance(x, K) and isinstance(y, K) and same(x.value, y.value):
+        return x
+    assert isinstance(cond, Reg) and cond.kind == "B"
+    kind = x.kind
+    return b.new(kind, kind + "_SELECT", cond.n, b.reg(x), b.reg(y))
