@@ -1,0 +1,437 @@
+/* test_pyvm.c -- the translated-function VM: validation, programs against
+ * hand-computed C references (dense and branching lanes), the lowest bailing
+ * element across workers and schedules, `first`, stores into every dtype.
+ * The op-by-op comparison with CPython is tests/python/test_pyvm.py. */
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "pf_test.h"
+
+/* The numbering of src/pyvm_opcodes.h, through the public API. */
+static int op(const char *name) {
+  for (int k = 0; k < pf_prog_opcode_count(); k++)
+    if (strcmp(pf_prog_opcode_name(k), name) == 0) return k;
+  fail_msg("no opcode %s", name);
+  return -1;
+}
+
+static int fn(const char *name) {
+  for (int k = 0; k < pf_prog_function_count(); k++)
+    if (strcmp(pf_prog_function_name(k, NULL), name) == 0) return k;
+  fail_msg("no function %s", name);
+  return -1;
+}
+
+/* Instructions as {op, dst, a, b, c} with the op by name. */
+typedef struct ins {
+  const char *op;
+  int32_t dst, a, b, c;
+} ins;
+
+static int32_t *assemble(const ins *code, size_t n) {
+  int32_t *w = calloc(5 * n, sizeof *w);
+  assert_non_null(w);
+  for (size_t k = 0; k < n; k++) {
+    w[5 * k] = op(code[k].op);
+    w[5 * k + 1] = code[k].dst;
+    w[5 * k + 2] = code[k].a;
+    w[5 * k + 3] = code[k].b;
+    w[5 * k + 4] = code[k].c;
+  }
+  return w;
+}
+
+static int create(pf_prog **p, const ins *code, size_t n, const int64_t *ik,
+                  size_t ni, const double *fk, size_t nf, int ndim,
+                  int32_t ni_regs, int32_t nf_regs, int32_t nb_regs,
+                  pf_error *err) {
+  int32_t *w = assemble(code, n);
+  int32_t nregs[3] = {ni_regs, nf_regs, nb_regs};
+  int rc = pf_prog_create(p, w, 5 * n, ik, ni, fk, nf, ndim, nregs, err);
+  free(w);
+  return rc;
+}
+
+static void test_tables(void **state) {
+  (void)state;
+  assert_string_equal(pf_prog_opcode_name(0), "I_CONST");
+  assert_null(pf_prog_opcode_name(pf_prog_opcode_count()));
+  assert_null(pf_prog_opcode_name(-1));
+  int arity;
+  assert_string_equal(pf_prog_function_name(fn("hypot"), &arity), "hypot");
+  assert_int_equal(arity, 2);
+  assert_string_equal(pf_prog_function_name(fn("sin"), &arity), "sin");
+  assert_int_equal(arity, 1);
+  assert_null(pf_prog_function_name(pf_prog_function_count(), &arity));
+  assert_int_equal(arity, 0);
+  assert_string_equal(pf_strerror(PF_EBAIL),
+                      "a translated function needs Python for this element");
+}
+
+/* Every malformed shape is PF_EINVAL, never a crash. */
+static void test_validation(void **state) {
+  (void)state;
+  pf_prog *p = (pf_prog *)1;
+  pf_error err;
+  const int64_t ik[1] = {5};
+  const double fk[1] = {1.5};
+  struct {
+    ins code[3];
+    size_t n;
+    int ndim;
+    int32_t nregs[3];
+    const char *why;
+  } bad[] = {
+      {{{"RET_I", 0, 1, 0, 0}}, 1, 1, {1, 0, 0}, "out of range"},
+      {{{"RET_F", 0, 0, 0, 0}}, 1, 0, {0, 0, 0}, "out of range"},
+      {{{"I_CONST", 0, 1, 0, 0}, {"RET_I", 0, 0, 0, 0}}, 2, 0, {1, 0, 0},
+       "out of range"},
+      {{{"F_CONST", 0, 1, 0, 0}, {"RET_F", 0, 0, 0, 0}}, 2, 0, {0, 1, 0},
+       "out of range"},
+      {{{"B_CONST", 0, 2, 0, 0}, {"RET_B", 0, 0, 0, 0}}, 2, 0, {0, 0, 1},
+       "out of range"},
+      {{{"JMP", 0, 0, 0, 0}}, 1, 0, {0, 0, 0}, "later instruction"},
+      {{{"JMP", 0, 5, 0, 0}, {"BAIL", 0, 0, 0, 0}}, 2, 0, {0, 0, 0},
+       "later instruction"},
+      {{{"BR", 0, 0, 1, 0}, {"BAIL", 0, 0, 0, 0}}, 2, 0, {0, 0, 1},
+       "later instruction"},
+      {{{"I_MOV", 0, 0, 0, 0}}, 1, 1, {1, 0, 0}, "off the end"},
+      {{{"BAIL", 1, 0, 0, 0}}, 1, 0, {0, 0, 0}, "unused operand"},
+      {{{"RET_I", 0, 0, 7, 0}}, 1, 1, {1, 0, 0}, "unused operand"},
+      {{{"F_CALL1", 0, 0, 22, 0}, {"RET_F", 0, 0, 0, 0}}, 2, 0, {0, 1, 0},
+       "math function"},
+      {{{"F_CALL2", 0, 0, 0, 0}, {"RET_F", 0, 0, 0, 0}}, 2, 0, {0, 1, 0},
+       "math function"},
+      {{{"F_CALL1", 0, 0, -1, 0}, {"RET_F", 0, 0, 0, 0}}, 2, 0, {0, 1, 0},
+       "math function"},
+      {{{"BAIL", 0, 0, 0, 0}}, 1, 2, {1, 0, 0}, "index parameters"},
+      {{{"BAIL", 0, 0, 0, 0}}, 1, 0, {-1, 0, 0}, "register count"},
+      {{{"BAIL", 0, 0, 0, 0}}, 1, 0, {0, PF_PROG_MAX_REGS + 1, 0},
+       "register count"},
+      {{{"BAIL", 0, 0, 0, 0}}, 1, 33, {40, 0, 0}, "ndim"},
+  };
+  for (size_t k = 0; k < PF_ARRAY_LEN(bad); k++) {
+    memset(&err, 0, sizeof err);
+    p = (pf_prog *)1;
+    int rc = create(&p, bad[k].code, bad[k].n, ik, 1, fk, 1, bad[k].ndim,
+                    bad[k].nregs[0], bad[k].nregs[1], bad[k].nregs[2], &err);
+    if (rc != PF_EINVAL || strstr(err.message, bad[k].why) == NULL)
+      fail_msg("case %zu: rc %d, message '%s' (want '%s')", k, rc,
+               err.message, bad[k].why);
+    assert_null(p);
+  }
+  /* Unknown opcodes, word counts, NULL pools. */
+  int32_t words[10] = {-1, 0, 0, 0, 0};
+  int32_t nregs[3] = {0, 0, 0};
+  assert_int_equal(pf_prog_create(&p, words, 5, NULL, 0, NULL, 0, 0, nregs,
+                                  &err), PF_EINVAL);
+  assert_non_null(strstr(err.message, "unknown opcode"));
+  words[0] = pf_prog_opcode_count();
+  assert_int_equal(pf_prog_create(&p, words, 5, NULL, 0, NULL, 0, 0, nregs,
+                                  &err), PF_EINVAL);
+  words[0] = op("BAIL");
+  assert_int_equal(pf_prog_create(&p, words, 4, NULL, 0, NULL, 0, 0, nregs,
+                                  &err), PF_EINVAL);
+  assert_int_equal(pf_prog_create(&p, words, 0, NULL, 0, NULL, 0, 0, nregs,
+                                  &err), PF_EINVAL);
+  assert_int_equal(pf_prog_create(&p, words, 5, NULL, 1, NULL, 0, 0, nregs,
+                                  &err), PF_EINVAL);
+  assert_int_equal(pf_prog_create(&p, NULL, 5, NULL, 0, NULL, 0, 0, nregs,
+                                  &err), PF_EINVAL);
+  assert_int_equal(pf_prog_create(NULL, words, 5, NULL, 0, NULL, 0, 0, nregs,
+                                  &err), PF_EINVAL);
+  /* The smallest valid program. */
+  assert_int_equal(pf_prog_create(&p, words, 5, NULL, 0, NULL, 0, 0, nregs,
+                                  &err), 0);
+  pf_prog_free(p);
+  pf_prog_free(NULL);
+}
+
+static pf_array array_of(void *data, pf_dtype dtype, int ndim,
+                         const int64_t *shape) {
+  pf_array a = {.data = data, .dtype = dtype, .ndim = ndim};
+  for (int d = 0; d < ndim; d++) a.shape[d] = shape[d];
+  pf_array_set_contiguous(&a);
+  return a;
+}
+
+/* Dense: f(i, j) = sin(i * 0.01) * cos(j * 0.02) + sqrt(float(i + j)). */
+static void test_dense(void **state) {
+  (void)state;
+  const ins code[] = {
+      {"I2F", 0, 0, 0, 0},          {"F_CONST", 1, 0, 0, 0},
+      {"F_MUL", 0, 0, 1, 0},        {"F_CALL1", 0, 0, fn("sin"), 0},
+      {"I2F", 2, 1, 0, 0},          {"F_CONST", 1, 1, 0, 0},
+      {"F_MUL", 2, 2, 1, 0},        {"F_CALL1", 2, 2, fn("cos"), 0},
+      {"F_MUL", 0, 0, 2, 0},        {"I_ADD", 2, 0, 1, 0},
+      {"I2F", 3, 2, 0, 0},          {"F_CALL1", 3, 3, fn("sqrt"), 0},
+      {"F_ADD", 0, 0, 3, 0},        {"RET_F", 0, 0, 0, 0},
+  };
+  const double fk[2] = {0.01, 0.02};
+  pf_prog *p;
+  pf_error err;
+  assert_int_equal(create(&p, code, PF_ARRAY_LEN(code), NULL, 0, fk, 2, 2, 3,
+                          4, 0, &err), 0);
+  const int64_t shape[2] = {123, 457};
+  double *out = malloc(sizeof(double) * 123 * 457);
+  for (int workers = 1; workers <= 3; workers++) {
+    for (int s = 0; s < 3; s++) {
+      memset(out, 0, sizeof(double) * 123 * 457);
+      pf_array a = array_of(out, PF_FLOAT64, 2, shape);
+      pf_fill_options o = PF_FILL_OPTIONS_DEFAULTS;
+      o.workers = workers;
+      o.schedule = (pf_schedule)s;
+      o.chunk = s == 0 ? 0 : 1000;
+      assert_int_equal(pf_prog_fill(p, &a, &o, &err), 0);
+      for (int64_t i = 0; i < 123; i++)
+        for (int64_t j = 0; j < 457; j++) {
+          double want = sin((double)i * 0.01) * cos((double)j * 0.02) +
+                        sqrt((double)(i + j));
+          if (memcmp(&out[i * 457 + j], &want, sizeof want) != 0)
+            fail_msg("(%lld, %lld): %.17g != %.17g", (long long)i,
+                     (long long)j, out[i * 457 + j], want);
+        }
+    }
+  }
+  free(out);
+  pf_prog_free(p);
+}
+
+/* Branching: f(i) = i // 3 if i % 2 else (i * i if i % 3 else -i), stored
+ * into int32 (every lane list is sparse; the three paths merge nowhere). */
+static int64_t branchy(int64_t i) {
+  if (i % 2) return i / 3;
+  return i % 3 ? i * i : -i;
+}
+
+static void test_branching(void **state) {
+  (void)state;
+  const ins code[] = {
+      {"I_CONST", 1, 0, 0, 0},     /* 0: I1 = 2 */
+      {"I_MOD", 2, 0, 1, 0},       /* 1: I2 = i % 2 */
+      {"I_TRUTH", 0, 2, 0, 0},     /* 2 */
+      {"BR", 0, 0, 4, 7},          /* 3 */
+      {"I_CONST", 1, 1, 0, 0},     /* 4: I1 = 3 */
+      {"I_FLOORDIV", 2, 0, 1, 0},  /* 5 */
+      {"RET_I", 0, 2, 0, 0},       /* 6 */
+      {"I_CONST", 1, 1, 0, 0},     /* 7: I1 = 3 */
+      {"I_MOD", 2, 0, 1, 0},       /* 8 */
+      {"I_TRUTH", 0, 2, 0, 0},     /* 9 */
+      {"BR", 0, 0, 11, 13},        /* 10 */
+      {"I_MUL", 2, 0, 0, 0},       /* 11 */
+      {"JMP", 0, 14, 0, 0},        /* 12 */
+      {"I_NEG", 2, 0, 0, 0},       /* 13: falls through */
+      {"RET_I", 0, 2, 0, 0},       /* 14 */
+  };
+  const int64_t ik[2] = {2, 3};
+  pf_prog *p;
+  pf_error err;
+  assert_int_equal(create(&p, code, PF_ARRAY_LEN(code), ik, 2, NULL, 0, 1, 3,
+                          0, 1, &err), 0);
+  enum { N = 20011 };
+  int32_t *out = malloc(sizeof(int32_t) * N);
+  const int64_t shape[1] = {N};
+  pf_array a = array_of(out, PF_INT32, 1, shape);
+  pf_fill_options o = PF_FILL_OPTIONS_DEFAULTS;
+  o.workers = 2;
+  assert_int_equal(pf_prog_fill(p, &a, &o, &err), 0);
+  for (int64_t i = 0; i < N; i++)
+    if (out[i] != branchy(i))
+      fail_msg("f(%lld) = %d, want %lld", (long long)i, out[i],
+               (long long)branchy(i));
+  /* Larger: i * i leaves int32 at i = 46342 (even, not a multiple of 3). */
+  enum { M = 60000 };
+  int32_t *big = malloc(sizeof(int32_t) * M);
+  const int64_t shape2[1] = {M};
+  a = array_of(big, PF_INT32, 1, shape2);
+  for (int workers = 1; workers <= 3; workers++)
+    for (int s = 0; s < 3; s++) {
+      o.workers = workers;
+      o.schedule = (pf_schedule)s;
+      o.chunk = 777;
+      memset(&err, 0, sizeof err);
+      assert_int_equal(pf_prog_fill(p, &a, &o, &err), PF_EBAIL);
+      assert_int_equal(err.position, 46342);
+      assert_string_equal(err.message,
+                          "RET_I: value out of bounds for the output dtype");
+      for (int64_t i = 0; i < 46342; i++)
+        if (big[i] != branchy(i)) fail_msg("f(%lld)", (long long)i);
+    }
+  free(big);
+  free(out);
+  pf_prog_free(p);
+}
+
+/* The lowest bailing element wins whatever the split: f(i) = 1000 // (i % 997
+ * - 500) bails at i = 500, 1497, ...; with first past 500, at 1497. */
+static void test_lowest_bail_and_first(void **state) {
+  (void)state;
+  const ins code[] = {
+      {"I_CONST", 1, 0, 0, 0}, {"I_MOD", 1, 0, 1, 0},
+      {"I_CONST", 2, 1, 0, 0}, {"I_SUB", 1, 1, 2, 0},
+      {"I_CONST", 2, 2, 0, 0}, {"I_FLOORDIV", 1, 2, 1, 0},
+      {"RET_I", 0, 1, 0, 0},
+  };
+  const int64_t ik[3] = {997, 500, 1000};
+  pf_prog *p;
+  pf_error err;
+  assert_int_equal(create(&p, code, PF_ARRAY_LEN(code), ik, 3, NULL, 0, 1, 3,
+                          0, 0, &err), 0);
+  enum { N = 100000 };
+  int64_t *out = malloc(sizeof(int64_t) * N);
+  const int64_t shape[1] = {N};
+  pf_array a = array_of(out, PF_INT64, 1, shape);
+  const int64_t firsts[] = {0, 499, 500, 501, 1497, 1498};
+  for (size_t f = 0; f < PF_ARRAY_LEN(firsts); f++)
+    for (int workers = 1; workers <= 3; workers++)
+      for (int s = 0; s < 3; s++) {
+        for (int64_t i = 0; i < N; i++) out[i] = -7;
+        pf_fill_options o = PF_FILL_OPTIONS_DEFAULTS;
+        o.workers = workers;
+        o.schedule = (pf_schedule)s;
+        o.chunk = s == 0 ? 0 : 300;
+        o.first = firsts[f];
+        memset(&err, 0, sizeof err);
+        int64_t want = firsts[f] <= 500 ? 500 : firsts[f] <= 1497 ? 1497
+                                                                  : 2494;
+        assert_int_equal(pf_prog_fill(p, &a, &o, &err), PF_EBAIL);
+        assert_int_equal(err.position, want);
+        assert_string_equal(err.message, "I_FLOORDIV: integer division or "
+                                         "modulo by zero");
+        for (int64_t i = 0; i < firsts[f]; i++) assert_int_equal(out[i], -7);
+        for (int64_t i = firsts[f]; i < want; i++) {
+          int64_t d = i % 997 - 500, q = 1000 / d;
+          if (1000 % d != 0 && ((1000 < 0) != (d < 0))) q--;
+          if (out[i] != q) fail_msg("f(%lld)", (long long)i);
+        }
+      }
+  /* first == size: nothing to do; past it: invalid. */
+  pf_fill_options o = PF_FILL_OPTIONS_DEFAULTS;
+  o.first = N;
+  assert_int_equal(pf_prog_fill(p, &a, &o, &err), 0);
+  o.first = N + 1;
+  assert_int_equal(pf_prog_fill(p, &a, &o, &err), PF_EINVAL);
+  o.first = -1;
+  assert_int_equal(pf_prog_fill(p, &a, &o, &err), PF_EINVAL);
+  /* A wrong ndim. */
+  const int64_t shape2[2] = {10, 10};
+  pf_array a2 = array_of(out, PF_INT64, 2, shape2);
+  assert_int_equal(pf_prog_fill(p, &a2, NULL, &err), PF_EINVAL);
+  free(out);
+  pf_prog_free(p);
+}
+
+/* RET_I of 300 and RET_F of 2.5, 1e39 and NaN into every dtype. */
+static void test_stores(void **state) {
+  (void)state;
+  const int64_t ik[1] = {300};
+  const double fk[3] = {2.5, 1e39, NAN};
+  /* Expected: 0 stored (and value checked below), else bail. */
+  for (int d = 0; d < PF_DTYPE_COUNT; d++) {
+    pf_dtype dt = (pf_dtype)d;
+    for (int v = 0; v < 4; v++) {
+      ins code[2];
+      if (v == 0) {
+        code[0] = (ins){"I_CONST", 0, 0, 0, 0};
+        code[1] = (ins){"RET_I", 0, 0, 0, 0};
+      } else {
+        code[0] = (ins){"F_CONST", 0, v - 1, 0, 0};
+        code[1] = (ins){"RET_F", 0, 0, 0, 0};
+      }
+      pf_prog *p;
+      pf_error err;
+      assert_int_equal(create(&p, code, 2, ik, 1, fk, 3, 1, 1, 1, 0, &err), 0);
+      unsigned char buf[64] = {0};
+      const int64_t shape[1] = {1};
+      pf_array a = array_of(buf, dt, 1, shape);
+      int rc = pf_prog_fill(p, &a, NULL, &err);
+      int is_int = dt >= PF_INT8 && dt <= PF_UINT64;
+      int small_int = dt == PF_INT8 || dt == PF_UINT8;
+      int narrow_float = dt == PF_FLOAT16 || dt == PF_FLOAT32 ||
+                         dt == PF_COMPLEX64;
+      int want_bail = (v == 0 && small_int) ||
+                      (v == 2 && (is_int || narrow_float)) ||
+                      (v == 3 && is_int);
+      if (want_bail != (rc == PF_EBAIL) || (!want_bail && rc != 0))
+        fail_msg("%s, value %d: rc %d (%s)", pf_dtype_name(dt), v, rc,
+                 err.message);
+      if (rc != 0) {
+        pf_prog_free(p);
+        continue;
+      }
+      double got;
+      switch (dt) {
+      case PF_BOOL: case PF_UINT8: got = buf[0]; break;
+      case PF_INT8: got = (int8_t)buf[0]; break;
+      case PF_INT16: { int16_t x; memcpy(&x, buf, 2); got = x; break; }
+      case PF_INT32: { int32_t x; memcpy(&x, buf, 4); got = x; break; }
+      case PF_INT64: { int64_t x; memcpy(&x, buf, 8); got = (double)x; break; }
+      case PF_UINT16: { uint16_t x; memcpy(&x, buf, 2); got = x; break; }
+      case PF_UINT32: { uint32_t x; memcpy(&x, buf, 4); got = x; break; }
+      case PF_UINT64: { uint64_t x; memcpy(&x, buf, 8); got = (double)x; break; }
+      case PF_FLOAT16: {
+        _Float16 x;
+        memcpy(&x, buf, 2);
+        got = (double)x;
+        break;
+      }
+      case PF_FLOAT32: case PF_COMPLEX64: {
+        float x;
+        memcpy(&x, buf, 4);
+        got = x;
+        break;
+      }
+      case PF_LONGDOUBLE: case PF_CLONGDOUBLE: {
+        long double x;
+        memcpy(&x, buf, sizeof x);
+        got = (double)x;
+        break;
+      }
+      default: memcpy(&got, buf, 8); break;
+      }
+      double want = v == 0 ? 300.0 : fk[v - 1];
+      if (dt == PF_BOOL) want = 1.0;
+      else if (is_int && v == 1) want = 2.0;
+      if (!(got == want || (isnan(got) && isnan(want))))
+        fail_msg("%s, value %d: %g != %g", pf_dtype_name(dt), v, got, want);
+      pf_prog_free(p);
+    }
+  }
+}
+
+/* Lanes leave a block at a bail while the lanes below finish everything. */
+static void test_bail_op_and_path(void **state) {
+  (void)state;
+  /* f(i) = float(i) if i < 700 else BAIL */
+  const ins code[] = {
+      {"I_CONST", 1, 0, 0, 0}, {"I_LT", 0, 0, 1, 0}, {"BR", 0, 0, 3, 5},
+      {"I2F", 0, 0, 0, 0},     {"RET_F", 0, 0, 0, 0}, {"BAIL", 0, 0, 0, 0},
+  };
+  const int64_t ik[1] = {700};
+  pf_prog *p;
+  pf_error err;
+  assert_int_equal(create(&p, code, PF_ARRAY_LEN(code), ik, 1, NULL, 0, 1, 2,
+                          1, 1, &err), 0);
+  double out[5000];
+  const int64_t shape[1] = {5000};
+  pf_array a = array_of(out, PF_FLOAT64, 1, shape);
+  assert_int_equal(pf_prog_fill(p, &a, NULL, &err), PF_EBAIL);
+  assert_int_equal(err.position, 700);
+  assert_string_equal(err.message, "BAIL: this path is left to Python");
+  for (int i = 0; i < 700; i++) assert_true(out[i] == (double)i);
+  pf_prog_free(p);
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_tables),
+      cmocka_unit_test(test_validation),
+      cmocka_unit_test(test_dense),
+      cmocka_unit_test(test_branching),
+      cmocka_unit_test(test_lowest_bail_and_first),
+      cmocka_unit_test(test_stores),
+      cmocka_unit_test(test_bail_op_and_path),
+  };
+  return PF_RUN_TESTS(tests, NULL, NULL);
+}
