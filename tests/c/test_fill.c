@@ -369,6 +369,72 @@ static void test_options_matrix(void **state) {
         }
 }
 
+/* Writes each element's flat index (int64); counts calls below `first`. */
+typedef struct first_ctx {
+  int64_t first;
+  atomic_int below; /* kernel calls that started below first */
+} first_ctx;
+
+static int flat_kernel(void *vctx, int64_t start, int64_t count, void *out,
+                       pf_fill_worker *w) {
+  first_ctx *c = vctx;
+  if (start < c->first) atomic_fetch_add(&c->below, 1);
+  for (int64_t k = 0; k < count; k++) ((int64_t *)out)[k] = start + k;
+  return 0;
+}
+
+static int last_done(void *ctx, int64_t done, int64_t total) {
+  int64_t *seen = ctx;
+  seen[0] = done;
+  seen[1] = total;
+  return 0;
+}
+
+/* options.first: only flat indices [first, size) are computed, in any
+ * layout, schedule and worker count; progress counts that range. */
+static void test_first(void **state) {
+  (void)state;
+  enum { ROWS = 37, COLS = 101, N = ROWS * COLS };
+  static int64_t buf[2 * N];
+  const int64_t firsts[] = {0, 1, 777, N - 1, N};
+  for (int strided = 0; strided < 2; strided++)
+    for (size_t f = 0; f < PF_ARRAY_LEN(firsts); f++)
+      for (int workers = 1; workers <= 3; workers++)
+        for (int s = 0; s < 3; s++) {
+          for (int64_t k = 0; k < 2 * N; k++) buf[k] = -1;
+          pf_array a = {.data = buf, .dtype = PF_INT64, .ndim = 2,
+                        .shape = {ROWS, COLS}};
+          pf_array_set_contiguous(&a);
+          if (strided) a.strides[1] *= 2, a.strides[0] *= 2;
+          first_ctx c = {.first = firsts[f]};
+          int64_t seen[2] = {-1, -1};
+          pf_fill_options o = PF_FILL_OPTIONS_DEFAULTS;
+          o.pool = pool3;
+          o.workers = workers;
+          o.schedule = (pf_schedule)s;
+          o.chunk = s == 0 ? 0 : 50;
+          o.first = firsts[f];
+          o.progress = last_done;
+          o.progress_ctx = seen;
+          assert_int_equal(pf_fill(&a, flat_kernel, &c, &o, NULL), 0);
+          assert_int_equal(atomic_load(&c.below), 0);
+          for (int64_t k = 0; k < N; k++) {
+            int64_t v = buf[strided ? 2 * k : k];
+            assert_int_equal(v, k < firsts[f] ? -1 : k);
+          }
+          assert_int_equal(seen[0], N - firsts[f]);
+          assert_int_equal(seen[1], N - firsts[f]);
+        }
+  pf_array a = {.data = buf, .dtype = PF_INT64, .ndim = 1, .shape = {N}};
+  pf_array_set_contiguous(&a);
+  first_ctx c = {0};
+  pf_fill_options o = PF_FILL_OPTIONS_DEFAULTS;
+  o.first = N + 1;
+  assert_int_equal(pf_fill(&a, flat_kernel, &c, &o, NULL), PF_EINVAL);
+  o.first = -1;
+  assert_int_equal(pf_fill(&a, flat_kernel, &c, &o, NULL), PF_EINVAL);
+}
+
 static void test_scalar_and_empty(void **state) {
   (void)state;
   /* 0-d: one element, kernel called once with start 0, count 1. */
@@ -1019,6 +1085,7 @@ int main(void) {
       cmocka_unit_test(test_all_dtypes_layouts),
       cmocka_unit_test(test_options_matrix),
       cmocka_unit_test(test_scalar_and_empty),
+      cmocka_unit_test(test_first),
       cmocka_unit_test(test_pool_grows),
       cmocka_unit_test(test_kernel_error_serial),
       cmocka_unit_test(test_kernel_error_parallel),
