@@ -97,7 +97,8 @@ def vm_tables() -> tuple[Mapping[str, int], Mapping[str, int]]:
 
 # -- the cache ------------------------------------------------------------------
 #
-# Per code object (weakly: a lambda made in a loop must not be kept alive),
+# Per code object (weakly: a lambda made in a loop must not be kept alive;
+# equal code objects -- same bytecode, constants, names and lines -- share),
 # a short list of translations, each with the outside values it read. A hit
 # needs every value to be the same now (same type and value, floats by bits,
 # objects by identity): a changed global, closure cell or default gives a
@@ -106,6 +107,7 @@ def vm_tables() -> tuple[Mapping[str, int], Mapping[str, int]]:
 
 class _Entry(NamedTuple):
     ndim: int
+    filename: str    # equal code objects may come from different files
     reads: tuple[tuple[Read, object], ...]
     kernel: Kernel | None
     refusal: tuple[str, str, int | None] | None
@@ -132,8 +134,8 @@ def translate(func: object, ndim: int) -> Kernel:
     entries = _CACHE.get(code)
     if entries is not None:
         for e in entries:
-            if e.ndim == ndim and all(same(current(func, r), v)
-                                      for r, v in e.reads):
+            if e.ndim == ndim and e.filename == code.co_filename and \
+                    all(same(current(func, r), v) for r, v in e.reads):
                 if e.kernel is not None:
                     return e.kernel
                 assert e.refusal is not None
@@ -149,7 +151,8 @@ def translate(func: object, ndim: int) -> Kernel:
         refusal = ("expression nested too deeply", code.co_filename, None)
     if entries is None:
         entries = _CACHE.setdefault(code, [])
-    entries.insert(0, _Entry(ndim, tuple(fe.reads), kernel, refusal))
+    entries.insert(0, _Entry(ndim, code.co_filename, tuple(fe.reads), kernel,
+                             refusal))
     del entries[_PER_CODE:]
     if kernel is None:
         assert refusal is not None
