@@ -132,7 +132,8 @@ test-python-asan: ext
 	  ASAN_OPTIONS=detect_leaks=0:handle_segv=0 PYTHONPATH=$(ASAN_PY) \
 	  $(PY) -m pytest -q -p no:cacheprovider tests/python/test_populate.py \
 	  tests/python/test_failures.py tests/python/test_out.py \
-	  tests/python/test_arguments.py $(wildcard tests/python/test_expr.py)
+	  tests/python/test_arguments.py $(wildcard tests/python/test_expr.py) \
+	  tests/python/test_pyvm.py
 
 # A long adversarial run (tests/python/adversarial.py); `make test` runs a
 # bounded one. ADVERSARIAL_SECONDS=600 by default; SEED= to reproduce a run.

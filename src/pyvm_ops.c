@@ -397,27 +397,53 @@ int pf__py_math2(int fn, double x, double y, double *r) {
 
 /* ------------------------------------------------------- NumPy stores */
 
-/* npy_double_to_half's NaN: the payload's top bits, kept quiet. */
-static uint16_t half_nan(double x) {
+/* NumPy's npy_doublebits_to_halfbits (halffloat): round half to even from
+ * the double directly; NaN keeps the top payload bits (and stays a NaN).
+ * Sets *overflow for a finite double that becomes inf (NumPy's overflow
+ * flag; underflow is not reported by setitem). */
+static uint16_t double_to_half(double x, int *overflow) {
   uint64_t d;
   memcpy(&d, &x, sizeof d);
-  uint16_t sign = (uint16_t)((d >> 48) & 0x8000u);
-  uint16_t ret = (uint16_t)(0x7c00u + ((d & 0x000fffffffffffffULL) >> 42));
-  if (ret == 0x7c00u) ret++;
-  return (uint16_t)(sign + ret);
+  uint16_t h_sgn = (uint16_t)((d & 0x8000000000000000ULL) >> 48);
+  uint64_t d_exp = d & 0x7ff0000000000000ULL, d_sig;
+  *overflow = 0;
+  if (d_exp >= 0x40f0000000000000ULL) {
+    if (d_exp == 0x7ff0000000000000ULL) {
+      d_sig = d & 0x000fffffffffffffULL;
+      if (d_sig != 0) {
+        uint16_t ret = (uint16_t)(0x7c00u + (d_sig >> 42));
+        if (ret == 0x7c00u) ret++;
+        return (uint16_t)(h_sgn + ret);
+      }
+      return (uint16_t)(h_sgn + 0x7c00u);
+    }
+    *overflow = 1;
+    return (uint16_t)(h_sgn + 0x7c00u);
+  }
+  if (d_exp <= 0x3f00000000000000ULL) {
+    if (d_exp < 0x3e60000000000000ULL) return h_sgn;
+    d_exp >>= 52;
+    d_sig = 0x0010000000000000ULL + (d & 0x000fffffffffffffULL);
+    d_sig <<= (d_exp - 998);
+    if ((d_sig & 0x003fffffffffffffULL) != 0x0010000000000000ULL)
+      d_sig += 0x0010000000000000ULL;
+    return (uint16_t)(h_sgn + (uint16_t)(d_sig >> 53));
+  }
+  uint16_t h_exp = (uint16_t)((d_exp - 0x3f00000000000000ULL) >> 42);
+  d_sig = d & 0x000fffffffffffffULL;
+  if ((d_sig & 0x000007ffffffffffULL) != 0x0000020000000000ULL)
+    d_sig += 0x0000020000000000ULL;
+  uint16_t h_sig = (uint16_t)(d_sig >> 42);
+  h_sig = (uint16_t)(h_sig + h_exp); /* a carry into the exponent is right */
+  if (h_sig == 0x7c00u) *overflow = 1;
+  return (uint16_t)(h_sgn + h_sig);
 }
 
-/* Python float into float16: rounded to nearest even from the double;
- * finite to inf warns. */
+/* Python float into float16; finite to inf warns. */
 static int store_half(double x, void *dst) {
-  uint16_t h;
-  if (isnan(x)) {
-    h = half_nan(x);
-  } else {
-    _Float16 v = (_Float16)x;
-    if (isinf((double)v) && !isinf(x)) return PF__W_STORE_OVERFLOW;
-    memcpy(&h, &v, sizeof h);
-  }
+  int overflow;
+  uint16_t h = double_to_half(x, &overflow);
+  if (overflow) return PF__W_STORE_OVERFLOW;
   memcpy(dst, &h, sizeof h);
   return 0;
 }

@@ -392,6 +392,12 @@ STORE_FLOATS = FLOATS + [127.9, 128.0, -128.9, -129.0, 255.5, 256.0, -0.9,
                          6e-8, 3e-8, 2.9802322387695312e-08, 1e-45, 7e-46,
                          1.401298464324817e-45, 3.4028235e38,
                          3.4028235677973366e38, 3.402823669209385e38]
+# float16 ties and their neighbours (round half to even from the double).
+_halves = np.arange(0, 0x7c00, 97, dtype=np.uint16).view(np.float16)
+_mids = (_halves[:-1].astype(float) + _halves[1:].astype(float)) / 2
+STORE_FLOATS += [float(m) for m in _mids[::3]]
+STORE_FLOATS += [float(np.nextafter(m, 0)) for m in _mids[1::5]]
+STORE_FLOATS += [-float(np.nextafter(m, np.inf)) for m in _mids[2::5]]
 STORE_FLOATS += rand_floats(300) + [rng.uniform(-70000, 70000)
                                     for _ in range(300)]
 
