@@ -41,6 +41,7 @@
  * (-std=c11), no fast-math, scalar libm only.
  */
 #include <assert.h>
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -729,9 +730,39 @@ static void run_lanes(const pyvm_run *r, pyvm_scratch *s, int n, char *out,
         break;
       }
       case PF__OP_F_CALL1: {
+        /* One loop per function, calling libm directly (sqrt and fabs
+         * inline); errno through its per-thread address. pf__py_math1 is
+         * the same operation, one element at a time. */
         double *d = RF(in->dst), *x = RF(in->a);
-        const int fn = in->b;
-        GUARDED(LANES_CALL, why = pf__py_math1(fn, x[k], &d[k]));
+        int *const errp = &errno;
+#define CALL1(NAME, EXPR)                                                   \
+  case PF__FN_##NAME:                                                       \
+    GUARDED(LANES_CALL, {                                                   \
+      const double xk = x[k];                                               \
+      *errp = 0;                                                            \
+      const double rk = EXPR;                                               \
+      why = pf__py_math1_check(xk, rk, *errp);                              \
+      if (why == 0) d[k] = rk;                                              \
+    });                                                                     \
+    break;
+        switch ((pf__pyvm_fn)in->b) {
+          CALL1(sin, sin(xk)) CALL1(cos, cos(xk)) CALL1(tan, tan(xk))
+          CALL1(asin, asin(xk)) CALL1(acos, acos(xk)) CALL1(atan, atan(xk))
+          CALL1(sinh, sinh(xk)) CALL1(cosh, cosh(xk)) CALL1(tanh, tanh(xk))
+          CALL1(asinh, asinh(xk)) CALL1(acosh, acosh(xk))
+          CALL1(atanh, atanh(xk)) CALL1(exp, exp(xk)) CALL1(exp2, exp2(xk))
+          CALL1(expm1, expm1(xk))
+          /* m_log, m_log2, m_log10 return a NaN argument itself. */
+          CALL1(log, xk != xk ? xk : log(xk))
+          CALL1(log2, xk != xk ? xk : log2(xk))
+          CALL1(log10, xk != xk ? xk : log10(xk))
+          CALL1(log1p, log1p(xk)) CALL1(sqrt, sqrt(xk)) CALL1(cbrt, cbrt(xk))
+          CALL1(fabs, fabs(xk))
+        default:
+          GUARDED(LANES_CALL, why = pf__py_math1(in->b, x[k], &d[k]));
+          break;
+        }
+#undef CALL1
         break;
       }
       case PF__OP_F_CALL2: {

@@ -99,16 +99,6 @@ static int is_error(double x, int err) {
   return 1;
 }
 
-/* math_1: a NaN from a non-NaN argument is a ValueError, an infinity from a
- * finite one a ValueError or OverflowError; a finite result with errno set
- * is checked by is_error. */
-static int math1_check(double x, double r, int err) {
-  if (isnan(r) && !isnan(x)) return PF__W_DOMAIN;
-  if (isinf(r) && isfinite(x)) return PF__W_RANGE;
-  if (isfinite(r) && err != 0 && is_error(r, err)) return PF__W_RANGE;
-  return 0;
-}
-
 /* The functions of math_1 whose CPython wrapper differs from libm only in
  * the errno it sets for results math_1 rejects anyway (m_log, m_log2,
  * m_log10, m_log1p's signed zero, which glibc's log1p keeps). */
@@ -152,7 +142,7 @@ int pf__py_math1(int fn, double x, double *r) {
   }
   errno = 0;
   double v = math1_fn[fn](x);
-  int why = math1_check(x, v, errno);
+  int why = pf__py_math1_check(x, v, errno);
   if (why == 0) *r = v;
   return why;
 }

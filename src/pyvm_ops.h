@@ -16,6 +16,7 @@
 #ifndef PF_PYVM_OPS_H
 #define PF_PYVM_OPS_H
 
+#include <errno.h>
 #include <math.h>
 #include <stdint.h>
 
@@ -249,6 +250,18 @@ PF__PYOP int pf__py_cmp_if(int64_t i, double f) {
 }
 
 /* ----------------------------------------------------------------- math */
+
+/* math_1's rule (Modules/mathmodule.c) on r = f(x) with errno `err`: a NaN
+ * from a non-NaN argument is a ValueError, an infinity from a finite one a
+ * ValueError or OverflowError, and a finite result with errno set is an
+ * error unless it is an underflow (ERANGE with |r| < 1.5: is_error). */
+PF__PYOP int pf__py_math1_check(double x, double r, int err) {
+  if (r != r && x == x) return PF__W_DOMAIN;
+  if (fabs(r) == INFINITY && fabs(x) < INFINITY) return PF__W_RANGE;
+  if (err != 0 && fabs(r) < INFINITY && (err != ERANGE || fabs(r) >= 1.5))
+    return PF__W_RANGE;
+  return 0;
+}
 
 /* math.<fn>(x) for a one-argument function, math.<fn>(x, y) for a two-
  * argument one (pyvm_ops.c); fn must have that arity. */
