@@ -33,8 +33,11 @@ from parfill._native import (
     native_function,
 )
 from parfill._progress import Reporter, reporting
+from parfill._translate import Kernel
+from parfill._translated import TRANSLATE_MODES, Translate, kernel_for
+from parfill._translated import run as run_translated
 
-__all__ = ["FillOptions", "ParamValue", "cpu_count", "populate"]
+__all__ = ["FillOptions", "ParamValue", "Translate", "cpu_count", "populate"]
 
 _BACKENDS = ("auto", "processes", "threads", "serial")
 
@@ -101,6 +104,7 @@ def populate(func: str, shape: ShapeLike | None = ...,
 def populate(func: Callable[..., object], shape: ShapeLike | None = ...,
              dtype: npt.DTypeLike | None = ..., *, vectorized: bool = ...,
              params: None = ..., ctx: None = ..., retries: int = ...,
+             translate: Translate = ...,
              **options: Unpack[FillOptions]) -> npt.NDArray[Any]: ...
 def populate(
     func: str | Callable[..., object] | NativeFunctionLike,
@@ -118,6 +122,7 @@ def populate(
     progress: ProgressLike = False,
     retries: int = 0,
     timeout: float | None = None,
+    translate: Translate = "auto",
 ) -> npt.NDArray[Any]:
     """Populate an array in parallel: ``a[idx] = func(*idx)`` for every index.
 
@@ -178,6 +183,14 @@ def populate(
     timeout : float, optional
         Seconds for the whole call; then workers are stopped and
         :class:`parfill.TimeoutError` is raised.
+    translate : {"auto", "never", "always"}
+        ``auto`` runs a plain Python function natively (thread pool, GIL
+        released) when :func:`parfill.translate` can translate it exactly,
+        on every backend name, and calls it otherwise (also while a
+        debugger, coverage tool or profiler watches calls); an element the
+        native code cannot decide exactly is computed by calling the
+        function. ``never`` always calls it; ``always`` raises
+        :class:`parfill.TranslationError` when it cannot be translated.
 
     Returns
     -------
@@ -188,6 +201,8 @@ def populate(
     ------
     TypeError, ValueError
         Bad arguments.
+    parfill.TranslationError
+        ``translate="always"`` and a function that cannot be translated.
     parfill.WorkerDiedError
         A worker process died and ``retries`` did not recover its work.
     parfill.TimeoutError
@@ -213,6 +228,10 @@ def populate(
     retries = min(non_negative_int(retries, "retries"), _MAX_RETRIES)
     if not isinstance(vectorized, (bool, np.bool_)):
         raise TypeError(f"vectorized must be a bool, not {vectorized!r}")
+    if not isinstance(translate, str) or translate not in TRANSLATE_MODES:
+        raise ValueError(
+            f"translate must be one of "
+            f"{', '.join(map(repr, TRANSLATE_MODES))}, not {translate!r}")
     vectorized = bool(vectorized)
     values: dict[str, ParamValue] | None = None
     if params is not None:
@@ -244,6 +263,11 @@ def populate(
                                         seconds)
         if values is not None:
             raise TypeError("params apply to expressions only")
+        kernel = kernel_for(func, len(dims), translate, vectorized)
+        if kernel is not None:
+            return _populate_translated(func, kernel, out, dims, dt,
+                                        n_workers, schedule, chunk_size,
+                                        backend, reporter, retries, seconds)
         return _populate_callable(func, out, dims, dt, n_workers,
                                   schedule, chunk_size, backend, vectorized,
                                   reporter, retries, seconds)
@@ -256,15 +280,23 @@ def _populate_callable(func: Callable[..., object],
                        dtype: np.dtype[Any], workers: int, schedule: Schedule,
                        chunk: int | None, backend: str, vectorized: bool,
                        reporter: Reporter | None, retries: int,
-                       timeout: float) -> npt.NDArray[Any]:
+                       timeout: float, start: int = 0) -> npt.NDArray[Any]:
+    """Calls ``func`` for every element from ``start`` on; elements
+    ``[0, start)`` of ``out`` are computed already (the translated path
+    hands over the rest)."""
     size = math.prod(shape)
     if backend == "auto":
         if timeout > 0 or retries > 0:
             # The call asked for supervision: every element runs in a worker
             # process that can be stopped (timeout) or replaced (retries).
             backend = "processes"
-        elif workers == 1 or size <= 1:
+        elif workers == 1 or size - start <= 1:
             backend = "serial"
+    if backend == "threads" and start:
+        # The thread engine fills whole arrays. A rest handed over by the
+        # translated path is a function that holds the GIL throughout, so
+        # the caller alone is as fast (and checks Ctrl-C and the timeout).
+        backend = "serial"
     if vectorized and chunk is None:
         chunk = max(1, min(-(-size // (workers * 4)), _MAX_VECTOR_BLOCK))
     common: dict[str, Any] = dict(vectorized=vectorized, schedule=schedule,
@@ -276,15 +308,15 @@ def _populate_callable(func: Callable[..., object],
             chunk = max(1, size // 200)  # room for progress updates
         _core.fill_callable(func, result, backend=backend,
                             workers=1 if backend == "serial" else workers,
-                            chunk=chunk or 0, **common)
+                            chunk=chunk or 0, start=start, **common)
         return result
 
     # processes (or auto, which may end up in the caller)
     direct = out is None or _core.is_shared(out)
     target = _core.shared_empty(shape, dtype) if out is None else out
-    start = 0
     if backend == "auto":
-        start = _auto_in_caller(func, target, size, chunk, vectorized, common)
+        start = _auto_in_caller(func, target, start, size, chunk, vectorized,
+                                common)
         if start == size:
             _core.privatize(target)  # copy-on-write after a fork, no copy
             return target
@@ -307,8 +339,8 @@ def _populate_callable(func: Callable[..., object],
 
 
 def _auto_in_caller(func: Callable[..., object], target: npt.NDArray[Any],
-                    size: int, chunk: int | None, vectorized: bool,
-                    common: dict[str, Any]) -> int:
+                    start: int, size: int, chunk: int | None,
+                    vectorized: bool, common: dict[str, Any]) -> int:
     """`auto`'s measurement: computes elements in the caller, slice by slice,
     while what is left looks cheap and the caller's own budget lasts; returns
     the next element for the workers (``size`` when all is done).
@@ -318,7 +350,7 @@ def _auto_in_caller(func: Callable[..., object], target: npt.NDArray[Any],
     after ``_AUTO_PARALLEL_SECONDS`` of its own work whatever it estimates.
     A slice ends after the chunk that crosses its budget; a chunk that took
     long is evidence that the elements after it are expensive too."""
-    start, spent = 0, 0.0
+    spent = 0.0
     if vectorized:
         assert chunk is not None  # _populate_callable picks one
         step = max(1, min(chunk, 4096))
@@ -345,6 +377,30 @@ def _auto_in_caller(func: Callable[..., object], target: npt.NDArray[Any],
             step = int(min(_AUTO_MAX_CHUNK,
                            max(1, _AUTO_CHUNK_SECONDS / max(per_element, 1e-9))))
     return start
+
+
+# ------------------------------------------------------ translated functions
+
+def _populate_translated(func: Callable[..., object], kernel: Kernel,
+                         out: npt.NDArray[Any] | None,
+                         shape: tuple[int, ...], dtype: np.dtype[Any],
+                         workers: int, schedule: Schedule, chunk: int | None,
+                         backend: str, reporter: Reporter | None,
+                         retries: int, timeout: float) -> npt.NDArray[Any]:
+    """A translated function runs on the thread pool whatever the backend
+    name (as expressions do: the result never depends on it; ``serial`` is
+    one thread); what it hands back to Python runs on ``backend``."""
+    result = out if out is not None else np.empty(shape, dtype)
+
+    def rest(result: npt.NDArray[Any], start: int,
+             left: float) -> npt.NDArray[Any]:
+        return _populate_callable(func, result, shape, dtype, workers,
+                                  schedule, chunk, backend, False, reporter,
+                                  retries, left, start=start)
+
+    return run_translated(func, kernel, result,
+                          1 if backend == "serial" else workers, schedule,
+                          chunk, reporter, timeout, retries, rest)
 
 
 # ---------------------------------------------------------------- expressions
