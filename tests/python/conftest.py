@@ -73,8 +73,12 @@ def no_leaks():
     import parfill
     # The thread pool is created on first use and then persists by design;
     # OpenBLAS stops its own threads in a fork handler, so fork once first.
-    parfill.populate(lambda i: i, 10, backend="threads", workers=2)
-    parfill.populate(lambda i: i, 10, backend="processes", workers=2)
+    # translate="never": these must really start the thread pool and fork.
+    parfill.populate(lambda i: i, 10, backend="threads", workers=2,
+                     translate="never")
+    parfill.populate(lambda i: i, 10, backend="processes", workers=2,
+                     translate="never")
+    parfill.populate("i", 10, workers=2)  # the native pool (translated fills)
     gc.collect()  # arrays held by earlier tracebacks
     before = resources()
     yield

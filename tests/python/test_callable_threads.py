@@ -185,12 +185,13 @@ def test_threads_fill_from_del_at_exit_raises():
             def __del__(self):
                 try:
                     parfill.populate(lambda i: i, 100, backend="threads",
-                                     workers=2)
+                                     workers=2, translate="never")
                     print("FILLED")
                 except RuntimeError as e:
                     print("RAISED", e)
         holder = Holder()
-        parfill.populate(lambda i: i, 10, backend="threads", workers=2)
+        parfill.populate(lambda i: i, 10, backend="threads", workers=2,
+                         translate="never")
     """)
     proc = subprocess.Popen([sys.executable, "-c", code],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT,

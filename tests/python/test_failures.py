@@ -157,7 +157,8 @@ def test_timeout(backend, no_leaks):
 
 def test_successful_calls_leave_nothing_behind(no_leaks):
     for backend in ["auto", "processes", "threads", "serial"]:
-        a = parfill.populate(lambda i: i, 10_000, backend=backend, workers=2)
+        a = parfill.populate(lambda i: i, 10_000, backend=backend, workers=2,
+                             translate="never")
         assert a[-1] == 9999
         del a
 
@@ -165,7 +166,8 @@ def test_successful_calls_leave_nothing_behind(no_leaks):
 def test_result_lives_in_shared_memory_released_with_the_array():
     from conftest import shared_mappings
     before = shared_mappings()
-    a = parfill.populate(lambda i: i, 100_000, backend="processes", workers=2)
+    a = parfill.populate(lambda i: i, 100_000, backend="processes", workers=2,
+                         translate="never")
     assert len(shared_mappings()) == len(before) + 1
     view = a[::2]
     del a

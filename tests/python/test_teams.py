@@ -136,7 +136,7 @@ def test_workers_dying_before_any_work_are_not_replaced_forever():
         t0 = time.monotonic()
         try:
             parfill.populate(lambda i: i, 1000, backend="processes", workers=4,
-                             retries=2)
+                             retries=2, translate="never")
         except parfill.WorkerDiedError as e:
             print("DIED", e.exitcode, e.start, "|", e, "|", e.__notes__)
         print("FORKS", forks[0], "TOOK", time.monotonic() - t0)
@@ -156,7 +156,8 @@ def test_sigchld_ignored(retries, no_leaks):
     old = signal.signal(signal.SIGCHLD, signal.SIG_IGN)
     try:
         a = parfill.populate(lambda i, j: i * 7 - j, (50, 40), np.int64,
-                             backend="processes", workers=3, retries=retries)
+                             backend="processes", workers=3, retries=retries,
+                             translate="never")
         assert signal.getsignal(signal.SIGCHLD) == signal.SIG_IGN
     finally:
         signal.signal(signal.SIGCHLD, old)
@@ -173,12 +174,12 @@ def test_hundreds_of_workers_for_a_tiny_job():
         forks = [0]
         os.register_at_fork(after_in_parent=lambda: forks.__setitem__(0, forks[0] + 1))
         a = parfill.populate(lambda i: i * 2, 1000, np.int64,
-                             backend="processes", workers=500)
+                             backend="processes", workers=500, translate="never")
         assert (a == np.arange(1000) * 2).all()
         print("DYNAMIC", forks[0])
         forks[0] = 0
         a = parfill.populate(lambda i: i, 7, backend="processes", workers=500,
-                             schedule="static")
+                             schedule="static", translate="never")
         assert (a == np.arange(7)).all()
         print("STATIC", forks[0])
     """
@@ -213,7 +214,7 @@ def test_long_mapped_path_does_not_fake_shared(tmp_path):
     try:
         assert not parfill._core.is_shared(out)
         parfill.populate(lambda i: i + 1, out=out, backend="processes",
-                         workers=2)
+                         workers=2, translate="never")
         np.testing.assert_array_equal(out, np.arange(1, out.size + 1))
     finally:
         del mm, out
@@ -224,7 +225,7 @@ def test_long_mapped_path_does_not_fake_shared(tmp_path):
 @pytest.mark.parametrize("backend", ["processes", "auto"])
 def test_result_is_private_after_fork(backend, no_leaks):
     a = parfill.populate(lambda i: i, 10_000, np.int64, backend=backend,
-                         workers=2)
+                         workers=2, translate="never")
     assert not parfill._core.is_shared(a)
     fds = sorted(os.listdir("/proc/self/fd"))
     pid = os.fork()
