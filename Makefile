@@ -24,7 +24,8 @@ CTEST_BIN := $(CTEST_SRC:tests/c/%.c=build/tests/%)
 EXT_SRC := $(sort $(wildcard python/_core/*.c python/_core/*.h))
 
 .PHONY: all lib ext venv test test-c test-sanitize test-python \
-        test-python-asan demo bench fuzz fuzz-replay adversarial install clean
+        test-python-asan test-translate demo bench fuzz fuzz-replay adversarial \
+        fuzz-translate install clean
 
 all: lib $(if $(CLI_SRC),build/parfill) ext $(if $(CLI_SRC),$(VENV)/bin/parfill)
 
@@ -64,7 +65,7 @@ $(VENV)/.ext-stamp: $(VENV)/.stamp $(LIB_SRC) $(LIB_HDR) $(EXT_SRC) setup.py pyp
 	touch $@
 
 # ---- Tests
-test: all typecheck test-c test-sanitize test-python test-python-asan
+test: all typecheck test-c test-sanitize test-python test-translate test-python-asan
 
 build/tests/%: tests/c/%.c $(LIB_SRC) $(LIB_HDR) tests/c/pf_test.h
 	@tools/ensure-system-deps
@@ -108,6 +109,20 @@ fuzz:
 
 test-python: ext
 	$(PY) -m pytest -q tests/python
+
+# The translation suite under every CPython >= 3.11 found (bytecode differs
+# between versions): the front end's tests, and populate(translate=) with the
+# extension built for each version under build/ (tools/run-translate-tests).
+# test-python runs both, and the bounded fuzzer, under the venv's Python.
+test-translate: ext
+	tools/run-translate-tests
+
+# A long run of the translator's differential fuzzer
+# (tests/python/translate_fuzz.py; make test runs a bounded one); prints its
+# counts. FUZZ_SECONDS=600 by default; SEED= to reproduce a run.
+FUZZ_SECONDS ?= 600
+fuzz-translate: all
+	$(PY) tests/python/translate_fuzz.py --seconds $(FUZZ_SECONDS) $(if $(SEED),--seed $(SEED))
 
 # The package's annotations, strictly ([tool.mypy] in pyproject.toml).
 .PHONY: typecheck

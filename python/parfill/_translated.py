@@ -80,7 +80,9 @@ def kernel_for(func: Callable[..., object], ndim: int, mode: str,
         # observed: the tool must see the calls.
         return None
     try:
-        return translate(func, ndim)
+        kernel = translate(func, ndim)
+        kernel.code    # serialised against the VM's table here, not mid-fill
+        return kernel
     except TranslationError:
         if mode == "always":
             raise
