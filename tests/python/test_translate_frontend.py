@@ -739,15 +739,16 @@ def test_table_size():
 
 def r_loop(i):
     s = 0
-    for k in range(i):
+    for k in (1, 2, i):
         s += k
     return s
 
 
 def r_while(i):
-    while i > 3:
-        i -= 1
-    return i
+    x = 0
+    while x < i:
+        x = x / 2 + 1
+    return x
 
 
 def r_try(i):
@@ -766,7 +767,7 @@ def r_list(i):
 
 
 def r_attr(i):
-    return i.real
+    return i.numerator
 
 
 def r_call(i):
@@ -802,7 +803,7 @@ def r_unbound(i):
 
 
 def r_complex(i):
-    return i * 1j
+    return complex("1j") * i
 
 
 def r_shadowed(i):
@@ -901,11 +902,13 @@ def r_math_patched(i):
 abs_shadow_holder = {}
 
 REFUSED = [
-    (r_loop, 1, "loop"), (r_while, 1, "loop"), (r_try, 1, "try"),
-    (r_gen, 1, "generator"), (r_list, 1, "list"), (r_attr, 1, "attribute .real"),
+    (r_loop, 1, "for loop over a tuple"),
+    (r_while, 1, "variable 'x' changes type in the loop (int, then float)"),
+    (r_try, 1, "try"),
+    (r_gen, 1, "generator"), (r_list, 1, "list"), (r_attr, 1, "attribute .numerator"),
     (r_call, 1, "call of len"), (r_store_global, 1, "store to a global"),
     (r_types, 1, "different types"), (r_local_types, 1, "variable 'y'"),
-    (r_unbound, 1, "variable 'y'"), (r_complex, 1, "complex"),
+    (r_unbound, 1, "variable 'y'"), (r_complex, 1, "complex() on '1j'"),
     (r_and_types, 1, "different types"), (r_method, 1, "attribute .bit_length"),
     (r_nested, 1, "nested function"), (r_kw, 1, "keyword arguments"),
     (r_str, 1, "return on"), (r_none, 1, "return on None"),

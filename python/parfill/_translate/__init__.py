@@ -69,9 +69,12 @@ class Kernel:
         return self._serial()[2]
 
     @property
-    def nregs(self) -> tuple[int, int, int]:
+    def nregs(self) -> tuple[int, ...]:
+        """``(nI, nF, nB)``, or ``(nI, nF, nB, nC)`` when the program uses
+        complex registers (issue 12's contract: a 3-tuple means nC = 0)."""
         n = self.program.nregs
-        return (n["I"], n["F"], n["B"])
+        base = (n["I"], n["F"], n["B"])
+        return base + (n["C"],) if n["C"] else base
 
     def __repr__(self) -> str:
         p = self.program

@@ -13,8 +13,14 @@ rest of the translator sees canonical instructions:
     BUILD_TUPLE n       UNPACK n            COPY n      SWAP n      POP
     RETURN              JUMP target         JUMP_IF (sense, target)
     JUMP_IF_OR_POP (sense, target)
+    GET_ITER            FOR_ITER target     END_FOR
 
-Jump targets are indices into the canonical list. Anything not understood --
+Jump targets are indices into the canonical list, backward ones too (loops).
+``FOR_ITER target`` pushes the iterator's next value, or, when it is
+exhausted, pops the iterator and continues at ``target`` -- in 3.12 and 3.13
+CPython jumps past the loop's ``END_FOR`` (and 3.13's ``POP_TOP`` after it),
+so ``target`` is the instruction after those and ``END_FOR`` itself is never
+reached (the front end refuses it if it were). Anything not understood --
 an opcode, a code flag, an exception table -- is refused by name: a guess
 here would be a wrong result later.
 """
@@ -43,11 +49,9 @@ _SKIP = frozenset({"NOP", "RESUME", "CACHE", "EXTENDED_ARG", "PRECALL",
 
 # Opcodes we refuse, with the construct a user would recognise.
 _CONSTRUCTS = {
-    "GET_ITER": "loop (for)", "FOR_ITER": "loop (for)", "END_FOR": "loop (for)",
-    "JUMP_BACKWARD": "loop", "JUMP_BACKWARD_NO_INTERRUPT": "loop",
-    "POP_JUMP_BACKWARD_IF_TRUE": "loop", "POP_JUMP_BACKWARD_IF_FALSE": "loop",
-    "POP_JUMP_BACKWARD_IF_NONE": "loop",
-    "POP_JUMP_BACKWARD_IF_NOT_NONE": "loop",
+    "JUMP_BACKWARD_NO_INTERRUPT": "yield from / await",
+    "POP_JUMP_BACKWARD_IF_NONE": "comparison with None",
+    "POP_JUMP_BACKWARD_IF_NOT_NONE": "comparison with None",
     "POP_JUMP_IF_NONE": "comparison with None",
     "POP_JUMP_IF_NOT_NONE": "comparison with None",
     "POP_JUMP_FORWARD_IF_NONE": "comparison with None",
@@ -126,11 +130,28 @@ def _compare(arg: int) -> str:
     return dis.cmp_op[arg >> shift]
 
 
+def _for_exit(raw: list[dis.Instruction], position: dict[int, int],
+              ins: dis.Instruction) -> int:
+    """The offset where an exhausted FOR_ITER continues."""
+    target = ins.argval
+    assert isinstance(target, int)
+    if VERSION < (3, 12):
+        return target                  # 3.11: the target itself
+    n = position.get(target)
+    skip = ("END_FOR",) if VERSION < (3, 13) else ("END_FOR", "POP_TOP")
+    line = ins.positions.lineno if ins.positions else None
+    if n is None or n + len(skip) >= len(raw) or \
+            tuple(i.opname for i in raw[n:n + len(skip)]) != skip:
+        raise Refusal("for loop of an unknown shape", line)
+    return raw[n + len(skip)].offset
+
+
 def decode(code: CodeType) -> list[Ins]:
     """The canonical instructions of ``code``."""
     check_version()
     check_code(code)
     raw = list(dis.get_instructions(code))
+    position = {ins.offset: n for n, ins in enumerate(raw)}
     out: list[Ins] = []
     index_of: dict[int, int] = {}   # bytecode offset -> canonical index
     jumps: list[int] = []           # canonical indices holding an offset
@@ -144,9 +165,10 @@ def decode(code: CodeType) -> list[Ins]:
         def emit(op: str, value: object = None) -> None:
             out.append(Ins(op, value, line))
 
-        def jump(op: str, sense: bool | None) -> None:
+        def jump(op: str, sense: bool | None, target: object = None) -> None:
             jumps.append(len(out))
-            target = ins.argval
+            if target is None:
+                target = ins.argval
             assert isinstance(target, int)
             emit(op, target if sense is None else (sense, target))
 
@@ -224,12 +246,20 @@ def decode(code: CodeType) -> list[Ins]:
             emit("SWAP", arg)
         elif name == "POP_TOP":
             emit("POP")
-        elif name == "JUMP_FORWARD":
+        elif name in ("JUMP_FORWARD", "JUMP_BACKWARD"):
             jump("JUMP", None)
-        elif name in ("POP_JUMP_IF_TRUE", "POP_JUMP_FORWARD_IF_TRUE"):
+        elif name in ("POP_JUMP_IF_TRUE", "POP_JUMP_FORWARD_IF_TRUE",
+                      "POP_JUMP_BACKWARD_IF_TRUE"):
             jump("JUMP_IF", True)
-        elif name in ("POP_JUMP_IF_FALSE", "POP_JUMP_FORWARD_IF_FALSE"):
+        elif name in ("POP_JUMP_IF_FALSE", "POP_JUMP_FORWARD_IF_FALSE",
+                      "POP_JUMP_BACKWARD_IF_FALSE"):
             jump("JUMP_IF", False)
+        elif name == "GET_ITER":
+            emit("GET_ITER")
+        elif name == "FOR_ITER":
+            jump("FOR_ITER", None, _for_exit(raw, position, ins))
+        elif name == "END_FOR":
+            emit("END_FOR")
         elif name == "JUMP_IF_TRUE_OR_POP":
             jump("JUMP_IF_OR_POP", True)
         elif name == "JUMP_IF_FALSE_OR_POP":

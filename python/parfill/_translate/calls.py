@@ -1,5 +1,6 @@
 """Calls the translator understands: the builtins ``abs min max int float
-bool round pow divmod`` and the ``math`` functions of SPEC section 9.
+bool round pow divmod complex range``, the methods ``conjugate()`` of numbers
+and the ``math`` functions of SPEC section 9.
 
 The callee is identified by identity (the builtin or math function object
 itself, however it was reached: ``math.sin``, ``m.sin`` for ``import math as
@@ -14,14 +15,15 @@ from typing import Callable
 
 from .errors import Refusal
 from .program import MATH1, MATH2
-from .semantics import (Builder, binary, compare, fold, scalar, select,
-                        truth)
-from .values import K, Obj, Reg, Scalar, Tup, Value, is_ufunc, math_name
+from .semantics import (Builder, DeadPath, binary, compare, conjugate, fold,
+                        scalar, select, truth)
+from .values import (K, Method, Obj, Reg, Rng, Scalar, Tup, Value, is_ufunc,
+                     math_name)
 
 _BUILTINS: dict[int, str] = {
     id(getattr(builtins, n)): n
     for n in ("abs", "min", "max", "int", "float", "bool", "round", "pow",
-              "divmod")}
+              "divmod", "complex", "range")}
 
 
 def builtin_name(f: object) -> str | None:
@@ -35,6 +37,10 @@ def call(b: Builder, callee: Value, args: list[Value]) -> Value:
     if not isinstance(callee, Obj):
         raise Refusal("call of a number")
     f = callee.value
+    if isinstance(f, Method):
+        if args:
+            raise Refusal(f"{callee.label}() with arguments")
+        return conjugate(b, f.recv)
     name = builtin_name(f)
     if name is not None:
         return _BUILTIN[name](b, args)
@@ -67,6 +73,8 @@ def _abs(b: Builder, args: list[Value]) -> Value:
         return fold(abs, x.value)
     if x.kind == "F":
         return b.new("F", "F_ABS", x.n)
+    if x.kind == "C":
+        return b.new("F", "C_ABS", x.n)    # _Py_c_abs; overflow bails
     if x.kind == "B":
         return b.new("I", "B2I", x.n)      # abs(True) is the int 1
     return b.new("I", "I_ABS", x.n)
@@ -190,7 +198,65 @@ def _sequential(b: Builder, name: str, op: str, vals: list[Scalar]) -> Value:
     return best
 
 
+def _complex(b: Builder, args: list[Value]) -> Value:
+    """complex_new with number arguments: ``complex(x)`` is ``(float(x),
+    0.0)`` (a complex is returned as it is); ``complex(a, b)`` of real
+    numbers is ``(float(a), float(b))`` with no arithmetic; a complex
+    argument among two is folded into the other part as complex_new does
+    (``re = a.real - b.imag``, ``im = b.real + a.imag``)."""
+    _arity("complex", args, 0, 1, 2)
+    if not args:
+        return K(0j)
+    vals = [scalar(v, "complex()") for v in args]
+    consts = _consts(list(vals))
+    if consts is not None:
+        return fold(complex, *consts)
+    if len(vals) == 1:
+        return Reg("C", b.creg(vals[0]))
+    x, y = vals
+    if x.pytype is not complex and y.pytype is not complex:
+        return b.new("C", "C_MAKE", b.freg(x), b.freg(y))
+    re = Reg("F", b.freg(x)) if x.pytype is not complex else \
+        b.new("F", "C_REAL", b.reg(x))
+    im = Reg("F", b.freg(y)) if y.pytype is not complex else \
+        b.new("F", "C_REAL", b.reg(y))
+    if y.pytype is complex:
+        re = b.new("F", "F_SUB", re.n, b.new("F", "C_IMAG", b.reg(y)).n)
+    if x.pytype is complex:
+        im = b.new("F", "F_ADD", im.n, b.new("F", "C_IMAG", b.reg(x)).n)
+    return b.new("C", "C_MAKE", re.n, im.n)
+
+
+def _range(b: Builder, args: list[Value]) -> Value:
+    """A range object of int scalars; only a for loop uses it. A float or
+    complex argument is a TypeError, a zero step a ValueError (guarded when
+    the step is known only at run time)."""
+    _arity("range", args, 1, 2, 3)
+    ints: list[Scalar] = []
+    for v in args:
+        x = scalar(v, "range()")
+        if x.pytype not in (int, bool):
+            raise DeadPath(f"TypeError: range() of a {x.pytype.__name__}")
+        ints.append(K(int(x.value)) if isinstance(x, K) else
+                    Reg("I", b.ireg(x)))
+    if len(ints) == 1:
+        start, stop, step = K(0), ints[0], K(1)
+    elif len(ints) == 2:
+        start, stop, step = ints[0], ints[1], K(1)
+    else:
+        start, stop, step = ints
+    if isinstance(step, K):
+        if step.value == 0:
+            raise DeadPath("ValueError: range() arg 3 must not be zero")
+    else:
+        zero = compare(b, "==", step, K(0))
+        assert isinstance(zero, Reg)
+        b.guard(zero, True)
+    return Rng(start, stop, step)
+
+
 _BUILTIN: dict[str, Callable[[Builder, list[Value]], Value]] = {
+    "complex": _complex, "range": _range,
     "abs": _abs, "int": _int, "float": _float, "bool": _bool,
     "round": _round, "pow": _pow, "divmod": _divmod,
     "min": _minmax("min"), "max": _minmax("max"),
@@ -201,6 +267,9 @@ _BUILTIN: dict[str, Callable[[Builder, list[Value]], Value]] = {
 
 def _math(b: Builder, name: str, args: list[Value]) -> Value:
     vals = [scalar(v, f"math.{name}()") for v in args]
+    if any(v.pytype is complex for v in vals) and hasattr(math, name):
+        # math functions take real numbers only: a TypeError every call.
+        raise DeadPath(f"TypeError: math.{name} of a complex")
     consts = _consts(list(vals))
     if consts is not None:
         return fold(getattr(math, name), *consts)

@@ -10,8 +10,23 @@ into it (the merged variable must have one Python type on every edge, or the
 translation is refused naming it). Branches on constants are decided here,
 so the untaken side is never translated.
 
-This is the shape loops need (issue 12): a back edge is one more edge into a
-block, merged the same way once the block's entry types are settled.
+Loops (issue 12). A loop header -- the target of a backward jump -- is
+entered by its forward edges when its block comes in order, before any back
+edge is known. The translation starts from the hypothesis that every value at
+the header is what the forward edges bring (a constant stays a constant, so a
+loop invariant folds); each back edge is then checked against it. A value
+that a back edge changes is marked *varying* at that header and the whole
+translation restarts (the marks only grow, so this reaches a fixpoint): a
+varying value gets a fresh register at the header, moved in on every forward
+edge and, as a parallel move, on every back edge. A varying value must keep
+its Python type (``x = 0`` then ``x = x / 2`` is refused naming ``x``). The
+hypothesis is sound once every back edge agrees with it: by induction over
+iterations, every visit of the header sees the values assumed.
+
+A ``for v in range(...)`` loop keeps a ``RangeIter`` on the stack: its
+``cur`` is the next value (an int64 register once varying), ``FOR_ITER``
+tests it against ``stop`` in the step's direction and, on the edge into the
+body, computes ``cur + step`` (an overflow bails).
 """
 from __future__ import annotations
 
@@ -24,9 +39,19 @@ from .bytecode import Ins
 from .errors import Refusal
 from .program import Instr, Program
 from .semantics import Builder, DeadPath, Guard, Item, scalar
-from .values import (KIND, MATH, MISSING, NULL, K, Obj, Read, Reg, Tup,
-                     Unbound, Value, classify, current, is_null, is_numpy,
-                     same_value)
+from .values import (KIND, MATH, MISSING, NULL, K, Obj, RangeIter, Read, Reg,
+                     Rng, Tup, Unbound, Value, classify, current, is_null,
+                     is_numpy, parts, rebuild, same_value)
+
+# A value's place in a State: ('L', name, path) for a local, ('S', depth,
+# path) for a stack slot; the path indexes into tuples and range iterators.
+Key = tuple
+
+_MAX_ATTEMPTS = 400
+
+
+class _Restart(Exception):
+    """A back edge changed a value assumed constant at its loop header."""
 
 
 @dataclass
@@ -85,6 +110,11 @@ class Frontend:
                             filename=self.code.co_filename)
         self.prog.nregs["I"] = ndim
         self.line: int | None = self.code.co_firstlineno
+        # header start -> keys of values that change around that loop
+        self.varying: dict[int, set[Key]] = {}
+        # header start -> (its entry state, {key: its header register})
+        self.headers: dict[int, tuple[State, dict[Key, Reg]]] = {}
+        self.fresh: set[Reg] = set()
 
     # -- reading the outside world -------------------------------------------
 
@@ -120,7 +150,18 @@ class Frontend:
 
     def translate(self) -> Program:
         try:
-            return self._translate()
+            for _ in range(_MAX_ATTEMPTS):
+                self.reads = []
+                self.prog = Program(self.ndim, name=self.code.co_qualname,
+                                    filename=self.code.co_filename)
+                self.prog.nregs["I"] = self.ndim
+                self.line = self.code.co_firstlineno
+                self.headers = {}
+                try:
+                    return self._translate()
+                except _Restart:
+                    continue
+            raise Refusal("loop whose values do not settle")
         except Refusal as e:
             if e.lineno is None:
                 e.lineno = self.line
@@ -133,33 +174,48 @@ class Frontend:
         ins = bytecode.decode(code)
         env = self.parameters()
         blocks = self.blocks(ins)
+        heads = {t for k, t in self.targets(ins) if t <= k}
         incoming: dict[int, list[Edge]] = {0: [Edge(0, State([], env))]}
         for blk in blocks:
             edges = incoming.pop(blk.start, [])
             if not edges:
                 continue                      # unreachable
             b = Builder(self.prog)
+            self.fresh = set()
             state = self.merge(edges, b)
+            if blk.start in heads:
+                state = self.widen(blk.start, state, edges)
             self.run_block(blk, ins, state, b)
             blk.body = b.body
             assert blk.exit is not None
             for e in self.edges(blk.exit):
-                assert e.target > blk.start
-                incoming.setdefault(e.target, []).append(e)
+                if e.target <= blk.start:
+                    self.back_edge(e)
+                else:
+                    incoming.setdefault(e.target, []).append(e)
         assert not incoming
         return self.layout([b for b in blocks if b.exit is not None])
+
+    @staticmethod
+    def targets(ins: list[Ins]) -> list[tuple[int, int]]:
+        """(index, target) of every jump."""
+        out = []
+        for k, i in enumerate(ins):
+            if i.op in ("JUMP", "FOR_ITER"):
+                assert isinstance(i.arg, int)
+                out.append((k, i.arg))
+            elif i.op in ("JUMP_IF", "JUMP_IF_OR_POP"):
+                assert isinstance(i.arg, tuple)
+                out.append((k, i.arg[1]))
+        return out
 
     def blocks(self, ins: list[Ins]) -> list[Block]:
         leaders = {0}
         for k, i in enumerate(ins):
-            if i.op in ("JUMP", "JUMP_IF", "JUMP_IF_OR_POP", "RETURN"):
+            if i.op in ("JUMP", "JUMP_IF", "JUMP_IF_OR_POP", "RETURN",
+                        "FOR_ITER"):
                 leaders.add(k + 1)
-            if i.op == "JUMP":
-                assert isinstance(i.arg, int)
-                leaders.add(i.arg)
-            elif i.op in ("JUMP_IF", "JUMP_IF_OR_POP"):
-                assert isinstance(i.arg, tuple)
-                leaders.add(i.arg[1])
+        leaders.update(t for _, t in self.targets(ins))
         starts = sorted(x for x in leaders if x < len(ins))
         ends = starts[1:] + [len(ins)]
         return [Block(s, e) for s, e in zip(starts, ends)]
@@ -203,13 +259,15 @@ class Frontend:
         first = vals[0]
         if all(same_value(v, first) for v in vals[1:]):
             return first
-        if all(isinstance(v, Tup) for v in vals):
-            n = {len(v.items) for v in vals}     # type: ignore[union-attr]
+        ps = [parts(v) for v in vals]
+        if all(p is not None for p in ps) and \
+                len({type(v) for v in vals}) == 1:
+            n = {len(p) for p in ps}             # type: ignore[arg-type]
             if len(n) == 1:
-                return Tup(tuple(
-                    self.merge_values([v.items[k] for v in vals],  # type: ignore[union-attr]
+                return rebuild(first, [
+                    self.merge_values([p[k] for p in ps],  # type: ignore[index]
                                       edges, what, b)
-                    for k in range(n.pop())))
+                    for k in range(n.pop())])
         types = []
         for v in vals:
             if not isinstance(v, (Reg, K)):
@@ -220,19 +278,138 @@ class Frontend:
             raise Refusal(f"{what} has different types on different paths "
                           f"({names})")
         kind = KIND[types[0]]
-        dst = self.prog.reg(kind)
+        dst = Reg(kind, self.prog.reg(kind))
         for v, e in zip(vals, edges):
-            eb = Builder(self.prog)
-            eb.line = self.line
-            if isinstance(v, Reg):
-                eb.emit(kind + "_MOV", dst, v.n)
+            e.moves += self.moves(dst, v)
+        self.fresh.add(dst)
+        return dst
+
+    def moves(self, dst: Reg, v: Value) -> list[Instr]:
+        """The instructions that put scalar ``v`` into ``dst``."""
+        eb = Builder(self.prog)
+        eb.line = self.line
+        if isinstance(v, Reg):
+            assert v.kind == dst.kind
+            if v != dst:
+                eb.emit(dst.kind + "_MOV", dst.n, v.n)
+        else:
+            assert isinstance(v, K)
+            eb.const(v, dst.n)
+        out = []
+        for it in eb.body:
+            assert isinstance(it, Instr)
+            out.append(it)
+        return out
+
+    # -- loops -----------------------------------------------------------------
+
+    @staticmethod
+    def what(key: Key) -> str:
+        if key[0] == "L":
+            return f"variable '{key[1]}'"
+        return "the loop's iterator" if key[2] else "a value on the stack"
+
+    def slots(self, st: State) -> list[tuple[Key, Value]]:
+        return [(("L", n, ()), v) for n, v in st.locals.items()] + \
+            [(("S", k, ()), v) for k, v in enumerate(st.stack)]
+
+    def widen(self, start: int, st: State, edges: list[Edge]) -> State:
+        """The header's entry state: every value marked varying gets a
+        register of its own, moved in on each forward edge."""
+        var = self.varying.get(start, set())
+        regs: dict[Key, Reg] = {}
+
+        def go(key: Key, v: Value) -> Value:
+            p = parts(v)
+            if p is not None:
+                return rebuild(v, [go((key[0], key[1], key[2] + (k,)), x)
+                                   for k, x in enumerate(p)])
+            if key not in var or isinstance(v, Unbound):
+                return v
+            if not isinstance(v, (Reg, K)):
+                raise Refusal(f"{self.what(key)}: {semantics.describe(v)} "
+                              "that changes in the loop")
+            if isinstance(v, Reg) and v in self.fresh:
+                r = v                  # made for this join: only edges set it
             else:
-                assert isinstance(v, K)
-                eb.const(v, dst)
-            for it in eb.body:
-                assert isinstance(it, Instr)
-                e.moves.append(it)
-        return Reg(kind, dst)
+                r = Reg(v.kind, self.prog.reg(v.kind))
+                for e in edges:
+                    e.moves += self.moves(r, v)
+            regs[key] = r
+            return r
+
+        out = State([go(("S", k, ()), v) for k, v in enumerate(st.stack)],
+                    {n: go(("L", n, ()), v) for n, v in st.locals.items()})
+        self.headers[start] = (out.copy(), regs)   # the block mutates its own
+        return out
+
+    def back_edge(self, e: Edge) -> None:
+        """Check a back edge against its header's hypothesis: the moves of
+        its varying values, or a restart if it changes another one."""
+        if e.target not in self.headers:
+            raise Refusal("loop entered only from inside")
+        hs, regs = self.headers[e.target]
+        bs = e.state
+        if len(bs.stack) != len(hs.stack):
+            raise Refusal("paths with different stack depths")
+        pairs: list[tuple[Reg, Value]] = []
+        changed: set[Key] = set()
+
+        def go(key: Key, hv: Value, bv: Value | None) -> None:
+            if isinstance(hv, Unbound):
+                return
+            if bv is None or isinstance(bv, Unbound):
+                raise Refusal(f"{self.what(key)} that may be unbound in the "
+                              "loop")
+            hp, bp = parts(hv), parts(bv)
+            if hp is not None:
+                if bp is None or type(hv) is not type(bv) or \
+                        len(hp) != len(bp):
+                    raise Refusal(f"{self.what(key)}: "
+                                  f"{semantics.describe(hv)} that changes "
+                                  "shape in the loop")
+                for k, (x, y) in enumerate(zip(hp, bp)):
+                    go((key[0], key[1], key[2] + (k,)), x, y)
+                return
+            if key in regs:
+                if not isinstance(bv, (Reg, K)):
+                    raise Refusal(f"{self.what(key)} becomes "
+                                  f"{semantics.describe(bv)} in the loop")
+                if bv.pytype is not hv.pytype:     # type: ignore[union-attr]
+                    raise Refusal(
+                        f"{self.what(key)} changes type in the loop "
+                        f"({hv.pytype.__name__}, then "    # type: ignore[union-attr]
+                        f"{bv.pytype.__name__})")
+                pairs.append((regs[key], bv))
+            elif not same_value(hv, bv):
+                changed.add(key)
+
+        for key, hv in self.slots(hs):
+            if key[0] == "L":
+                go(key, hv, bs.locals.get(key[1]))
+            else:
+                go(key, hv, bs.stack[key[1]])
+        if changed:
+            self.varying.setdefault(e.target, set()).update(changed)
+            raise _Restart()
+        e.moves += self.parallel(pairs)
+
+    def parallel(self, pairs: list[tuple[Reg, Value]]) -> list[Instr]:
+        """Moves ``dst = src`` all at once (``a, b = b, a`` around a loop):
+        a source that is also a destination is copied first."""
+        pairs = [(d, v) for d, v in pairs if v != d or isinstance(v, K)]
+        dsts = {d for d, _ in pairs}
+        out: list[Instr] = []
+        final: list[tuple[Reg, Value]] = []
+        for d, v in pairs:
+            if isinstance(v, Reg) and v in dsts:
+                t = Reg(v.kind, self.prog.reg(v.kind))
+                out += self.moves(t, v)
+                v = t
+            final.append((d, v))
+        for d, v in final:
+            out += self.moves(d, v)
+        return out
 
     # -- one block -------------------------------------------------------------
 
@@ -288,7 +465,7 @@ class Frontend:
             s.append(NULL)
         elif op in ("LOAD_ATTR", "LOAD_METHOD"):
             assert isinstance(arg, str)
-            v = self.attribute(s.pop(), arg)
+            v = self.attribute(s.pop(), arg, b)
             if op == "LOAD_METHOD":
                 s.append(NULL)
             s.append(v)
@@ -351,6 +528,39 @@ class Frontend:
         elif op == "RETURN":
             blk.exit = Leave(self.ret(s.pop(), b))
             return True
+        elif op == "GET_ITER":
+            r = s.pop()
+            if isinstance(r, Tup):
+                raise Refusal("for loop over a tuple")
+            if not isinstance(r, Rng):
+                raise Refusal(f"for loop over {semantics.describe(r)}")
+            s.append(RangeIter(r.start, r.stop, r.step))
+        elif op == "FOR_ITER":
+            assert isinstance(arg, int)
+            it = s[-1]
+            assert isinstance(it, RangeIter)
+            more = semantics.range_more(b, it)
+            out = st.copy()
+            out.stack.pop()
+            # The next value is computed on the edge into the body only: an
+            # exhausted iterator never adds (no overflow past the end).
+            eb = Builder(self.prog)
+            eb.line = self.line
+            nxt = semantics.binary(eb, "+", it.cur, it.step)
+            assert isinstance(nxt, (Reg, K))
+            moves = []
+            for x in eb.body:
+                assert isinstance(x, Instr)
+                moves.append(x)
+            body = State(s[:-1] + [RangeIter(nxt, it.stop, it.step), it.cur],
+                         dict(st.locals))
+            into, done = Edge(k + 1, body, moves), Edge(arg, out)
+            if isinstance(more, K):
+                blk.exit = Jump(into if more.value else done, self.line)
+            else:
+                assert isinstance(more, Reg)
+                blk.exit = Branch(more.n, into, done, self.line)
+            return True
         elif op == "JUMP":
             assert isinstance(arg, int)
             blk.exit = Jump(Edge(arg, st), self.line)
@@ -376,11 +586,14 @@ class Frontend:
             raise Refusal(f"bytecode {op}")
         return False
 
-    def attribute(self, obj: Value, name: str) -> Value:
+    def attribute(self, obj: Value, name: str, b: Builder) -> Value:
         if isinstance(obj, Obj) and (obj.value is MATH or is_numpy(obj.value)):
             mod = obj.value
             label = f"{getattr(mod, '__name__')}.{name}"
             return self.read(Read("attr", (mod, name)), label)
+        v = semantics.attribute(b, obj, name)
+        if v is not None:
+            return v
         raise Refusal(f"attribute .{name} of {semantics.describe(obj)}")
 
     def ret(self, v: Value, b: Builder) -> Instr:
@@ -391,13 +604,15 @@ class Frontend:
     # -- layout ----------------------------------------------------------------
 
     def layout(self, blocks: list[Block]) -> Program:
-        """Blocks in bytecode order (a topological order: every edge goes
-        forward), each followed by the move stubs of its branch edges; then
+        """Blocks in bytecode order (every forward edge goes forward; back
+        edges close loops), each followed by the move stubs of its branch
+        edges; then
         a shared BAIL for guards. Jumps to the next instruction are left out
         and labels resolved to instruction indices."""
         out: list[Union[Instr, str]] = []       # a str is a label
         label = {b.start: f"b{b.start}" for b in blocks}
         need_bail = False
+        out.extend(self.prog.prologue)
         for n, blk in enumerate(blocks):
             out.append(label[blk.start])
             nxt = blocks[n + 1].start if n + 1 < len(blocks) else None

@@ -1,14 +1,15 @@
 """The translated program: typed registers, instructions, constant pools.
 
-This is the contract with the VM (`src/pyvm_opcodes.h`): three register
-files (I int64, F double, B bool), instructions of five int32 words
+This is the contract with the VM (`src/pyvm_opcodes.h`): four register
+files (I int64, F double, B bool, C complex as two doubles), instructions of five int32 words
 ``op, dst, a, b, c``. Here the program stays name-based (the VM's numbering
 is read from ``_core.pyvm_opcodes()`` only when serialising), so the front
 end and its reference interpreter work without the extension.
 
 ``SIGNATURES`` says, per op, what each of ``dst, a, b, c`` holds:
-'I' 'F' 'B' a register of that file, 'ki'/'kf' an index into the int/float
-constant pool, 'imm' an immediate, 'tgt' an instruction index, 'fn' a math
+'I' 'F' 'B' 'C' a register of that file, 'ki'/'kf' an index into the
+int/float constant pool, 'kc' the index of a complex constant's real part in
+the float pool (its imaginary part follows), 'imm' an immediate, 'tgt' an instruction index, 'fn' a math
 function (by name here, by id once serialised), None unused (0).
 """
 from __future__ import annotations
@@ -48,8 +49,26 @@ SIGNATURES: dict[str, Sig] = {
     "RET_I": (None, "I", None, None),
     "RET_F": (None, "F", None, None),
     "RET_B": (None, "B", None, None),
+    "RET_C": (None, "C", None, None),
     "BAIL": (None, None, None, None),
+    # complex (issue 12)
+    "C_CONST": ("C", "kc", None, None),
+    "C_MOV": ("C", "C", None, None),
+    "I2C": ("C", "I", None, None),
+    "F2C": ("C", "F", None, None),
+    "B2C": ("C", "B", None, None),
+    "C_MAKE": ("C", "F", "F", None),
+    "C_NEG": ("C", "C", None, None),
+    "C_CONJ": ("C", "C", None, None),
+    "C_REAL": ("F", "C", None, None),
+    "C_IMAG": ("F", "C", None, None),
+    "C_ABS": ("F", "C", None, None),
+    "C_EQ": ("B", "C", "C", None),
+    "C_NE": ("B", "C", "C", None),
+    "C_TRUTH": ("B", "C", None, None),
 }
+for _op in ("ADD", "SUB", "MUL", "DIV", "POW"):
+    SIGNATURES["C_" + _op] = ("C", "C", "C", None)
 for _op in ("ADD", "SUB", "MUL", "FLOORDIV", "MOD", "POW", "AND", "OR",
             "XOR", "RSHIFT", "LSHIFT"):
     SIGNATURES["I_" + _op] = ("I", "I", "I", None)
@@ -77,7 +96,9 @@ MATH1 = ("sin", "cos", "tan", "asin", "acos", "atan", "sinh", "cosh", "tanh",
          "log10", "log1p", "sqrt", "cbrt", "fabs")
 MATH2 = ("atan2", "hypot", "copysign", "fmod", "pow")
 
-TERMINATORS = frozenset({"JMP", "BR", "RET_I", "RET_F", "RET_B", "BAIL"})
+TERMINATORS = frozenset({"JMP", "BR", "RET_I", "RET_F", "RET_B", "RET_C",
+                         "BAIL"})
+REGISTER_FILES = ("I", "F", "B", "C")
 
 _SYMBOL = {"ADD": "+", "SUB": "-", "MUL": "*", "DIV": "/", "TRUEDIV": "/",
            "FLOORDIV": "//", "MOD": "%", "POW": "**", "AND": "&", "OR": "|",
@@ -111,9 +132,13 @@ class Program:
     iconsts: list[int] = field(default_factory=list)
     fconsts: list[float] = field(default_factory=list)
     nregs: dict[str, int] = field(
-        default_factory=lambda: {"I": 0, "F": 0, "B": 0})
+        default_factory=lambda: {"I": 0, "F": 0, "B": 0, "C": 0})
     name: str = "<function>"
     filename: str = "<unknown>"
+    # Constant loads run once at the start (the front end puts them there;
+    # kregs: (kind, value key) -> the register holding that constant).
+    prologue: list[Instr] = field(default_factory=list)
+    kregs: dict[tuple[str, object], int] = field(default_factory=dict)
 
     def reg(self, kind: str) -> int:
         n = self.nregs[kind]
@@ -136,25 +161,39 @@ class Program:
         self.fconsts.append(v)
         return len(self.fconsts) - 1
 
+    def cconst(self, v: complex) -> int:
+        """A complex constant: two consecutive floats of the pool (real,
+        imaginary), by bit pattern."""
+        assert type(v) is complex
+        re, im = float_key(v.real), float_key(v.imag)
+        for k in range(len(self.fconsts) - 1):
+            if float_key(self.fconsts[k]) == re and \
+                    float_key(self.fconsts[k + 1]) == im:
+                return k
+        self.fconsts += [v.real, v.imag]
+        return len(self.fconsts) - 2
+
     # -- checks ----------------------------------------------------------
 
     def validate(self) -> None:
         """What the VM checks before running a program (it rejects a
-        malformed one): operands in range, every jump forward, no path
-        falling off the end. An AssertionError here is a front-end bug."""
+        malformed one): operands in range, every jump target in range
+        (backward too: loops), no path falling off the end. An AssertionError here is a front-end bug."""
         n = len(self.instrs)
         assert n > 0
         for pc, ins in enumerate(self.instrs):
             sig = SIGNATURES[ins.op]
             for kind, v in zip(sig, (ins.dst, ins.a, ins.b, ins.c)):
-                if kind in ("I", "F", "B"):
+                if kind in REGISTER_FILES:
                     assert isinstance(v, int) and 0 <= v < self.nregs[kind], (pc, ins)
                 elif kind == "ki":
                     assert isinstance(v, int) and 0 <= v < len(self.iconsts)
                 elif kind == "kf":
                     assert isinstance(v, int) and 0 <= v < len(self.fconsts)
+                elif kind == "kc":
+                    assert isinstance(v, int) and 0 <= v < len(self.fconsts) - 1
                 elif kind == "tgt":
-                    assert isinstance(v, int) and pc < v < n, (pc, ins)
+                    assert isinstance(v, int) and 0 <= v < n, (pc, ins)
                 elif kind == "fn":
                     assert v in (MATH1 if ins.op == "F_CALL1" else MATH2)
                 elif kind == "imm":
@@ -192,8 +231,11 @@ class Program:
     # -- the listing -------------------------------------------------------
 
     def operand(self, kind: Operand, v: object) -> str:
-        if kind in ("I", "F", "B"):
+        if kind in REGISTER_FILES:
             return f"{kind}{v}"
+        if kind == "kc":
+            assert isinstance(v, int)
+            return repr(complex(self.fconsts[v], self.fconsts[v + 1]))
         if kind == "ki":
             assert isinstance(v, int)
             return repr(self.iconsts[v])
@@ -236,9 +278,10 @@ class Program:
     def listing(self) -> str:
         """One line per instruction: its index, what it does with register
         names, and the Python source line it came from."""
+        regs = " ".join(f"{k}{self.nregs[k]}" for k in REGISTER_FILES
+                        if k != "C" or self.nregs[k])
         head = (f"# {self.name} ({self.filename}), ndim={self.ndim}, "
-                f"registers I{self.nregs['I']} F{self.nregs['F']} "
-                f"B{self.nregs['B']}; parameters in "
+                f"registers {regs}; parameters in "
                 + (", ".join(f"I{k}" for k in range(self.ndim)) or "none"))
         lines = [head]
         last: int | None = None

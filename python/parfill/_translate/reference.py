@@ -1,12 +1,15 @@
 """A pure-Python interpreter of translated programs: the oracle.
 
-Each op is executed with Python's own operators on Python ints, floats and
-bools, plus the contract's guard rules: where the VM must bail (a result
+Each op is executed with Python's own operators on Python ints, floats,
+bools and complex numbers (complex ops on two complex operands: the front end
+has already converted a real operand as CPython 3.11-3.13 does), plus the contract's guard rules: where the VM must bail (a result
 outside int64, a division by zero, a math domain error, ...) this bails too.
 So ``run(prog, idx)`` is what the VM must compute for one element -- a value
 equal to the function's, bit for bit and type for type, or a bail -- and it
 checks the front end (against calling the function) and the VM (against
-this) independently.
+this) independently. Jumps go anywhere (loops): ``run(..., max_steps=n)``
+stops an endless loop after ``n`` instructions (tests only) with
+:class:`StepLimit`.
 """
 from __future__ import annotations
 
@@ -26,6 +29,10 @@ class Bail(NamedTuple):
 
 class _Bail(Exception):
     pass
+
+
+class StepLimit(Exception):
+    """``run`` executed ``max_steps`` instructions without finishing."""
 
 
 def _int(v: int) -> int:
@@ -85,6 +92,18 @@ def _python(f: Callable[..., object]) -> Callable[..., object]:
     return op
 
 
+def _complex(f: Callable[..., object]) -> Callable[..., object]:
+    """A complex op: Python's own, bailing where Python raises."""
+    def op(*args: object) -> object:
+        try:
+            r = f(*args)
+        except (ZeroDivisionError, ValueError, OverflowError) as e:
+            raise _Bail(f"{type(e).__name__}: {e}")
+        assert type(r) in (complex, float)
+        return r
+    return op
+
+
 def _to_int(f: Callable[[float], int]) -> Callable[[float], int]:
     def op(x: float) -> int:
         if math.isnan(x) or math.isinf(x):
@@ -125,17 +144,35 @@ OPS: dict[str, Callable[..., object]] = {
     "B_OR": lambda a, b: a | b, "B_XOR": lambda a, b: a ^ b,
     "F_ISNAN": math.isnan, "F_ISINF": math.isinf,
     "F_ISFINITE": math.isfinite,
+    # complex: both operands are complex here, as Python converts first.
+    "C_MOV": lambda a: a,
+    "I2C": lambda a: complex(float(a), 0.0),
+    "F2C": lambda a: complex(a, 0.0),
+    "B2C": lambda a: complex(float(a), 0.0),
+    "C_MAKE": lambda a, b: complex(a, b),
+    "C_ADD": lambda a, b: a + b, "C_SUB": lambda a, b: a - b,
+    "C_MUL": lambda a, b: a * b,
+    "C_DIV": _complex(lambda a, b: a / b),
+    "C_POW": _complex(lambda a, b: a ** b),
+    "C_NEG": lambda a: -a, "C_CONJ": lambda a: a.conjugate(),
+    "C_REAL": lambda a: a.real, "C_IMAG": lambda a: a.imag,
+    "C_ABS": _complex(abs),
+    "C_EQ": lambda a, b: a == b, "C_NE": lambda a, b: a != b,
+    "C_TRUTH": bool,
 }
 for _p in ("I_", "F_", "IF_", "FI_"):
     for _c, _f in _CMP.items():
         OPS[_p + _c] = _f
 
-_TYPE = {"I": int, "F": float, "B": bool}
+_TYPE = {"I": int, "F": float, "B": bool, "C": complex}
 
 
-def run(prog: Program, idx: tuple[int, ...]) -> Union[int, float, bool, Bail]:
-    """The value ``prog`` computes for the element at ``idx``, or a Bail."""
+def run(prog: Program, idx: tuple[int, ...], max_steps: int | None = None
+        ) -> Union[int, float, bool, complex, Bail]:
+    """The value ``prog`` computes for the element at ``idx``, or a Bail;
+    :class:`StepLimit` after ``max_steps`` instructions if given."""
     assert len(idx) == prog.ndim
+    steps = 0
     regs: dict[str, list[object]] = {
         k: [None] * n for k, n in prog.nregs.items()}
     for k, v in enumerate(idx):
@@ -145,21 +182,22 @@ def run(prog: Program, idx: tuple[int, ...]) -> Union[int, float, bool, Bail]:
     while True:
         ins: Instr = prog.instrs[pc]
         op = ins.op
+        steps += 1
+        if max_steps is not None and steps > max_steps:
+            raise StepLimit(f"{max_steps} instructions")
         if op == "JMP":
-            assert isinstance(ins.a, int) and ins.a > pc
+            assert isinstance(ins.a, int) and 0 <= ins.a < len(prog.instrs)
             pc = ins.a
             continue
         if op == "BR":
             c = regs["B"][_n(ins.a)]
             assert type(c) is bool
-            t = _n(ins.b if c else ins.c)
-            assert t > pc
-            pc = t
+            pc = _n(ins.b if c else ins.c)
             continue
         if op.startswith("RET_"):
             r = regs[op[4]][_n(ins.a)]
             assert type(r) is _TYPE[op[4]], (op, r)
-            assert isinstance(r, (int, float, bool))
+            assert isinstance(r, (int, float, bool, complex))
             return r
         if op == "BAIL":
             return Bail(pc, "BAIL")
@@ -193,10 +231,13 @@ def _execute(prog: Program, ins: Instr, regs: dict[str, list[object]]) -> object
         return prog.fconsts[_n(ins.a)]
     if op == "B_CONST":
         return bool(ins.a)
+    if op == "C_CONST":
+        k = _n(ins.a)
+        return complex(prog.fconsts[k], prog.fconsts[k + 1])
     args: list[object] = []
     fn = None
     for kind, v in zip(sig[1:], (ins.a, ins.b, ins.c)):
-        if kind in ("I", "F", "B"):
+        if kind in ("I", "F", "B", "C"):
             x = regs[kind][_n(v)]
             assert type(x) is _TYPE[kind], (ins, x)
             args.append(x)

@@ -4,7 +4,9 @@ Each function takes symbolic values (see values.py) and returns the value of
 the Python expression, emitting the instructions that compute it. The type
 rules are Python's exactly -- ``int / int`` is a float, ``bool + bool`` an
 int, ``bool & bool`` a bool, a float operand converts the int one with
-``float(int)`` -- and an operation Python would refuse with a TypeError on
+``float(int)``, a complex operand converts the other one with
+``complex(x)`` first (3.11-3.13's ``to_complex``; 3.14 changed mixed-mode
+arithmetic and is refused) -- and an operation Python would refuse with a TypeError on
 every call is refused here. Constant operands are folded by Python itself;
 an exception while folding means the path always raises in Python
 (``DeadPath``: the front end ends it with BAIL, and the element is redone in
@@ -18,8 +20,9 @@ import warnings
 from typing import Callable, Union
 
 from .errors import Refusal
-from .program import Instr, Program
-from .values import K, Obj, Reg, Scalar, Tup, Unbound, Value, classify, same
+from .program import Instr, Program, float_key
+from .values import (K, Method, Obj, RangeIter, Reg, Rng, Scalar, Tup,
+                     Unbound, Value, classify, same)
 
 _INT64 = (-2**63, 2**63)
 
@@ -67,7 +70,22 @@ class Builder:
         """The register holding ``v`` (constants are loaded)."""
         if isinstance(v, Reg):
             return v.n
-        return self.const(v).n
+        # Constants are loaded once, in the program's prologue, into a
+        # register nothing else writes: a loop body then does not reload
+        # them on every iteration.
+        x = v.value
+        key = (v.kind, float_key(x.real) + float_key(x.imag)
+               if type(x) is complex else
+               float_key(x) if type(x) is float else int(x))
+        r = self.prog.kregs.get(key)
+        if r is None:
+            body, self.body = self.body, self.prog.prologue
+            try:
+                r = self.const(v).n
+            finally:
+                self.body = body
+            self.prog.kregs[key] = r
+        return r
 
     def const(self, v: K, dst: int | None = None) -> Reg:
         """Load constant ``v`` into register ``dst`` (a new one if None)."""
@@ -75,6 +93,9 @@ class Builder:
         kind = v.kind
         if kind == "B":
             op, k = "B_CONST", int(x)
+        elif kind == "C":
+            assert isinstance(x, complex)
+            op, k = "C_CONST", self.prog.cconst(x)
         elif kind == "I":
             assert isinstance(x, int)
             if not _INT64[0] <= x < _INT64[1]:
@@ -90,6 +111,7 @@ class Builder:
 
     def ireg(self, v: Scalar) -> int:
         """An int or bool as an I register (Python's int(bool))."""
+        _not_complex(v, "an int")
         if v.pytype is bool:
             if isinstance(v, K):
                 return self.reg(K(int(v.value)))
@@ -98,7 +120,7 @@ class Builder:
         return self.reg(v)
 
     def freg(self, v: Scalar) -> int:
-        """Any scalar as an F register, converted as a float operator
+        """A real scalar as an F register, converted as a float operator
         converts its other operand (float(int), exact on int64)."""
         if v.pytype is float:
             return self.reg(v)
@@ -109,10 +131,34 @@ class Builder:
                 raise DeadPath("int too large to convert to float")
         return self.new("F", "B2F" if v.kind == "B" else "I2F", v.n).n
 
+    def creg(self, v: Scalar) -> int:
+        """Any scalar as a C register, converted as a complex operator
+        converts its other operand in 3.11-3.13: ``(float(x), 0.0)``."""
+        if v.pytype is complex:
+            return self.reg(v)
+        if isinstance(v, K):
+            try:
+                return self.reg(K(complex(float(v.value), 0.0)))
+            except OverflowError:
+                raise DeadPath("int too large to convert to float")
+        return self.new("C", v.kind + "2C", v.n).n
+
+
+def _not_complex(v: Scalar, want: str) -> None:
+    # Every use of a complex where Python needs a real number (float(),
+    # int(), math.*, //, %, ordering, bit operators) is a TypeError on
+    # every call: the path bails and Python raises.
+    if v.pytype is complex:
+        raise DeadPath(f"TypeError: a complex where {want} is needed")
+
 
 def describe(v: Value) -> str:
     if isinstance(v, Tup):
         return "a tuple"
+    if isinstance(v, Rng):
+        return "a range object"
+    if isinstance(v, RangeIter):
+        return "a range iterator"
     if isinstance(v, Obj):
         return v.label
     if isinstance(v, Unbound):
@@ -184,6 +230,11 @@ def binary(b: Builder, op: str, xv: Value, yv: Value) -> Value:
         _check_size(op, x.value, y.value)
         return fold(BINARY_FN[op], x.value, y.value)
     tx, ty = x.pytype, y.pytype
+    if tx is complex or ty is complex:
+        cop = {"+": "ADD", "-": "SUB", "*": "MUL", "/": "DIV", "**": "POW"}
+        if op not in cop:
+            raise DeadPath(f"TypeError: operator {op} on a complex")
+        return b.new("C", "C_" + cop[op], b.creg(x), b.creg(y))
     ints = tx is not float and ty is not float
     if op in _BITS:
         if not ints:
@@ -211,6 +262,14 @@ def compare(b: Builder, op: str, xv: Value, yv: Value) -> Value:
         return fold(COMPARE_FN[op], x.value, y.value)
     tx, ty = x.pytype, y.pytype
     c = _CMP[op]
+    if tx is complex or ty is complex:
+        return _ccompare(b, op, x, y)
+    # A float against an int constant that a double holds exactly: the
+    # exact comparison is the float one (abs(z) <= 2 is F_LE).
+    if tx is float and isinstance(y, K) and ty is int and abs(y.value) <= 2**53:
+        return b.new("B", "F_" + c, b.reg(x), b.freg(y))
+    if ty is float and isinstance(x, K) and tx is int and abs(x.value) <= 2**53:
+        return b.new("B", "F_" + c, b.freg(x), b.reg(y))
     if tx is float and ty is float:
         return b.new("B", "F_" + c, b.reg(x), b.reg(y))
     if tx is float:
@@ -224,6 +283,26 @@ def compare(b: Builder, op: str, xv: Value, yv: Value) -> Value:
             return b.new("B", "F_" + c, b.freg(x), b.reg(y))
         return b.new("B", "IF_" + c, b.reg(x), b.reg(y))
     return b.new("B", "I_" + c, b.ireg(x), b.ireg(y))
+
+
+def _ccompare(b: Builder, op: str, x: Scalar, y: Scalar) -> Value:
+    """complex_richcompare (3.11-3.13): only == and != (ordering is a
+    TypeError); against an int the real part is compared exactly with the
+    int (float_richcompare) and the imaginary part must be 0; against a
+    float or a complex part by part."""
+    if op not in ("==", "!="):
+        raise DeadPath(f"TypeError: comparison {op} of a complex")
+    if x.pytype is not complex:
+        x, y = y, x                  # == and != are symmetric here
+    r: Value
+    if y.pytype is int:
+        re = b.new("F", "C_REAL", b.reg(x))
+        im = b.new("F", "C_IMAG", b.reg(x))
+        zero = compare(b, "==", im, K(0.0))
+        eq = compare(b, "==", re, y)
+        r = b.new("B", "B_AND", b.reg(zero), b.reg(eq))   # type: ignore[arg-type]
+        return r if op == "==" else b.new("B", "B_NOT", r.n)
+    return b.new("B", "C_EQ" if op == "==" else "C_NE", b.reg(x), b.creg(y))
 
 
 _UNARY_FN: dict[str, Callable[..., object]] = {
@@ -241,6 +320,10 @@ def unary(b: Builder, op: str, xv: Value) -> Value:
     x = scalar(xv, f"unary {op}")
     if isinstance(x, K):
         return fold(_UNARY_FN[op], x.value)
+    if x.pytype is complex:
+        if op == "~":
+            raise DeadPath("TypeError: unary ~ on a complex")
+        return x if op == "+" else b.new("C", "C_NEG", x.n)
     if op == "~":
         if x.pytype is not int:
             # ~ on a bool is deprecated (3.12+ warns); on a float an error.
@@ -265,7 +348,44 @@ def truth(b: Builder, v: Value) -> Value:
         return b.new("B", v.kind + "_TRUTH", v.n)
     if isinstance(v, Unbound):
         raise Refusal(f"variable '{v.name}' that may be unbound")
-    raise Refusal(f"truth value of {v.label}")
+    raise Refusal(f"truth value of {describe(v)}")
+
+
+def attribute(b: Builder, obj: Value, name: str) -> Value | None:
+    """``x.real``, ``x.imag`` and ``x.conjugate`` of a number (None: not
+    one of those). ``bool.real`` is an int, ``int.imag`` the int 0."""
+    if not isinstance(obj, (Reg, K)) or name not in ("real", "imag",
+                                                       "conjugate"):
+        return None
+    if name == "conjugate":
+        return Obj(Method(name, obj), f"{describe(obj)[2:]}.conjugate")
+    if isinstance(obj, K):
+        return fold(getattr, obj.value, name)
+    if obj.kind == "C":
+        return b.new("F", "C_REAL" if name == "real" else "C_IMAG", obj.n)
+    if name == "imag":
+        return K(0.0) if obj.kind == "F" else K(0)
+    return obj if obj.kind != "B" else b.new("I", "B2I", obj.n)
+
+
+def conjugate(b: Builder, x: Scalar) -> Value:
+    if isinstance(x, K):
+        return fold(lambda v: v.conjugate(), x.value)
+    if x.kind == "C":
+        return b.new("C", "C_CONJ", x.n)
+    return x if x.kind != "B" else b.new("I", "B2I", x.n)
+
+
+def range_more(b: Builder, it: RangeIter) -> Value:
+    """Whether a range iterator yields ``it.cur`` (rangeiter_next: the
+    values lie strictly before ``stop`` in the step's direction)."""
+    if isinstance(it.step, K):
+        return compare(b, "<" if it.step.value > 0 else ">", it.cur, it.stop)
+    up = compare(b, ">", it.step, K(0))
+    lt = compare(b, "<", it.cur, it.stop)
+    gt = compare(b, ">", it.cur, it.stop)
+    assert isinstance(lt, (Reg, K)) and isinstance(gt, (Reg, K))
+    return select(b, up, lt, gt)
 
 
 def select(b: Builder, cond: Value, x: Scalar, y: Scalar) -> Scalar:

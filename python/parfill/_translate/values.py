@@ -2,12 +2,15 @@
 
 On the simulated stack and in local variables a value is one of:
 
-- ``Reg``: a virtual register holding a Python int (I), float (F) or bool (B)
-  known only at run time;
+- ``Reg``: a virtual register holding a Python int (I), float (F), bool (B)
+  or complex (C) known only at run time;
 - ``K``: a constant scalar known at translation (a literal, a global, a
   closure cell, a default, a folded expression) -- folded with Python itself;
 - ``Tup``: a tuple of values, known in shape at translation (``a, b = b, a``,
   ``divmod``); it never exists at run time;
+- ``Rng``: a ``range(start, stop, step)`` object (int scalars), and
+  ``RangeIter``: its iterator on the stack of a ``for`` loop, ``cur`` the
+  next value it yields; neither exists at run time (the loop's registers do);
 - ``Obj``: any other object (a module, a function, None, a string): usable
   only where the translator knows what it means (a call of ``math.sin``),
   refused anywhere else.
@@ -24,14 +27,12 @@ import sys
 from types import FunctionType, ModuleType
 from typing import NamedTuple, Union
 
-from .errors import Refusal
-
-PYTYPE = {"I": int, "F": float, "B": bool}
-KIND = {int: "I", float: "F", bool: "B"}
+PYTYPE = {"I": int, "F": float, "B": bool, "C": complex}
+KIND = {int: "I", float: "F", bool: "B", complex: "C"}
 
 
 class Reg(NamedTuple):
-    kind: str   # 'I', 'F' or 'B'
+    kind: str   # 'I', 'F', 'B' or 'C'
     n: int
 
     @property
@@ -40,7 +41,7 @@ class Reg(NamedTuple):
 
 
 class K(NamedTuple):
-    value: int | float | bool
+    value: int | float | bool | complex
 
     @property
     def pytype(self) -> type:
@@ -55,6 +56,24 @@ class Tup(NamedTuple):
     items: tuple[Value, ...]
 
 
+class Rng(NamedTuple):
+    start: "Scalar"
+    stop: "Scalar"
+    step: "Scalar"
+
+
+class RangeIter(NamedTuple):
+    cur: "Scalar"
+    stop: "Scalar"
+    step: "Scalar"
+
+
+class Method(NamedTuple):
+    """``recv.name`` of a number, waiting for its call (``z.conjugate()``)."""
+    name: str
+    recv: "Scalar"
+
+
 class Obj(NamedTuple):
     value: object
     label: str   # how the user wrote it, for messages ('math.sin', 'foo')
@@ -65,7 +84,7 @@ class Unbound(NamedTuple):
     name: str
 
 
-Value = Union[Reg, K, Tup, Obj, Unbound]
+Value = Union[Reg, K, Tup, Rng, RangeIter, Obj, Unbound]
 Scalar = Union[Reg, K]
 
 _NULL_MARK = object()
@@ -87,10 +106,29 @@ def same(x: object, y: object) -> bool:
         return struct.pack("<d", x) == struct.pack("<d", y)
     if type(x) in (int, bool):
         return x == y
+    if type(x) is complex:
+        assert isinstance(x, complex) and isinstance(y, complex)
+        return same(x.real, y.real) and same(x.imag, y.imag)
     if type(x) is tuple:
         assert isinstance(x, tuple) and isinstance(y, tuple)
         return len(x) == len(y) and all(same(a, b) for a, b in zip(x, y))
     return x is y
+
+
+def parts(v: Value) -> tuple[Value, ...] | None:
+    """The items of a structured value (a tuple, a range, its iterator)."""
+    if isinstance(v, Tup):
+        return v.items
+    if isinstance(v, (Rng, RangeIter)):
+        return tuple(v)
+    return None
+
+
+def rebuild(v: Value, items: list[Value]) -> Value:
+    if isinstance(v, Tup):
+        return Tup(tuple(items))
+    assert isinstance(v, (Rng, RangeIter))
+    return type(v)(*items)
 
 
 def same_value(x: Value, y: Value) -> bool:
@@ -98,20 +136,25 @@ def same_value(x: Value, y: Value) -> bool:
         return same(x.value, y.value)
     if isinstance(x, Obj) and isinstance(y, Obj):
         return x.value is y.value
-    return x == y
+    px, py = parts(x), parts(y)
+    if px is not None or py is not None:
+        return type(x) is type(y) and px is not None and py is not None \
+            and len(px) == len(py) \
+            and all(same_value(a, b) for a, b in zip(px, py))
+    if isinstance(x, K) or isinstance(y, K):
+        return False             # K(1) == Reg? never; K(0) == K(False) is not
+    return type(x) is type(y) and x == y
 
 
 def classify(v: object, label: str) -> Value:
     """The symbolic value of an object read at translation. Exact types
     only: a subclass (numpy.float64 is a float) follows other rules."""
-    if type(v) in (int, float, bool):
-        assert isinstance(v, (int, float, bool))
+    if type(v) in (int, float, bool, complex):
+        assert isinstance(v, (int, float, bool, complex))
         return K(v)
     if type(v) is tuple:
         assert isinstance(v, tuple)
         return Tup(tuple(classify(x, f"{label}[{k}]") for k, x in enumerate(v)))
-    if type(v) is complex:
-        raise Refusal(f"complex number {label}")
     return Obj(v, label)
 
 
