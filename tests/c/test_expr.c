@@ -16,11 +16,41 @@
 
 /* ------------------------------------------------------------- helpers */
 
+/* The instruction set the tests of the per-ISA group run under: main runs
+ * that group once for each level this machine supports, highest first. */
+static int test_isa = PF__ISA_AVX512;
+static const char *const isa_names[] = {"scalar", "AVX2", "AVX-512"};
+
+/* pf_expr_compile's steps with the instruction set lowered before the
+ * compiler runs, so that constant folding (which runs the VM) uses it too;
+ * pf__expr_set_isa after pf_expr_compile would only reach the fills. For
+ * valid arguments only (pf_expr_compile checks them). */
+static int compile_at(pf_expr **expr, const char *text, int ndim,
+                      const pf_param *params, size_t nparams, int isa,
+                      pf_error *err) {
+  *expr = NULL;
+  pf__ast ast;
+  int rc = pf__parse(text, (int32_t)strlen(text), &ast, err);
+  if (rc != 0) return rc;
+  pf_expr *e = pf__calloc(1, sizeof *e);
+  assert_non_null(e);
+  e->ndim = ndim;
+  e->isa = pf__vm_isa() < isa ? pf__vm_isa() : isa;
+  rc = pf__compile(e, text, &ast, params, nparams, err);
+  pf__ast_free(&ast);
+  if (rc != 0) {
+    pf_expr_free(e);
+    return rc;
+  }
+  *expr = e;
+  return 0;
+}
+
 static pf_expr *compile_ok(const char *text, int ndim, const pf_param *params,
                            size_t nparams) {
   pf_expr *e = NULL;
   pf_error err;
-  int rc = pf_expr_compile(&e, text, ndim, params, nparams, &err);
+  int rc = compile_at(&e, text, ndim, params, nparams, test_isa, &err);
   if (rc != 0) fail_msg("%s: %s (at %lld)", text, err.message,
                         (long long)err.position);
   return e;
@@ -607,6 +637,250 @@ static void test_isa_paths(void **state) {
   for (int k = 0; k < 3; k++) free(out[k]);
 }
 
+/* ----------------------------------------------- every opcode, every ISA */
+
+/* Operand vectors over N elements with the awkward values of each type:
+ * A cycles through 19 values with i, B through the same 19 with i // 19, so
+ * every pair meets within 361 elements; N spans a full VM block and a tail
+ * that is not a multiple of the vector width. */
+#define OPS_N 1501
+static const char *const ops_vec_a[] = {
+    /* bool */ "(i % 3 == 0)",
+    /* int64: extremes, -1 and 0 (division), small values of both signs */
+    "where(i % 19 == 0, -9223372036854775807 - 1, where(i % 19 == 1, "
+    "9223372036854775807, where(i % 19 == 2, 4611686018427387904, "
+    "(i % 19 - 9) * 3)))",
+    /* float64: NaN, both infinities, -0.0, huge, tiny and plain values */
+    "where(i % 19 == 0, nan, where(i % 19 == 1, inf, where(i % 19 == 2, "
+    "-inf, where(i % 19 == 3, -0.0, where(i % 19 == 4, 1e300, where(i % 19 "
+    "== 5, -4e-310, (i % 19 - 11) * 0.75))))))",
+};
+static const char *const ops_vec_b[] = {
+    "(i // 19 % 2 == 1)",
+    "where(i // 19 % 19 == 0, -9223372036854775807 - 1, where(i // 19 % 19 "
+    "== 1, 9223372036854775807, where(i // 19 % 19 == 2, 63, "
+    "(i // 19 % 19 - 9) * 2)))",
+    "where(i // 19 % 19 == 0, nan, where(i // 19 % 19 == 1, inf, where(i // "
+    "19 % 19 == 2, -inf, where(i // 19 % 19 == 3, -0.0, where(i // 19 % 19 "
+    "== 4, 1e300, where(i // 19 % 19 == 5, -4e-310, "
+    "(i // 19 % 19 - 11) * 0.75))))))",
+};
+/* Constants (scalar slots) and per-fill scalars of each type. */
+static const char *const ops_const[] = {"True", "-3", "-2.5"};
+static const char *const ops_fill_scalar[] = {"(n0 > 1000)", "(n0 - 1504)",
+                                              "(n0 * 0.5 - 752.25)"};
+
+/* Operators and functions; approx: libmvec on AVX2/AVX-512 (4 ulp). */
+static const struct {
+  const char *sym;
+  int call; /* spelled f(a, b) rather than a op b */
+  int approx;
+} ops_binary[] = {
+    {"+", 0, 0},  {"-", 0, 0},  {"*", 0, 0},  {"/", 0, 0},   {"//", 0, 0},
+    {"%", 0, 0},  {"**", 0, 1}, {"<", 0, 0},  {"<=", 0, 0},  {">", 0, 0},
+    {">=", 0, 0}, {"==", 0, 0}, {"!=", 0, 0}, {"&", 0, 0},   {"|", 0, 0},
+    {"minimum", 1, 0}, {"maximum", 1, 0}, {"fmod", 1, 0}, {"copysign", 1, 0},
+    {"arctan2", 1, 1}, {"hypot", 1, 1},
+};
+static const struct {
+  const char *sym;
+  int approx;
+} ops_unary[] = {
+    {"-", 0},       {"+", 0},       {"~", 0},       {"abs", 0},
+    {"sign", 0},    {"square", 0},  {"floor", 0},   {"ceil", 0},
+    {"trunc", 0},   {"rint", 0},    {"sqrt", 0},    {"sin", 1},
+    {"cos", 1},     {"tan", 1},     {"arcsin", 1},  {"arccos", 1},
+    {"arctan", 1},  {"sinh", 1},    {"cosh", 1},    {"tanh", 1},
+    {"arcsinh", 1}, {"arccosh", 1}, {"arctanh", 1}, {"exp", 1},
+    {"exp2", 1},    {"expm1", 1},   {"log", 1},     {"log2", 1},
+    {"log10", 1},   {"log1p", 1},   {"cbrt", 1},
+};
+
+/* Compiles and evaluates `text` (1-d, OPS_N elements, in the result's own
+ * type) under every instruction set this machine has, and checks that each
+ * agrees with the scalar loops: the same compile and run-time outcome (code
+ * and position), bit for bit (NaN for NaN), or within 4 ulp for libmvec's
+ * functions. Returns the number of instruction sets compared. */
+static int agree_across_isas(const char *text, int approx) {
+  static int64_t out[PF__ISA_AVX512 + 1][OPS_N];
+  int rc[PF__ISA_AVX512 + 1] = {0};
+  int64_t pos[PF__ISA_AVX512 + 1] = {0};
+  pf_dtype type = PF_INT64;
+  const int top = pf__vm_isa();
+  for (int isa = PF__ISA_SCALAR; isa <= top; isa++) {
+    pf_expr *e;
+    pf_error err = {0};
+    memset(out[isa], 0, sizeof out[isa]);
+    rc[isa] = compile_at(&e, text, 1, NULL, 0, isa, &err);
+    if (rc[isa] == 0) {
+      type = pf_expr_type(e);
+      int64_t n = OPS_N;
+      rc[isa] = pf__expr_eval_block(e, &n, type == PF_BOOL ? PF_INT64 : type,
+                                    0, OPS_N, out[isa], &err);
+      pf_expr_free(e);
+    }
+    pos[isa] = rc[isa] != 0 ? err.position : -1;
+    if (rc[isa] != rc[PF__ISA_SCALAR] || pos[isa] != pos[PF__ISA_SCALAR])
+      fail_msg("%s: %s at %lld under %s, %s at %lld under scalar", text,
+               pf_err_name(rc[isa]), (long long)pos[isa], isa_names[isa],
+               pf_err_name(rc[PF__ISA_SCALAR]),
+               (long long)pos[PF__ISA_SCALAR]);
+    if (rc[isa] != 0) continue;
+    for (int k = 0; k < OPS_N; k++) {
+      int64_t x = out[isa][k], y = out[PF__ISA_SCALAR][k];
+      double fx, fy;
+      memcpy(&fx, &x, 8);
+      memcpy(&fy, &y, 8);
+      int ok = type != PF_FLOAT64 ? x == y
+               : approx           ? ulps(fx, fy) <= 4
+                                  : same_double(fx, fy);
+      if (!ok)
+        fail_msg("%s, element %d: %s gives %.17g (%lld), scalar %.17g (%lld)",
+                 text, k, isa_names[isa], fx, (long long)x, fy, (long long)y);
+    }
+  }
+  return rc[PF__ISA_SCALAR] == 0 ? top + 1 : 0;
+}
+
+/* Every operator and function on operands of every type, in every layout
+ * the compiler emits (vector with vector, with a constant on either side,
+ * constants only -- folded at compile time -- and per-fill scalars), agrees
+ * under every instruction set with the scalar loops, which the value tests
+ * check against NumPy's answers. */
+static void test_opcodes_across_isas(void **state) {
+  (void)state;
+  char text[1024];
+  int compared = 0;
+  for (size_t o = 0; o < PF_ARRAY_LEN(ops_binary); o++)
+    for (int ta = 0; ta < 3; ta++)
+      for (int tb = 0; tb < 3; tb++) {
+        const char *lhs[] = {ops_vec_a[ta], ops_vec_a[ta], ops_const[ta],
+                             ops_const[ta], ops_fill_scalar[ta]};
+        const char *rhs[] = {ops_vec_b[tb], ops_const[tb], ops_vec_b[tb],
+                             ops_const[tb], ops_fill_scalar[tb]};
+        for (size_t l = 0; l < PF_ARRAY_LEN(lhs); l++) {
+          if (ops_binary[o].call)
+            snprintf(text, sizeof text, "%s(%s, %s)", ops_binary[o].sym,
+                     lhs[l], rhs[l]);
+          else
+            snprintf(text, sizeof text, "(%s) %s (%s)", lhs[l],
+                     ops_binary[o].sym, rhs[l]);
+          compared += agree_across_isas(text, ops_binary[o].approx);
+        }
+      }
+  for (size_t o = 0; o < PF_ARRAY_LEN(ops_unary); o++)
+    for (int t = 0; t < 3; t++) {
+      const char *args[] = {ops_vec_a[t], ops_const[t], ops_fill_scalar[t]};
+      for (size_t l = 0; l < PF_ARRAY_LEN(args); l++) {
+        snprintf(text, sizeof text, "%s(%s)", ops_unary[o].sym, args[l]);
+        compared += agree_across_isas(text, ops_unary[o].approx);
+      }
+    }
+  /* where() with a vector or constant condition and branches of each type;
+   * index variables converted to float; random streams. */
+  for (int ta = 0; ta < 3; ta++)
+    for (int tb = 0; tb < 3; tb++) {
+      snprintf(text, sizeof text, "where(%s, %s, %s)", ops_vec_a[2],
+               ops_vec_a[ta], ops_vec_b[tb]);
+      compared += agree_across_isas(text, 0);
+      snprintf(text, sizeof text, "where(%s, %s, %s)", ops_vec_b[0],
+               ops_const[ta], ops_vec_b[tb]);
+      compared += agree_across_isas(text, 0);
+      snprintf(text, sizeof text, "where(%s, %s, %s)", ops_vec_b[1],
+               ops_vec_a[ta], ops_const[tb]);
+      compared += agree_across_isas(text, 0);
+    }
+  compared += agree_across_isas("idx * 0.5 + i * 0.25", 0);
+  compared += agree_across_isas("uniform(3) + normal()", 0);
+  /* The operand combinations a type error refuses are the same under every
+   * instruction set (agree_across_isas checks): most are accepted. */
+  assert_true(compared >= 2 * pf__vm_isa() + 1);
+  assert_true(compared > 500);
+}
+
+/* Each instruction set's output casts (pf__vm_store) give the scalar
+ * loops' bytes for every dtype, from bool, int64 and float64 results, per
+ * element and broadcast (a constant result), with values at the edges of
+ * each conversion (out of range, NaN, half-precision rounding). */
+static void test_stores_across_isas(void **state) {
+  (void)state;
+  static const char *const results[] = {
+      "(i % 3 == 0)",
+      "where(i % 7 == 0, -9223372036854775807 - 1, where(i % 7 == 1, "
+      "9223372036854775807, (i - 700) * 4000009))",
+      "where(i % 11 == 0, nan, where(i % 11 == 1, -inf, where(i % 11 == 2, "
+      "-0.0, (i - 700) * 3.0e7 + where(i % 11 == 3, 65519.99, "
+      "where(i % 11 == 4, 2.0 ** -25 * 3, (i % 11) * 1.7e-5)))))",
+      "True", "-9223372036854775807", "-2147483649.5", "nan", "3e9",
+  };
+  enum { N = 1403 };
+  const int top = pf__vm_isa();
+  int64_t shape = N;
+  for (size_t r = 0; r < PF_ARRAY_LEN(results); r++)
+    for (int dt = 0; dt < PF_DTYPE_COUNT; dt++) {
+      size_t size = pf_dtype_size((pf_dtype)dt);
+      static _Alignas(32) char want[N * 32], got[N * 32];
+      for (int isa = PF__ISA_SCALAR; isa <= top; isa++) {
+        pf_expr *e;
+        pf_error err;
+        assert_int_equal(compile_at(&e, results[r], 1, NULL, 0, isa, &err), 0);
+        char *out = isa == PF__ISA_SCALAR ? want : got;
+        memset(out, 0, sizeof want);
+        assert_int_equal(pf__expr_eval_block(e, &shape, (pf_dtype)dt, 0, N,
+                                             out, &err), 0);
+        pf_expr_free(e);
+        if (isa == PF__ISA_SCALAR) continue;
+        for (int k = 0; k < N; k++) {
+          const char *p = got + k * size, *q = want + k * size;
+          int same;
+          if (dt == PF_LONGDOUBLE || dt == PF_CLONGDOUBLE) {
+            long double a[2] = {0, 0}, b[2] = {0, 0};
+            memcpy(a, p, size);
+            memcpy(b, q, size);
+            same = (a[0] == b[0] || (a[0] != a[0] && b[0] != b[0])) &&
+                   a[1] == b[1];
+          } else {
+            same = memcmp(p, q, size) == 0;
+          }
+          if (!same)
+            fail_msg("%s into %s, element %d: %s differs from scalar",
+                     results[r], pf_dtype_name((pf_dtype)dt), k,
+                     isa_names[isa]);
+        }
+      }
+    }
+}
+
+/* Index variables past 2**53 (where doubles no longer hold every integer)
+ * convert element by element, as the int64 values convert in C, in a block
+ * that starts there (no allocation depends on the shape's size). */
+static void test_huge_index(void **state) {
+  (void)state;
+  enum { N = 77 };
+  const int64_t big = (INT64_C(1) << 53) - 30;
+  double got[N];
+  for (int isa = PF__ISA_SCALAR; isa <= pf__vm_isa(); isa++) {
+    pf_expr *e;
+    pf_error err;
+    int64_t shape1 = INT64_C(1) << 60;
+    assert_int_equal(compile_at(&e, "idx * 1.0", 1, NULL, 0, isa, &err), 0);
+    assert_int_equal(pf__expr_eval_block(e, &shape1, PF_FLOAT64, big, N, got,
+                                         &err), 0);
+    for (int k = 0; k < N; k++) assert_true(got[k] == (double)(big + k));
+    pf_expr_free(e);
+    /* 2-d: j runs past 2**53 within a row; i is constant over it. */
+    int64_t shape2[2] = {3, INT64_C(1) << 55};
+    assert_int_equal(compile_at(&e, "j * 1.0 + i * 0.5", 2, NULL, 0, isa,
+                                &err), 0);
+    int64_t start = shape2[1] + big; /* row 1 */
+    assert_int_equal(pf__expr_eval_block(e, shape2, PF_FLOAT64, start, N, got,
+                                         &err), 0);
+    for (int k = 0; k < N; k++)
+      assert_true(got[k] == (double)(big + k) + 0.5);
+    pf_expr_free(e);
+  }
+}
+
 /* ---------------------------------------------------------------- fills */
 
 /* pf_expr_fill over the pool equals a single-threaded evaluation, for
@@ -920,6 +1194,7 @@ static void test_out_of_memory(void **state) {
     failures++;
   }
   assert_true(failures >= 5);
+  pf__expr_set_isa(e, test_isa);
   pf_pool *pool;
   assert_int_equal(pf_pool_create(&pool, 2), 0);
   int64_t out[40 * 50];
@@ -945,9 +1220,21 @@ static void test_out_of_memory(void **state) {
 }
 
 int main(void) {
-  const struct CMUnitTest tests[] = {
+  /* Tests that compare the instruction sets themselves, or that do not run
+   * the VM, run once. */
+  const struct CMUnitTest once[] = {
       cmocka_unit_test(test_errors),
       cmocka_unit_test(test_error_messages),
+      cmocka_unit_test(test_isa_paths),
+      cmocka_unit_test(test_opcodes_across_isas),
+      cmocka_unit_test(test_stores_across_isas),
+      cmocka_unit_test(test_huge_index),
+      cmocka_unit_test(test_stream),
+  };
+  /* The rest checks values against NumPy's answers and C loops: it runs
+   * under every instruction set this machine has (compile_ok compiles at
+   * test_isa), so each level's loops meet the same independent references. */
+  const struct CMUnitTest per_isa[] = {
       cmocka_unit_test(test_limits),
       cmocka_unit_test(test_types),
       cmocka_unit_test(test_integer_arithmetic),
@@ -959,14 +1246,22 @@ int main(void) {
       cmocka_unit_test(test_casts),
       cmocka_unit_test(test_float16),
       cmocka_unit_test(test_all_dtypes),
-      cmocka_unit_test(test_isa_paths),
       cmocka_unit_test(test_random),
       cmocka_unit_test(test_fill),
       cmocka_unit_test(test_shared_expression),
-      cmocka_unit_test(test_stream),
       cmocka_unit_test(test_lowest_failure_wins),
       cmocka_unit_test(test_out_of_memory),
       cmocka_unit_test(test_many_registers),
   };
-  return cmocka_run_group_tests(tests, NULL, NULL);
+  if (getenv("PF_TEST_FILTER") != NULL)
+    cmocka_set_test_filter(getenv("PF_TEST_FILTER"));
+  test_isa = pf__vm_isa();
+  int failed = cmocka_run_group_tests_name("expr", once, NULL, NULL);
+  for (int isa = pf__vm_isa(); isa >= PF__ISA_SCALAR; isa--) {
+    test_isa = isa;
+    char name[32];
+    snprintf(name, sizeof name, "expr under %s", isa_names[isa]);
+    failed += cmocka_run_group_tests_name(name, per_isa, NULL, NULL);
+  }
+  return failed;
 }
