@@ -73,6 +73,52 @@
 /* Page-cache writeback is started per worker every this many bytes. */
 #define WRITEBACK_BYTES (8 << 20)
 
+/* Test seam (tests/c/test_npy.c; declared there, as nothing else calls it):
+ * pf__npy_fail_call(call, after, e) makes the system call `call` fail once,
+ * with errno `e`, after `after` more calls of it succeed -- pwrite (e == 0:
+ * it writes nothing), fsync, renameat2 -- so the tests reach the failures
+ * a full or broken disk gives. Off (-1) unless a test arms it; a fired seam
+ * disarms itself. */
+enum { PF__NPY_PWRITE, PF__NPY_FSYNC, PF__NPY_RENAMEAT2 };
+static _Atomic int seam_call = -1, seam_after, seam_errno;
+
+void pf__npy_fail_call(int call, int after, int e) {
+  atomic_store(&seam_errno, e);
+  atomic_store(&seam_after, after);
+  atomic_store(&seam_call, call);
+}
+
+/* 1 (with *e the errno to give) when this call of `call` is to fail. */
+static int seam_fires(int call, int *e) {
+  if (atomic_load_explicit(&seam_call, memory_order_relaxed) != call) return 0;
+  if (atomic_fetch_sub(&seam_after, 1) != 0) return 0;
+  atomic_store(&seam_call, -1);
+  *e = atomic_load(&seam_errno);
+  return 1;
+}
+
+static ssize_t sys_pwrite(int fd, const void *p, size_t n, off_t offset) {
+  int e;
+  if (!seam_fires(PF__NPY_PWRITE, &e)) return pwrite(fd, p, n, offset);
+  errno = e;
+  return e == 0 ? 0 : -1;
+}
+
+static int sys_fsync(int fd) {
+  int e;
+  if (!seam_fires(PF__NPY_FSYNC, &e)) return fsync(fd);
+  errno = e;
+  return -1;
+}
+
+static int sys_renameat2(const char *from, const char *to, unsigned flags) {
+  int e;
+  if (!seam_fires(PF__NPY_RENAMEAT2, &e))
+    return renameat2(AT_FDCWD, from, AT_FDCWD, to, flags);
+  errno = e;
+  return -1;
+}
+
 /* An errno as a code: a full disk is PF_ENOSPC, anything else PF_EIO. */
 static int io_code(int e) {
   return e == ENOSPC || e == EDQUOT ? PF_ENOSPC : PF_EIO;
@@ -123,8 +169,8 @@ static int write_at(int fd, const char *p, int64_t n, int64_t offset,
                     int64_t *done) {
   *done = 0;
   while (*done < n) {
-    ssize_t w = pwrite(fd, p + *done, (size_t)(n - *done),
-                       (off_t)(offset + *done));
+    ssize_t w = sys_pwrite(fd, p + *done, (size_t)(n - *done),
+                           (off_t)(offset + *done));
     if (w < 0 && errno == EINTR) continue;
     if (w < 0) return errno;
     if (w == 0) return ENOSPC; /* nothing fits */
@@ -457,7 +503,7 @@ static int temp_publish(npy_temp *t, const char *path, unsigned flags) {
     t->named = 0;
     return 0;
   }
-  if (renameat2(AT_FDCWD, t->name, AT_FDCWD, path, RENAME_NOREPLACE) == 0) {
+  if (sys_renameat2(t->name, path, RENAME_NOREPLACE) == 0) {
     t->named = 0;
     return 0;
   }
@@ -581,7 +627,7 @@ static int write_file(const npy_temp *t, const char *path,
 /* Makes the written file durable and gives it its name. */
 static int publish(npy_temp *t, const char *path, unsigned flags,
                    pf_error *err) {
-  if (fsync(t->fd) != 0)
+  if (sys_fsync(t->fd) != 0)
     return pf__error_sys(err, io_code(errno), errno, "cannot write '%s'",
                          path);
   /* Published while still open: an unnamed file is linked through its

@@ -12,8 +12,9 @@
  * Fills: files written with a C kernel and with an expression are read back
  * and compared element by element for every schedule and several worker
  * counts and chunk sizes, across block boundaries; then every failure --
- * existing file, kernel error, cancel, missing directory, file size limit --
- * must leave the directory exactly as it was.
+ * existing file, kernel error, cancel, missing directory, file size limit,
+ * failed writes, fsync and renames (npy_file.c's system-call seam) -- must
+ * leave the directory exactly as it was.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -1069,6 +1070,138 @@ static void test_fill_name_too_long(void **state) {
   remove_dir(dir);
 }
 
+/* The system-call seam of npy_file.c (a test hook, declared only here): the
+ * call fails once with errno e after `after` more calls of it succeed. */
+enum { SEAM_PWRITE, SEAM_FSYNC, SEAM_RENAMEAT2 };
+void pf__npy_fail_call(int call, int after, int e);
+
+/* Whether `dir`'s filesystem takes O_DIRECT writes (then the fill writes
+ * its aligned parts through a second, direct descriptor). */
+static int direct_io_works(const char *dir) {
+  char probe[4200];
+  snprintf(probe, sizeof probe, "%s/probe", dir);
+  int fd = open(probe, O_WRONLY | O_CREAT | O_EXCL | O_DIRECT | O_CLOEXEC,
+                0600);
+  if (fd >= 0) close(fd);
+  unlink(probe);
+  return fd >= 0;
+}
+
+/* Failed writes, fsync and final renames, as a full or broken disk gives
+ * them: each reported with its code (PF_ENOSPC for a full disk, else
+ * PF_EIO), errno and message, with the directory left exactly as it was;
+ * a write interrupted by a signal is retried; a direct write the
+ * filesystem refuses (EINVAL) is written through the page cache instead; a
+ * filesystem without renameat2 gets link() -- each of those a correct file. */
+static void test_fill_system_call_failures(void **state) {
+  (void)state;
+  char *dir = make_dir();
+  char path[4096];
+  snprintf(path, sizeof path, "%s/f.npy", dir);
+  /* 3 blocks and a partial page: direct and page-cache writes both. */
+  int64_t shape[1] = {(3 * PF_NPY_BLOCK_BYTES + 5000) / 8};
+  const int direct = direct_io_works(dir);
+  static const struct {
+    int call, after, e;
+    unsigned flags;
+    int rc;           /* 0: the file is written correctly */
+    const char *text; /* in the message of a failure */
+  } cases[] = {
+      {SEAM_PWRITE, 0, EIO, 0, PF_EIO, "cannot write"},
+      {SEAM_PWRITE, 2, ENOSPC, PF_NPY_NAMED_TEMP, PF_ENOSPC, "cannot write"},
+      {SEAM_PWRITE, 1, EDQUOT, PF_NPY_BUFFERED, PF_ENOSPC, "cannot write"},
+      {SEAM_PWRITE, 3, 0, PF_NPY_BUFFERED, PF_ENOSPC, "cannot write"},
+      {SEAM_PWRITE, 1, EINTR, 0, 0, NULL},
+      {SEAM_PWRITE, 0, EINVAL, PF_NPY_BUFFERED, PF_EIO, "cannot write"},
+      {SEAM_FSYNC, 0, EIO, 0, PF_EIO, "cannot write"},
+      {SEAM_FSYNC, 0, ENOSPC, PF_NPY_NAMED_TEMP, PF_ENOSPC, "cannot write"},
+      {SEAM_RENAMEAT2, 0, EINVAL, PF_NPY_NAMED_TEMP, 0, NULL},
+      {SEAM_RENAMEAT2, 0, ENOSYS, PF_NPY_NAMED_TEMP, 0, NULL},
+      {SEAM_RENAMEAT2, 0, EIO, PF_NPY_NAMED_TEMP, PF_EIO, "cannot create"},
+      {SEAM_RENAMEAT2, 0, EEXIST, PF_NPY_NAMED_TEMP, PF_EEXIST, "exists"},
+  };
+  for (size_t c = 0; c < PF_ARRAY_LEN(cases) + 1; c++) {
+    /* The last run: the first direct write refused with EINVAL. */
+    const int fallback = c == PF_ARRAY_LEN(cases);
+    if (fallback && !direct) break;
+    for (int workers = 1; workers <= 2; workers++) {
+      kctx k = {.itemsize = 8, .fail_at = -1, .max_count = 1 << 20};
+      pf_fill_options o = PF_FILL_OPTIONS_DEFAULTS;
+      o.workers = workers;
+      o.chunk = 1;
+      pf_error err;
+      memset(&err, 0, sizeof err);
+      if (fallback)
+        pf__npy_fail_call(SEAM_PWRITE, 0, EINVAL);
+      else
+        pf__npy_fail_call(cases[c].call, cases[c].after, cases[c].e);
+      int rc = pf_npy_fill(path, PF_FLOAT64, 1, shape, pattern_kernel, &k, &o,
+                           fallback ? 0 : cases[c].flags, &err);
+      pf__npy_fail_call(-1, 0, 0);
+      int want = fallback ? 0 : cases[c].rc;
+      if (rc != want)
+        fail_msg("case %zu, %d workers: %s (%s), want %s", c, workers,
+                 pf_err_name(rc), err.message, pf_err_name(want));
+      assert_int_equal(atomic_load(&k.bad_calls), 0);
+      if (rc == 0) {
+        check_file(path, PF_FLOAT64, 1, shape);
+        assert_int_equal(count_entries(dir), 1);
+        assert_int_equal(unlink(path), 0);
+        continue;
+      }
+      assert_int_equal(err.code, rc);
+      assert_non_null(strstr(err.message, cases[c].text));
+      assert_non_null(strstr(err.message, path));
+      if (rc != PF_EEXIST)
+        assert_int_equal(err.sys_errno, cases[c].e == 0 ? ENOSPC : cases[c].e);
+      assert_int_equal(count_entries(dir), 0);
+    }
+  }
+  remove_dir(dir);
+}
+
+/* The argument checks of pf_npy_fill and pf_npy_fill_expr not reached
+ * elsewhere: each PF_EINVAL before anything is created. */
+static void test_fill_invalid_arguments(void **state) {
+  (void)state;
+  char *dir = make_dir();
+  char path[4096];
+  snprintf(path, sizeof path, "%s/a.npy", dir);
+  int64_t shape[1] = {10};
+  kctx k = {.itemsize = 8, .fail_at = -1, .max_count = 1 << 20};
+  pf_error err;
+  pf_fill_options bad[3] = {PF_FILL_OPTIONS_DEFAULTS, PF_FILL_OPTIONS_DEFAULTS,
+                            PF_FILL_OPTIONS_DEFAULTS};
+  bad[0].chunk = -1;
+  bad[1].workers = -1;
+  bad[2].schedule = (pf_schedule)(PF_SCHEDULE_GUIDED + 1);
+  for (int b = 0; b < 3; b++)
+    assert_int_equal(pf_npy_fill(path, PF_FLOAT64, 1, shape, pattern_kernel,
+                                 &k, &bad[b], 0, &err), PF_EINVAL);
+  assert_int_equal(pf_npy_fill(NULL, PF_FLOAT64, 1, shape, pattern_kernel, &k,
+                               NULL, 0, &err), PF_EINVAL);
+  assert_int_equal(pf_npy_fill(path, PF_FLOAT64, -1, shape, pattern_kernel,
+                               &k, NULL, 0, &err), PF_EINVAL);
+  assert_int_equal(pf_npy_fill(path, PF_FLOAT64, PF_MAX_DIMS + 1, shape,
+                               pattern_kernel, &k, NULL, 0, &err), PF_EINVAL);
+  assert_int_equal(pf_npy_fill(path, PF_FLOAT64, 1, NULL, pattern_kernel, &k,
+                               NULL, 0, &err), PF_EINVAL);
+  assert_string_equal(err.message, "invalid shape");
+  pf_expr *e;
+  assert_int_equal(pf_expr_compile(&e, "i", 1, NULL, 0, &err), 0);
+  assert_int_equal(pf_npy_fill_expr(path, NULL, PF_INT64, 1, shape, NULL, 0,
+                                    &err), PF_EINVAL);
+  assert_int_equal(pf_npy_fill_expr(path, e, PF_INT64, 1, NULL, NULL, 0,
+                                    &err), PF_EINVAL);
+  assert_string_equal(err.message, "invalid shape");
+  assert_int_equal(pf_npy_fill_expr(path, e, PF_INT64, 1, shape, &bad[1], 0,
+                                    &err), PF_EINVAL);
+  pf_expr_free(e);
+  assert_int_equal(atomic_load(&k.calls), 0);
+  assert_int_equal(count_entries(dir), 0);
+  remove_dir(dir);
+}
+
 static void test_fill_expr(void **state) {
   (void)state;
   char *dir = make_dir();
@@ -1179,6 +1312,8 @@ int main(void) {
       cmocka_unit_test(test_fill_killed_leaves_nothing),
       cmocka_unit_test(test_fill_name_too_long),
       cmocka_unit_test(test_fill_expr),
+      cmocka_unit_test(test_fill_system_call_failures),
+      cmocka_unit_test(test_fill_invalid_arguments),
   };
   return PF_RUN_TESTS(tests, NULL, NULL);
 }
