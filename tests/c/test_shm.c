@@ -1,6 +1,7 @@
 /*
  * test_shm.c -- shared memory (shm.c): pf_shared_contains on long mapped
- * paths, memfd-backed shared memory and its privatization.
+ * paths, memfd-backed shared memory and its privatization, and every way
+ * each call refuses or fails.
  *
  * This binary never starts a thread, so forking is sound under TSan too.
  */
@@ -15,7 +16,10 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <sys/resource.h>
+
 #include "pf_test.h"
+#include "internal.h"
 
 static int count_fds(void) {
   DIR *d = opendir("/proc/self/fd");
@@ -172,10 +176,126 @@ static void test_memfd_privatize(void **state) {
   assert_int_equal(fd, -1);
 }
 
+/* The lowest free descriptor number: with RLIMIT_NOFILE's soft limit set
+ * to it, the next open fails with EMFILE. */
+static int lowest_free_fd(void) {
+  int fd = dup(0);
+  assert_true(fd >= 0);
+  close(fd);
+  return fd;
+}
+
+/* Runs with no descriptor left to open (EMFILE); restores the limit. */
+static struct rlimit no_fds_begin(void) {
+  struct rlimit old;
+  assert_int_equal(getrlimit(RLIMIT_NOFILE, &old), 0);
+  struct rlimit none = old;
+  none.rlim_cur = (rlim_t)lowest_free_fd();
+  assert_int_equal(setrlimit(RLIMIT_NOFILE, &none), 0);
+  return old;
+}
+static void no_fds_end(struct rlimit old) {
+  assert_int_equal(setrlimit(RLIMIT_NOFILE, &old), 0);
+}
+
+/* Every refusal and system-call failure of shm.c: NULL with errno, or the
+ * documented code; the memory of a failed privatization is still shared
+ * and its descriptor still open; nothing is left mapped or open. */
+static void test_failures(void **state) {
+  (void)state;
+  const int fds = count_fds();
+  int fd = 7;
+  /* pf_shared_alloc: no bytes, out of memory (armed), no address space. */
+  errno = 0;
+  assert_null(pf_shared_alloc(0));
+  assert_int_equal(errno, EINVAL);
+  pf__alloc_fail_nth(1);
+  errno = 0;
+  assert_null(pf_shared_alloc(4096));
+  pf__alloc_fail_nth(0);
+  assert_int_equal(errno, ENOMEM);
+  errno = 0;
+  assert_null(pf_shared_alloc(SIZE_MAX & ~(size_t)4095));
+  assert_int_equal(errno, ENOMEM);
+  /* pf_shared_alloc_memfd: out of memory, no descriptor left (memfd_create
+   * fails), a size no file can have (ftruncate fails), no address space. */
+  pf__alloc_fail_nth(1);
+  assert_null(pf_shared_alloc_memfd(4096, &fd));
+  pf__alloc_fail_nth(0);
+  assert_int_equal(errno, ENOMEM);
+  assert_int_equal(fd, -1);
+  fd = 7;
+  struct rlimit old = no_fds_begin();
+  errno = 0;
+  void *p = pf_shared_alloc_memfd(4096, &fd);
+  int e = errno;
+  no_fds_end(old);
+  assert_null(p);
+  assert_int_equal(e, EMFILE);
+  assert_int_equal(fd, -1);
+  errno = 0;
+  assert_null(pf_shared_alloc_memfd((size_t)1 << 63, &fd));
+  assert_int_equal(errno, EINVAL);
+  assert_int_equal(fd, -1);
+  errno = 0;
+  assert_null(pf_shared_alloc_memfd(SIZE_MAX >> 2 & ~(size_t)4095, &fd));
+  assert_true(errno == ENOMEM || errno == EFBIG || errno == EINVAL);
+  assert_int_equal(fd, -1);
+  assert_int_equal(count_fds(), fds);
+
+  /* pf_shared_privatize: invalid arguments; a descriptor that cannot be
+   * mapped (a pipe: mmap fails); an address mremap refuses (not
+   * page-aligned). Each leaves the memory shared and fd open. */
+  size_t bytes = 2 * 4096;
+  int64_t *mem = pf_shared_alloc_memfd(bytes, &fd);
+  assert_non_null(mem);
+  mem[3] = 33;
+  assert_int_equal(pf_shared_privatize(NULL, bytes, fd), PF_EINVAL);
+  assert_int_equal(pf_shared_privatize(mem, 0, fd), PF_EINVAL);
+  assert_int_equal(pf_shared_privatize(mem, bytes, -1), PF_EINVAL);
+  int pipe_fds[2];
+  assert_int_equal(pipe(pipe_fds), 0);
+  errno = 0;
+  assert_int_equal(pf_shared_privatize(mem, bytes, pipe_fds[0]), PF_ESYS);
+  assert_int_equal(errno, ENODEV);
+  assert_true(fcntl(pipe_fds[0], F_GETFD) >= 0);
+  close(pipe_fds[0]);
+  close(pipe_fds[1]);
+  errno = 0;
+  assert_int_equal(pf_shared_privatize((char *)mem + 8, bytes, fd), PF_ESYS);
+  assert_int_equal(errno, EINVAL);
+  assert_true(fcntl(fd, F_GETFD) >= 0);
+  assert_int_equal(pf_shared_contains(mem, bytes), 1);
+  assert_int_equal(mem[3], 33);
+  assert_int_equal(pf_shared_privatize(mem, bytes, fd), 0);
+  assert_int_equal(pf_shared_contains(mem, bytes), 0);
+  assert_int_equal(mem[3], 33);
+  pf_shared_free(mem, bytes);
+  pf_shared_free(NULL, bytes); /* no-ops */
+  pf_shared_free(mem, 0);
+
+  /* pf_shared_contains: an empty range is contained; a range above every
+   * mapping reads the whole list (not contained); without a descriptor to
+   * read /proc/self/maps with, PF_ESYS. */
+  assert_int_equal(pf_shared_contains(NULL, 0), 1);
+  assert_int_equal(pf_shared_contains((void *)~(uintptr_t)0xfffff, 16), 0);
+  assert_int_equal(pf_shared_contains((void *)~(uintptr_t)0xf, 64), 0);
+  mem = pf_shared_alloc(4096);
+  assert_non_null(mem);
+  old = no_fds_begin();
+  int rc = pf_shared_contains(mem, 4096);
+  no_fds_end(old);
+  assert_int_equal(rc, PF_ESYS);
+  assert_int_equal(pf_shared_contains(mem, 4096), 1);
+  pf_shared_free(mem, 4096);
+  assert_int_equal(count_fds(), fds);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_contains_long_path),
       cmocka_unit_test(test_memfd_privatize),
+      cmocka_unit_test(test_failures),
   };
   return PF_RUN_TESTS(tests, NULL, NULL);
 }
