@@ -18,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -927,6 +928,35 @@ static void test_pidfds_closed(void **state) {
   }
 }
 
+/* ------------------------------------------------------- system failures */
+
+/* No descriptor left for a worker's pidfd (RLIMIT_NOFILE at the lowest free
+ * number): PF_ESYS with EMFILE before any work, the forked worker killed
+ * and reaped, nothing left. The limit is restored before any assert. */
+static void test_no_pidfd(void **state) {
+  (void)state;
+  shared *sh = shared_new(100, 2);
+  pf_team_options o = options(2, PF_SCHEDULE_DYNAMIC, 0);
+  pf_error err;
+  memset(&err, 0, sizeof err);
+  snapshot before = take_snapshot();
+  struct rlimit old, none;
+  assert_int_equal(getrlimit(RLIMIT_NOFILE, &old), 0);
+  int lowest = dup(0);
+  assert_true(lowest >= 0);
+  close(lowest);
+  none = old;
+  none.rlim_cur = (rlim_t)lowest;
+  assert_int_equal(setrlimit(RLIMIT_NOFILE, &none), 0);
+  int rc = pf_team_run(100, &o, NULL, chunk_fn, sh, NULL, &err);
+  assert_int_equal(setrlimit(RLIMIT_NOFILE, &old), 0);
+  check_clean(before, "no pidfd");
+  assert_int_equal(rc, PF_ESYS);
+  assert_int_equal(err.sys_errno, EMFILE);
+  assert_non_null(strstr(err.message, "pidfd"));
+  shared_free(sh);
+}
+
 /* ------------------------------------------------------------------ hooks */
 
 typedef struct hook_ctx {
@@ -1195,6 +1225,7 @@ int main(void) {
       cmocka_unit_test(test_workers_ignore_sigint),
       cmocka_unit_test(test_workers_die_with_caller),
       cmocka_unit_test(test_shared_memory_fork),
+      cmocka_unit_test(test_no_pidfd),
   };
   return PF_RUN_TESTS(tests, setup, NULL);
 }
