@@ -10,8 +10,8 @@
  *   philox.c                                 counter-based random numbers
  *   expr_*.c expr.c                          expressions (use philox.c)
  *   native.c                                 native functions (use the VM's casts)
- *   pyvm_ops.c pyvm.c                        translated programs: CPython-exact
- *                                            ops, the VM (use fills)
+ *   pyvm_ops.c pyvm_prog.c pyvm.c            translated programs: CPython-exact
+ *                                            ops, validation, the VM (use fills)
  *   npy_header.c                             .npy headers (write, strict read)
  *   npy_file.c                               .npy fills (use headers, expressions,
  *                                            fills)

@@ -1,0 +1,124 @@
+/*
+ * pyvm.h -- the translated-function VM's parts as they see each other: the
+ * validated program (pyvm_prog.c makes it), the lane view an operation runs
+ * over, and the per-ISA operation tables (pyvm_lanes.h, compiled three times
+ * by pyvm.c).
+ */
+#ifndef PF_PYVM_H
+#define PF_PYVM_H
+
+#include <stdint.h>
+
+#include "internal.h"
+#include "pyvm_opcodes.h"
+
+typedef struct pyvm_ins {
+  int32_t op, dst, a, b, c;
+} pyvm_ins;
+
+/* Register files, in the order of nregs: I (int64), F (double), B (uint8).
+ * Issue 12 adds C (two doubles) as a fourth: PYVM_FILES, pyvm_file_of and
+ * pyvm_file_size are the places that know the list. */
+enum { PYVM_FILE_I, PYVM_FILE_F, PYVM_FILE_B, PYVM_FILES };
+
+/* The file of a signature character ('I' 'F' 'B'), or -1 for none. */
+static inline int pyvm_file_of(char kind) {
+  return kind == 'I' ? PYVM_FILE_I
+         : kind == 'F' ? PYVM_FILE_F
+         : kind == 'B' ? PYVM_FILE_B
+                       : -1;
+}
+
+/* Bytes of one lane of a register of file f. */
+static inline size_t pyvm_file_size(int f) { return f == PYVM_FILE_B ? 1 : 8; }
+
+/* Facts about an instruction, from the dataflow of pf_prog_create. */
+enum {
+  /* Its operands do not depend on the innermost index: within one row of the
+   * last axis every lane computes the same value (computed once, broadcast).*/
+  PYVM_INVARIANT = 1,
+  /* Its destination is read only by the RET_F / RET_I right after it: the
+   * value may be written straight into the output. */
+  PYVM_TO_OUT = 2,
+};
+
+struct pf_prog {
+  int ndim;
+  int32_t nreg[PYVM_FILES];
+  int32_t ncode;
+  pyvm_ins *code;       /* targets rewritten as block numbers */
+  uint8_t *flags;       /* ncode PYVM_* bits */
+  int32_t ninvariant;   /* instructions with PYVM_INVARIANT */
+  int32_t nblocks;
+  int32_t *block_first; /* nblocks + 1 entries: block b is [first[b], first[b+1]) */
+  int64_t *iconsts;
+  double *fconsts;
+  size_t niconsts, nfconsts;
+};
+
+/* The opcode table's names and operand signatures, by opcode. */
+extern const char *const pf__pyvm_op_name[PF__OP_COUNT];
+extern const char *const pf__pyvm_op_sig[PF__OP_COUNT];
+
+/* 1 for an op that ends its basic block (JMP, BR, RET_*, BAIL). */
+int pf__pyvm_is_terminator(int op);
+
+/* The lanes one instruction runs over, and where its results go. Lane k of
+ * register r of file F is at F + r * L + k. The lanes are lo .. lo+cnt-1
+ * when dense, else list[0 .. cnt-1] (ascending). */
+typedef struct pyvm_lanes {
+  const pf_prog *p;
+  int64_t *ireg;
+  double *freg;
+  uint8_t *breg;
+  size_t L;
+  const int32_t *list;
+  int cnt, dense, lo;
+  void *dst;       /* non-NULL: the op's destination lane 0 (PYVM_TO_OUT) */
+  int ret_done;    /* the previous op wrote this RET's values already */
+  char *out;       /* lane k's output at out + k * isz */
+  pf_dtype dtype;
+  size_t isz;
+  uint64_t *masks; /* nblocks * words: lanes waiting at each block */
+  int words;
+  int32_t *pending; /* lowest block with waiting lanes (lowered by jumps) */
+} pyvm_lanes;
+
+/* Runs instruction `in` over the lanes of c; returns how many of them (in
+ * order) completed: c->cnt, or the position of the first lane that bails,
+ * with its PF__W_* code in *why. Terminators leave the lanes at their
+ * targets' masks, or in the output. */
+typedef int (*pyvm_op_fn)(const pyvm_lanes *c, const pyvm_ins *in, int *why);
+
+/* Instruction sets: the expression VM's PF__ISA_SCALAR, _AVX2, _AVX512, and
+ * its CPU probe and streaming stores (expr_vm.c; expr.h declares them as
+ * well, but its opcode names clash with this VM's). */
+enum { PYVM_ISA_BASE, PYVM_ISA_AVX2, PYVM_ISA_AVX512 };
+int pf__vm_isa(void);
+void pf__vm_stream(void *dst, const void *src, size_t bytes, int isa);
+void pf__vm_stream_fence(void);
+extern const pyvm_op_fn pf__pyvm_ops_base[PF__OP_COUNT];
+extern const pyvm_op_fn pf__pyvm_ops_avx2[PF__OP_COUNT];
+extern const pyvm_op_fn pf__pyvm_ops_avx512[PF__OP_COUNT];
+
+/* Adds the lanes of c (those below `count` in list order) to block b's
+ * mask and lowers *pending to b if needed (a back edge makes an earlier
+ * block pending again). */
+static inline void pyvm_lanes_send(const pyvm_lanes *c, int count, int32_t b) {
+  uint64_t *m = c->masks + (size_t)b * (size_t)c->words;
+  if (c->dense) {
+    for (int k = c->lo; k < c->lo + count; k++)
+      m[k >> 6] |= UINT64_C(1) << (k & 63);
+  } else {
+    for (int j = 0; j < count; j++)
+      m[c->list[j] >> 6] |= UINT64_C(1) << (c->list[j] & 63);
+  }
+  if (count > 0 && b < *c->pending) *c->pending = b;
+}
+
+/* pf_prog_fill with the instruction set capped at `isa` (PYVM_ISA_*; -1:
+ * the best the CPU has): tests run every variant. */
+int pf__prog_fill_isa(const pf_prog *prog, const pf_array *out,
+                      const pf_fill_options *options, int isa, pf_error *err);
+
+#endif /* PF_PYVM_H */

@@ -1,0 +1,476 @@
+/*
+ * pyvm_lanes.h -- the translated-function VM's operations over lanes: one
+ * function per opcode of pyvm_opcodes.h and their table. A template: pyvm.c
+ * includes it once per instruction set with PYVM_SUFFIX (base, avx2, avx512)
+ * defined and a `#pragma GCC target` around it, so the loops are compiled
+ * for each; no include guard.
+ *
+ * Each function runs one instruction over the lanes of a pyvm_lanes view and
+ * returns how many completed (pyvm.h). Three kinds of loop:
+ *  - FOR_LANES: pure operations; `omp simd` on dense lanes.
+ *  - FIRST_BAD then FOR_LANES: guards that are a cheap test of the operands
+ *    (a NaN pair, a zero divisor, an int64 overflow). The test runs first,
+ *    read-only and vectorised as an OR reduction (a vector compare and a
+ *    mask test); only when it fires is the first bad lane searched for, and
+ *    the operation then runs over the lanes below it. Testing first keeps it
+ *    right when the destination is also an operand.
+ *  - GUARD_LANES: guards decided by the scalar operation itself (libm calls,
+ *    CPython's algorithms); the loop stops at the first lane that bails,
+ *    since the lanes above it need not finish.
+ * No loop keeps a byte per lane: the first bad lane is all a bail needs.
+ * Arithmetic is IEEE without contraction: -std=c11 means -ffp-contract=off
+ * for GCC (and the pragma below for clang), the targets name no "fma", and
+ * only scalar libm is called.
+ */
+#define PYVM_CAT2(a, b) a##_##b
+#define PYVM_CAT(a, b) PYVM_CAT2(a, b)
+#define PN(n) PYVM_CAT(n, PYVM_SUFFIX)
+#define OPFN(NAME)                                                          \
+  static int PN(op_##NAME)(const pyvm_lanes *c, const pyvm_ins *in,         \
+                           int *why)
+
+#define RI(x) (c->ireg + (size_t)(x) * c->L)
+#define RF(x) (c->freg + (size_t)(x) * c->L)
+#define RB(x) (c->breg + (size_t)(x) * c->L)
+/* An I or F destination: its register, or the output (PYVM_TO_OUT). */
+#define DI() (c->dst != NULL ? (int64_t *)c->dst : RI(in->dst))
+#define DF() (c->dst != NULL ? (double *)c->dst : RF(in->dst))
+
+/* BODY for lane k of the first N lanes. */
+#define FOR_LANES(N, BODY)                                                  \
+  do {                                                                      \
+    const int n_ = (N);                                                     \
+    if (c->dense) {                                                         \
+      const int lo_ = c->lo;                                                \
+      PF__SIMD for (int k = lo_; k < lo_ + n_; k++) { BODY }                \
+    } else {                                                                \
+      const int32_t *l_ = c->list;                                          \
+      for (int j_ = 0; j_ < n_; j_++) {                                     \
+        const int k = l_[j_];                                               \
+        BODY                                                                \
+      }                                                                     \
+    }                                                                       \
+  } while (0)
+
+/* N = the position of the first lane whose COND holds (its why: W), else
+ * c->cnt. */
+#define FIRST_BAD(N, COND, W)                                               \
+  do {                                                                      \
+    int any_ = 0;                                                           \
+    N = c->cnt;                                                             \
+    if (c->dense) {                                                         \
+      const int lo_ = c->lo, hi_ = c->lo + c->cnt;                          \
+      _Pragma("omp simd reduction(|:any_)")                                 \
+      for (int k = lo_; k < hi_; k++) any_ |= (COND) ? 1 : 0;               \
+    } else {                                                                \
+      for (int j_ = 0; j_ < c->cnt; j_++) {                                 \
+        const int k = c->list[j_];                                          \
+        any_ |= (COND) ? 1 : 0;                                             \
+      }                                                                     \
+    }                                                                       \
+    for (int j_ = 0; any_ && j_ < c->cnt; j_++) {                           \
+      const int k = c->dense ? c->lo + j_ : c->list[j_];                    \
+      if (COND) {                                                           \
+        N = j_;                                                             \
+        *why = (W);                                                         \
+        break;                                                              \
+      }                                                                     \
+    }                                                                       \
+  } while (0)
+
+/* BODY sets `w` (0: fine) for lane k; returns at the first bad lane. */
+#define GUARD_LANES(BODY)                                                   \
+  do {                                                                      \
+    const int n_ = c->cnt;                                                  \
+    for (int j_ = 0; j_ < n_; j_++) {                                       \
+      const int k = c->dense ? c->lo + j_ : c->list[j_];                    \
+      int w = 0;                                                            \
+      BODY;                                                                 \
+      if (w != 0) {                                                         \
+        *why = w;                                                           \
+        return j_;                                                          \
+      }                                                                     \
+    }                                                                       \
+    return n_;                                                              \
+  } while (0)
+
+/* ------------------------------------------------------- pure families */
+
+#define PURE(NAME, DT, DST, AT, A, EXPR)                                    \
+  OPFN(NAME) {                                                              \
+    DT *d = DST;                                                            \
+    const AT *x = A(in->a);                                                 \
+    (void)x;                                                                \
+    FOR_LANES(c->cnt, d[k] = EXPR;);                                        \
+    return c->cnt;                                                          \
+  }
+#define PURE2(NAME, DT, DST, AT, A, BT, B, EXPR)                            \
+  OPFN(NAME) {                                                              \
+    DT *d = DST;                                                            \
+    const AT *x = A(in->a);                                                 \
+    const BT *y = B(in->b);                                                 \
+    FOR_LANES(c->cnt, d[k] = EXPR;);                                        \
+    return c->cnt;                                                          \
+  }
+#define SELECT(NAME, T, DST, R)                                             \
+  OPFN(NAME) {                                                              \
+    T *d = DST;                                                             \
+    const uint8_t *s = RB(in->a);                                           \
+    const T *x = R(in->b), *y = R(in->c);                                   \
+    FOR_LANES(c->cnt, d[k] = s[k] ? x[k] : y[k];);                          \
+    return c->cnt;                                                          \
+  }
+
+OPFN(I_CONST) {
+  int64_t *d = DI();
+  const int64_t v = c->p->iconsts[in->a];
+  FOR_LANES(c->cnt, d[k] = v;);
+  return c->cnt;
+}
+OPFN(F_CONST) {
+  double *d = DF();
+  const double v = c->p->fconsts[in->a];
+  FOR_LANES(c->cnt, d[k] = v;);
+  return c->cnt;
+}
+OPFN(B_CONST) {
+  uint8_t *d = RB(in->dst);
+  const uint8_t v = (uint8_t)in->a;
+  FOR_LANES(c->cnt, d[k] = v;);
+  return c->cnt;
+}
+PURE(I_MOV, int64_t, DI(), int64_t, RI, x[k])
+PURE(F_MOV, double, DF(), double, RF, x[k])
+PURE(B_MOV, uint8_t, RB(in->dst), uint8_t, RB, x[k])
+PURE(I_INVERT, int64_t, DI(), int64_t, RI, ~x[k])
+PURE2(I_AND, int64_t, DI(), int64_t, RI, int64_t, RI, x[k] & y[k])
+PURE2(I_OR, int64_t, DI(), int64_t, RI, int64_t, RI, x[k] | y[k])
+PURE2(I_XOR, int64_t, DI(), int64_t, RI, int64_t, RI, x[k] ^ y[k])
+PURE2(F_SUB, double, DF(), double, RF, double, RF, x[k] - y[k])
+PURE(F_NEG, double, DF(), double, RF, -x[k])
+PURE(F_ABS, double, DF(), double, RF, fabs(x[k]))
+PURE(I2F, double, DF(), int64_t, RI, (double)x[k])
+PURE(B2I, int64_t, DI(), uint8_t, RB, (int64_t)x[k])
+PURE(B2F, double, DF(), uint8_t, RB, (double)x[k])
+PURE(I_TRUTH, uint8_t, RB(in->dst), int64_t, RI, x[k] != 0)
+PURE(F_TRUTH, uint8_t, RB(in->dst), double, RF, x[k] != 0.0) /* NaN: True */
+PURE(F_ISNAN, uint8_t, RB(in->dst), double, RF, x[k] != x[k])
+PURE(F_ISINF, uint8_t, RB(in->dst), double, RF, fabs(x[k]) == INFINITY)
+PURE(F_ISFINITE, uint8_t, RB(in->dst), double, RF, fabs(x[k]) < INFINITY)
+PURE(B_NOT, uint8_t, RB(in->dst), uint8_t, RB, !x[k])
+PURE2(B_AND, uint8_t, RB(in->dst), uint8_t, RB, uint8_t, RB, x[k] & y[k])
+PURE2(B_OR, uint8_t, RB(in->dst), uint8_t, RB, uint8_t, RB, x[k] | y[k])
+PURE2(B_XOR, uint8_t, RB(in->dst), uint8_t, RB, uint8_t, RB, x[k] ^ y[k])
+SELECT(I_SELECT, int64_t, DI(), RI)
+SELECT(F_SELECT, double, DF(), RF)
+SELECT(B_SELECT, uint8_t, RB(in->dst), RB)
+
+#define CMP6(P, AT, A, BT, B)                                               \
+  PURE2(P##_LT, uint8_t, RB(in->dst), AT, A, BT, B, x[k] < y[k])            \
+  PURE2(P##_LE, uint8_t, RB(in->dst), AT, A, BT, B, x[k] <= y[k])           \
+  PURE2(P##_EQ, uint8_t, RB(in->dst), AT, A, BT, B, x[k] == y[k])           \
+  PURE2(P##_NE, uint8_t, RB(in->dst), AT, A, BT, B, x[k] != y[k])           \
+  PURE2(P##_GT, uint8_t, RB(in->dst), AT, A, BT, B, x[k] > y[k])            \
+  PURE2(P##_GE, uint8_t, RB(in->dst), AT, A, BT, B, x[k] >= y[k])
+CMP6(I, int64_t, RI, int64_t, RI)
+CMP6(F, double, RF, double, RF)
+/* int vs float: S = the sign of (int - float), 2 when the float is NaN. */
+#define S_IF pf__py_cmp_if(x[k], y[k])
+#define S_FI (-pf__py_cmp_if(y[k], x[k]))
+#define CMP6IF(P, AT, A, BT, B, S)                                          \
+  PURE2(P##_LT, uint8_t, RB(in->dst), AT, A, BT, B, S == -1)                \
+  PURE2(P##_LE, uint8_t, RB(in->dst), AT, A, BT, B, S == -1 || S == 0)      \
+  PURE2(P##_EQ, uint8_t, RB(in->dst), AT, A, BT, B, S == 0)                 \
+  PURE2(P##_NE, uint8_t, RB(in->dst), AT, A, BT, B, S != 0)                 \
+  PURE2(P##_GT, uint8_t, RB(in->dst), AT, A, BT, B, S == 1)                 \
+  PURE2(P##_GE, uint8_t, RB(in->dst), AT, A, BT, B, S == 1 || S == 0)
+CMP6IF(IF, int64_t, RI, double, RF, S_IF)
+CMP6IF(FI, double, RF, int64_t, RI, S_FI)
+
+/* ----------------------------------------------------- checked families */
+
+/* Wrapping sums and their int64 overflow, branch-free (vectorises). */
+#define WRAP_ADD(a, b) ((int64_t)((uint64_t)(a) + (uint64_t)(b)))
+#define WRAP_SUB(a, b) ((int64_t)((uint64_t)(a) - (uint64_t)(b)))
+#define CHECKED2(NAME, DT, DST, T, R, COND, W, EXPR)                        \
+  OPFN(NAME) {                                                              \
+    DT *d = DST;                                                            \
+    const T *x = R(in->a), *y = R(in->b);                                   \
+    int n;                                                                  \
+    FIRST_BAD(n, COND, W);                                                  \
+    FOR_LANES(n, d[k] = EXPR;);                                             \
+    return n;                                                               \
+  }
+#define CHECKED1(NAME, T, DST, R, COND, W, EXPR)                            \
+  OPFN(NAME) {                                                              \
+    T *d = DST;                                                             \
+    const T *x = R(in->a);                                                  \
+    int n;                                                                  \
+    FIRST_BAD(n, COND, W);                                                  \
+    FOR_LANES(n, d[k] = EXPR;);                                             \
+    return n;                                                               \
+  }
+CHECKED2(I_ADD, int64_t, DI(), int64_t, RI,
+         ((x[k] ^ WRAP_ADD(x[k], y[k])) & (y[k] ^ WRAP_ADD(x[k], y[k]))) < 0,
+         PF__W_INT_OVERFLOW, WRAP_ADD(x[k], y[k]))
+CHECKED2(I_SUB, int64_t, DI(), int64_t, RI,
+         ((x[k] ^ y[k]) & (x[k] ^ WRAP_SUB(x[k], y[k]))) < 0,
+         PF__W_INT_OVERFLOW, WRAP_SUB(x[k], y[k]))
+CHECKED1(I_NEG, int64_t, DI(), RI, x[k] == INT64_MIN, PF__W_INT_OVERFLOW,
+         WRAP_SUB(0, x[k]))
+CHECKED1(I_ABS, int64_t, DI(), RI, x[k] == INT64_MIN, PF__W_INT_OVERFLOW,
+         x[k] < 0 ? WRAP_SUB(0, x[k]) : x[k])
+/* Two NaN operands: which one's sign and payload CPython returns depends on
+ * how the operation was compiled -- float_add gives b's, the specialised
+ * BINARY_OP_ADD_FLOAT a's (3.11-3.13, measured) -- so Python decides. */
+CHECKED2(F_ADD, double, DF(), double, RF, x[k] != x[k] && y[k] != y[k],
+         PF__W_NAN_PAIR, x[k] + y[k])
+CHECKED2(F_MUL, double, DF(), double, RF, x[k] != x[k] && y[k] != y[k],
+         PF__W_NAN_PAIR, x[k] * y[k])
+/* Division by zero would give inf/NaN here (no trap): the lane bails. */
+CHECKED2(F_DIV, double, DF(), double, RF, y[k] == 0.0, PF__W_FZERO_DIV,
+         x[k] / y[k])
+
+/* ------------------------------------------------------ scalar families */
+
+#define SCALAR2(NAME, DT, DST, AT, A, FN)                                   \
+  OPFN(NAME) {                                                              \
+    DT *d = DST;                                                            \
+    const AT *x = A(in->a), *y = A(in->b);                                  \
+    GUARD_LANES(w = FN(x[k], y[k], &d[k]));                                 \
+  }
+#define SCALAR1(NAME, DT, DST, AT, A, FN)                                   \
+  OPFN(NAME) {                                                              \
+    DT *d = DST;                                                            \
+    const AT *x = A(in->a);                                                 \
+    GUARD_LANES(w = FN(x[k], &d[k]));                                       \
+  }
+SCALAR2(I_MUL, int64_t, DI(), int64_t, RI, pf__py_imul)
+SCALAR2(I_FLOORDIV, int64_t, DI(), int64_t, RI, pf__py_ifloordiv)
+SCALAR2(I_MOD, int64_t, DI(), int64_t, RI, pf__py_imod)
+SCALAR2(I_POW, int64_t, DI(), int64_t, RI, pf__py_ipow)
+SCALAR2(I_RSHIFT, int64_t, DI(), int64_t, RI, pf__py_irshift)
+SCALAR2(I_LSHIFT, int64_t, DI(), int64_t, RI, pf__py_ilshift)
+SCALAR2(I_TRUEDIV, double, DF(), int64_t, RI, pf__py_itruediv)
+SCALAR2(F_FLOORDIV, double, DF(), double, RF, pf__py_ffloordiv)
+SCALAR2(F_MOD, double, DF(), double, RF, pf__py_fmod)
+SCALAR2(F_POW, double, DF(), double, RF, pf__py_fpow)
+SCALAR1(F2I_TRUNC, int64_t, DI(), double, RF, pf__py_ftrunc)
+SCALAR1(F_FLOOR_I, int64_t, DI(), double, RF, pf__py_ffloor)
+SCALAR1(F_CEIL_I, int64_t, DI(), double, RF, pf__py_fceil)
+SCALAR1(F_ROUND_I, int64_t, DI(), double, RF, pf__py_fround)
+
+/* ----------------------------------------------------------------- math */
+
+/* d[k] = sqrt(x[k]) for k < n (d may be x) with the ISA's vector square
+ * root; IEEE's, correctly rounded, in every width. */
+static void PN(sqrt_dense)(double *d, const double *x, int n) {
+  int k = 0;
+#if PYVM_LEVEL == 2
+  for (; k + 8 <= n; k += 8)
+    _mm512_storeu_pd(d + k, _mm512_sqrt_pd(_mm512_loadu_pd(x + k)));
+#elif PYVM_LEVEL == 1
+  for (; k + 4 <= n; k += 4)
+    _mm256_storeu_pd(d + k, _mm256_sqrt_pd(_mm256_loadu_pd(x + k)));
+#elif PYVM_X86
+  for (; k + 2 <= n; k += 2)
+    _mm_storeu_pd(d + k, _mm_sqrt_pd(_mm_loadu_pd(x + k)));
+#endif
+  for (; k < n; k++) d[k] = pyvm_sqrt1(x[k]);
+}
+
+/* One loop per function, calling libm directly; errno through its
+ * per-thread address. pf__py_math1 is the same, one element at a time. */
+#define CALL1(NAME, EXPR)                                                   \
+  static int PN(call_##NAME)(const pyvm_lanes *c, const pyvm_ins *in,       \
+                             int *why) {                                    \
+    double *d = DF();                                                       \
+    const double *x = RF(in->a);                                            \
+    int *const errp = &errno;                                               \
+    GUARD_LANES({                                                           \
+      const double xk = x[k];                                               \
+      *errp = 0;                                                            \
+      const double rk = EXPR;                                               \
+      w = pf__py_math1_check(xk, rk, *errp);                                \
+      if (w == 0) d[k] = rk;                                                \
+    });                                                                     \
+  }
+CALL1(sin, sin(xk))
+CALL1(cos, cos(xk))
+CALL1(tan, tan(xk))
+CALL1(asin, asin(xk))
+CALL1(acos, acos(xk))
+CALL1(atan, atan(xk))
+CALL1(sinh, sinh(xk))
+CALL1(cosh, cosh(xk))
+CALL1(tanh, tanh(xk))
+CALL1(asinh, asinh(xk))
+CALL1(acosh, acosh(xk))
+CALL1(atanh, atanh(xk))
+CALL1(exp, exp(xk))
+CALL1(exp2, exp2(xk))
+CALL1(expm1, expm1(xk))
+/* m_log, m_log2, m_log10 return a NaN argument itself. */
+CALL1(log, xk != xk ? xk : log(xk))
+CALL1(log2, xk != xk ? xk : log2(xk))
+CALL1(log10, xk != xk ? xk : log10(xk))
+CALL1(log1p, log1p(xk))
+CALL1(cbrt, cbrt(xk))
+/* math.sqrt: a NaN from a non-NaN argument is exactly x < 0 (sqrt(-0.0) is
+ * -0.0); otherwise the correctly rounded IEEE square root, in vector form
+ * (the libm call differs only by setting errno for x < 0, which is why GCC
+ * will not vectorise it without -fno-math-errno). */
+static int PN(call_sqrt)(const pyvm_lanes *c, const pyvm_ins *in, int *why) {
+  double *d = DF();
+  const double *x = RF(in->a);
+  int n;
+  FIRST_BAD(n, x[k] < 0.0, PF__W_DOMAIN);
+  if (c->dense) {
+    PN(sqrt_dense)(d + c->lo, x + c->lo, n);
+  } else {
+    for (int j = 0; j < n; j++) d[c->list[j]] = pyvm_sqrt1(x[c->list[j]]);
+  }
+  return n;
+}
+static int PN(call_fabs)(const pyvm_lanes *c, const pyvm_ins *in, int *why) {
+  double *d = DF();
+  const double *x = RF(in->a);
+  FOR_LANES(c->cnt, d[k] = fabs(x[k]););
+  return c->cnt;
+}
+
+OPFN(F_CALL1) {
+  switch ((pf__pyvm_fn)in->b) {
+#define PYVM_CASE(NAME, ARITY) PYVM_CASE_##ARITY(NAME)
+#define PYVM_CASE_1(NAME)                                                   \
+  case PF__FN_##NAME:                                                       \
+    return PN(call_##NAME)(c, in, why);
+#define PYVM_CASE_2(NAME)
+    PF_PYVM_FUNCTIONS(PYVM_CASE)
+#undef PYVM_CASE
+#undef PYVM_CASE_1
+#undef PYVM_CASE_2
+  default:
+    break;
+  }
+  assert(!"validation: F_CALL1 of a one-argument function");
+  return 0;
+}
+
+OPFN(F_CALL2) {
+  double *d = DF();
+  const double *x = RF(in->a), *y = RF(in->b);
+  const int fn = in->c;
+  GUARD_LANES(w = pf__py_math2(fn, x[k], y[k], &d[k]));
+}
+
+/* -------------------------------------------------------------- control */
+
+OPFN(JMP) {
+  pyvm_lanes_send(c, c->cnt, in->a);
+  return c->cnt;
+}
+
+OPFN(BR) {
+  const uint8_t *s = RB(in->a);
+  uint64_t *mt = c->masks + (size_t)in->b * (size_t)c->words;
+  uint64_t *mf = c->masks + (size_t)in->c * (size_t)c->words;
+  int nt = 0;
+  FOR_LANES(c->cnt, {
+    const uint64_t bit = UINT64_C(1) << (k & 63);
+    const uint64_t t = s[k] ? ~UINT64_C(0) : 0;
+    mt[k >> 6] |= bit & t;
+    mf[k >> 6] |= bit & ~t;
+    nt += s[k] != 0;
+  });
+  if (nt > 0 && in->b < *c->pending) *c->pending = in->b;
+  if (nt < c->cnt && in->c < *c->pending) *c->pending = in->c;
+  return c->cnt;
+}
+
+/* RET_*: identity stores are plain copies (vectorised); float32 checks the
+ * overflow NumPy warns about first; the rest is pyvm_ops.c's setitem. */
+OPFN(RET_F) {
+  if (c->ret_done) return c->cnt;
+  const double *x = RF(in->a);
+  char *out = c->out;
+  if (c->dtype == PF_FLOAT64) {
+    FOR_LANES(c->cnt, memcpy(out + (size_t)k * 8, &x[k], 8););
+    return c->cnt;
+  }
+  if (c->dtype == PF_FLOAT32) {
+    int n;
+    FIRST_BAD(n, fabsf((float)x[k]) == INFINITY && fabs(x[k]) != INFINITY,
+              PF__W_STORE_OVERFLOW);
+    FOR_LANES(n, {
+      const float f = (float)x[k];
+      memcpy(out + (size_t)k * 4, &f, 4);
+    });
+    return n;
+  }
+  const pf_dtype dt = c->dtype;
+  const size_t isz = c->isz;
+  GUARD_LANES(w = pf__py_store_float(dt, x[k], out + (size_t)k * isz));
+}
+
+OPFN(RET_I) {
+  if (c->ret_done) return c->cnt;
+  const int64_t *x = RI(in->a);
+  char *out = c->out;
+  if (c->dtype == PF_INT64) {
+    FOR_LANES(c->cnt, memcpy(out + (size_t)k * 8, &x[k], 8););
+    return c->cnt;
+  }
+  const pf_dtype dt = c->dtype;
+  const size_t isz = c->isz;
+  GUARD_LANES(w = pf__py_store_int(dt, x[k], out + (size_t)k * isz));
+}
+
+OPFN(RET_B) {
+  const uint8_t *x = RB(in->a);
+  char *out = c->out;
+  const pf_dtype dt = c->dtype;
+  const size_t isz = c->isz;
+  GUARD_LANES(w = pf__py_store_bool(dt, x[k], out + (size_t)k * isz));
+}
+
+OPFN(BAIL) {
+  (void)in;
+  *why = PF__W_BAIL;
+  return 0;
+}
+
+/* The table, in the opcode table's order: a missing function is a compile
+ * error. */
+const pyvm_op_fn PN(pf__pyvm_ops)[PF__OP_COUNT] = {
+#define PYVM_ENTRY(name, sig, doc) [PF__OP_##name] = PN(op_##name),
+    PF_PYVM_OPCODES(PYVM_ENTRY)
+#undef PYVM_ENTRY
+};
+
+#undef PYVM_CAT2
+#undef PYVM_CAT
+#undef PN
+#undef OPFN
+#undef RI
+#undef RF
+#undef RB
+#undef DI
+#undef DF
+#undef FOR_LANES
+#undef FIRST_BAD
+#undef GUARD_LANES
+#undef PURE
+#undef PURE2
+#undef SELECT
+#undef CMP6
+#undef S_IF
+#undef S_FI
+#undef CMP6IF
+#undef WRAP_ADD
+#undef WRAP_SUB
+#undef CHECKED2
+#undef CHECKED1
+#undef SCALAR2
+#undef SCALAR1
+#undef CALL1

@@ -1,0 +1,300 @@
+/*
+ * pyvm_prog.c -- translated programs: validation, basic blocks and the
+ * dataflow facts the VM (pyvm.c) runs faster with.
+ *
+ * DESIGN
+ * Programs are validated completely before they run (pf_prog_create): every
+ * opcode, operand, constant, function id and jump target, forward jumps, and
+ * a last instruction that ends its path, so that no input crashes the VM
+ * (tests/fuzz/fuzz_pyvm.c). The instructions are then cut into basic blocks
+ * (leaders: 0, every target, every instruction after a terminator) and each
+ * target is rewritten as a block number. Nothing here assumes the jumps go
+ * forward except check_operand's 't' rule: back edges (issue 12) need only
+ * that rule relaxed and the "every path ends" check made a graph search.
+ *
+ * Two facts are computed once per program (analyse), because the front end
+ * does not say them and the VM would otherwise rediscover them per block:
+ *  - PYVM_INVARIANT: the instruction's operands are the same for every
+ *    element of a row of the last axis. A register is invariant when it is
+ *    I0 .. I(ndim-2) (never written), or has exactly one definition and that
+ *    one is invariant; an instruction is invariant when it is not control
+ *    and all its register operands are. One definition matters: a register
+ *    written on two paths holds, per lane, the value of the path the lane
+ *    took, which may depend on the innermost index. One pass in code order
+ *    suffices for acyclic programs and stays sound with back edges (a
+ *    definition seen after a use leaves the register variant).
+ *  - PYVM_TO_OUT: the instruction's destination is read by nothing but the
+ *    RET_F / RET_I right after it in the same block, so the VM may compute it
+ *    straight into the output when the store is an identity.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "pyvm.h"
+#include "pyvm_ops.h"
+
+const char *const pf__pyvm_op_name[PF__OP_COUNT] = {
+#define PF__PYVM_NAME(name, sig, doc) #name,
+    PF_PYVM_OPCODES(PF__PYVM_NAME)
+#undef PF__PYVM_NAME
+};
+
+const char *const pf__pyvm_op_sig[PF__OP_COUNT] = {
+#define PF__PYVM_SIG(name, sig, doc) sig,
+    PF_PYVM_OPCODES(PF__PYVM_SIG)
+#undef PF__PYVM_SIG
+};
+
+int pf_prog_opcode_count(void) { return PF__OP_COUNT; }
+
+const char *pf_prog_opcode_name(int op) {
+  return op >= 0 && op < PF__OP_COUNT ? pf__pyvm_op_name[op] : NULL;
+}
+
+int pf_prog_function_count(void) { return PF__FN_COUNT; }
+
+const char *pf_prog_function_name(int fn, int *arity) {
+  if (arity != NULL) *arity = pf__py_math_arity(fn);
+  return pf__py_math_name(fn);
+}
+
+int pf__pyvm_is_terminator(int op) {
+  return op == PF__OP_JMP || op == PF__OP_BR || op == PF__OP_RET_I ||
+         op == PF__OP_RET_F || op == PF__OP_RET_B || op == PF__OP_BAIL;
+}
+
+/* ----------------------------------------------------------- validation */
+
+static const char *const word_name[] = {"dst", "a", "b", "c"};
+
+/* Checks operand word w (value v) of instruction pc against its kind. */
+static int check_operand(const pf_prog *p, int32_t pc, int op, int w,
+                         int32_t v, pf_error *err) {
+  char kind = pf__pyvm_op_sig[op][w];
+  const char *name = pf__pyvm_op_name[op];
+  int64_t bound;
+  switch (kind) {
+  case '-':
+    if (v != 0)
+      return pf__error_set(err, PF_EINVAL, pc,
+                           "instruction %d (%s): unused operand %s must be 0",
+                           (int)pc, name, word_name[w]);
+    return 0;
+  case 'I':
+  case 'F':
+  case 'B':
+    bound = p->nreg[pyvm_file_of(kind)];
+    break;
+  case 'i':
+    bound = (int64_t)p->niconsts;
+    break;
+  case 'f':
+    bound = (int64_t)p->nfconsts;
+    break;
+  case 'm':
+    bound = 2;
+    break;
+  case 't':
+    if (v <= pc || v >= p->ncode)
+      return pf__error_set(err, PF_EINVAL, pc,
+                           "instruction %d (%s): jump target %d is not a "
+                           "later instruction", (int)pc, name, (int)v);
+    return 0;
+  default: /* '1' '2': a function of that arity */
+    if (pf__py_math_arity(v) != kind - '0')
+      return pf__error_set(err, PF_EINVAL, pc,
+                           "instruction %d (%s): %d is not a %c-argument "
+                           "math function", (int)pc, name, (int)v, kind);
+    return 0;
+  }
+  if (v < 0 || v >= bound)
+    return pf__error_set(err, PF_EINVAL, pc,
+                         "instruction %d (%s): operand %s = %d out of range "
+                         "[0, %lld) (%c)", (int)pc, name, word_name[w],
+                         (int)v, (long long)bound, kind);
+  return 0;
+}
+
+/* Cuts the validated code into basic blocks and rewrites targets. */
+static int make_blocks(pf_prog *p) {
+  const int32_t n = p->ncode;
+  int32_t *block_of = pf__calloc((size_t)n + 1, sizeof *block_of);
+  if (block_of == NULL) return PF_ENOMEM;
+  /* Mark leaders with 1. */
+  block_of[0] = 1;
+  for (int32_t pc = 0; pc < n; pc++) {
+    const pyvm_ins *in = &p->code[pc];
+    if (pf__pyvm_is_terminator(in->op) && pc + 1 < n) block_of[pc + 1] = 1;
+    if (in->op == PF__OP_JMP) block_of[in->a] = 1;
+    if (in->op == PF__OP_BR) block_of[in->b] = block_of[in->c] = 1;
+  }
+  int32_t nblocks = 0;
+  for (int32_t pc = 0; pc < n; pc++) nblocks += block_of[pc];
+  p->block_first = pf__malloc(((size_t)nblocks + 1) * sizeof *p->block_first);
+  if (p->block_first == NULL) {
+    free(block_of);
+    return PF_ENOMEM;
+  }
+  int32_t b = -1;
+  for (int32_t pc = 0; pc < n; pc++) {
+    if (block_of[pc]) p->block_first[++b] = pc;
+    block_of[pc] = b;
+  }
+  p->block_first[nblocks] = n;
+  p->nblocks = nblocks;
+  for (int32_t pc = 0; pc < n; pc++) {
+    pyvm_ins *in = &p->code[pc];
+    if (in->op == PF__OP_JMP) in->a = block_of[in->a];
+    if (in->op == PF__OP_BR) {
+      in->b = block_of[in->b];
+      in->c = block_of[in->c];
+    }
+  }
+  free(block_of);
+  return 0;
+}
+
+/* Sets p->flags (DESIGN): PYVM_INVARIANT and PYVM_TO_OUT. Uses counts of
+ * definitions and reads per register, in one allocation. */
+static int analyse(pf_prog *p) {
+  size_t nregs = 0, base[PYVM_FILES];
+  for (int f = 0; f < PYVM_FILES; f++) {
+    base[f] = nregs;
+    nregs += (size_t)p->nreg[f];
+  }
+  /* Per register: definitions, reads, invariant; per instruction: leader. */
+  int32_t *defs = pf__calloc(3 * nregs + (size_t)p->ncode, sizeof *defs);
+  if (defs == NULL) return PF_ENOMEM;
+  int32_t *reads = defs + nregs, *inv = reads + nregs, *leader = inv + nregs;
+  for (int32_t b = 0; b < p->nblocks; b++) leader[p->block_first[b]] = 1;
+  for (int32_t pc = 0; pc < p->ncode; pc++) {
+    const pyvm_ins *in = &p->code[pc];
+    const char *sig = pf__pyvm_op_sig[in->op];
+    const int32_t w[4] = {in->dst, in->a, in->b, in->c};
+    int f = pyvm_file_of(sig[0]);
+    if (f >= 0) defs[base[f] + (size_t)w[0]]++;
+    for (int k = 1; k < 4; k++)
+      if ((f = pyvm_file_of(sig[k])) >= 0) reads[base[f] + (size_t)w[k]]++;
+  }
+  /* The index parameters but the last are invariant while never written. */
+  for (int d = 0; d + 1 < p->ndim; d++) inv[d] = defs[d] == 0;
+  for (int32_t pc = 0; pc < p->ncode; pc++) {
+    const pyvm_ins *in = &p->code[pc];
+    const char *sig = pf__pyvm_op_sig[in->op];
+    const int32_t w[4] = {in->dst, in->a, in->b, in->c};
+    int fd = pyvm_file_of(sig[0]);
+    if (fd < 0 || pf__pyvm_is_terminator(in->op)) continue;
+    int ok = defs[base[fd] + (size_t)w[0]] == 1;
+    for (int k = 1; k < 4 && ok; k++) {
+      int f = pyvm_file_of(sig[k]);
+      if (f >= 0 && !inv[base[f] + (size_t)w[k]]) ok = 0;
+    }
+    if (ok) {
+      inv[base[fd] + (size_t)w[0]] = 1;
+      p->flags[pc] |= PYVM_INVARIANT;
+      /* Constants and moves cost no more than their copy: alone they are
+       * not worth cutting lane blocks at rows for. */
+      if (in->op < PF__OP_I_CONST || in->op > PF__OP_B_MOV) p->ninvariant++;
+    }
+    /* TO_OUT: the next instruction, in this block, returns this value. */
+    const pyvm_ins *next =
+        pc + 1 < p->ncode && !leader[pc + 1] ? in + 1 : NULL;
+    int ret_file = next == NULL ? -1
+                   : next->op == PF__OP_RET_F ? PYVM_FILE_F
+                   : next->op == PF__OP_RET_I ? PYVM_FILE_I
+                                              : -1;
+    if (ret_file == fd && next->a == w[0] &&
+        reads[base[fd] + (size_t)w[0]] == 1)
+      p->flags[pc] |= PYVM_TO_OUT;
+  }
+  free(defs);
+  return 0;
+}
+
+void pf_prog_free(pf_prog *prog) {
+  if (prog == NULL) return;
+  free(prog->code);
+  free(prog->flags);
+  free(prog->block_first);
+  free(prog->iconsts);
+  free(prog->fconsts);
+  free(prog);
+}
+
+int pf_prog_create(pf_prog **prog, const int32_t *code, size_t nwords,
+                   const int64_t *iconsts, size_t niconsts,
+                   const double *fconsts, size_t nfconsts, int ndim,
+                   const int32_t nregs[3], pf_error *err) {
+  if (prog == NULL) return pf__error_set(err, PF_EINVAL, -1, "no program");
+  *prog = NULL;
+  if (code == NULL || nregs == NULL || (iconsts == NULL && niconsts > 0) ||
+      (fconsts == NULL && nfconsts > 0))
+    return pf__error_set(err, PF_EINVAL, -1, "invalid arguments");
+  if (nwords == 0 || nwords % 5 != 0)
+    return pf__error_set(err, PF_EINVAL, -1,
+                         "code must be a nonzero multiple of 5 words, not %zu",
+                         nwords);
+  if (nwords / 5 > PF_PROG_MAX_CODE)
+    return pf__error_set(err, PF_EINVAL, -1,
+                         "more than %d instructions", PF_PROG_MAX_CODE);
+  if (ndim < 0 || ndim > PF_MAX_DIMS)
+    return pf__error_set(err, PF_EINVAL, -1, "ndim %d outside [0, %d]", ndim,
+                         PF_MAX_DIMS);
+  for (int f = 0; f < PYVM_FILES; f++)
+    if (nregs[f] < 0 || nregs[f] > PF_PROG_MAX_REGS)
+      return pf__error_set(err, PF_EINVAL, -1,
+                           "register count %d outside [0, %d]", (int)nregs[f],
+                           PF_PROG_MAX_REGS);
+  if (nregs[0] < ndim)
+    return pf__error_set(err, PF_EINVAL, -1,
+                         "%d int registers cannot hold the %d index "
+                         "parameters", (int)nregs[0], ndim);
+  if (niconsts > PF_PROG_MAX_CONSTS || nfconsts > PF_PROG_MAX_CONSTS)
+    return pf__error_set(err, PF_EINVAL, -1, "more than %d constants",
+                         PF_PROG_MAX_CONSTS);
+  pf_prog *p = pf__calloc(1, sizeof *p);
+  int rc = PF_ENOMEM;
+  if (p == NULL) goto fail;
+  p->ndim = ndim;
+  memcpy(p->nreg, nregs, sizeof p->nreg);
+  p->ncode = (int32_t)(nwords / 5);
+  p->niconsts = niconsts;
+  p->nfconsts = nfconsts;
+  p->code = pf__malloc((size_t)p->ncode * sizeof *p->code);
+  p->flags = pf__calloc((size_t)p->ncode, sizeof *p->flags);
+  p->iconsts = pf__malloc((niconsts > 0 ? niconsts : 1) * sizeof *p->iconsts);
+  p->fconsts = pf__malloc((nfconsts > 0 ? nfconsts : 1) * sizeof *p->fconsts);
+  if (p->code == NULL || p->flags == NULL || p->iconsts == NULL || p->fconsts == NULL) goto fail;
+  if (niconsts > 0) memcpy(p->iconsts, iconsts, niconsts * sizeof *iconsts);
+  if (nfconsts > 0) memcpy(p->fconsts, fconsts, nfconsts * sizeof *fconsts);
+  for (int32_t pc = 0; pc < p->ncode; pc++) {
+    const int32_t *w = code + 5 * (size_t)pc;
+    if (w[0] < 0 || w[0] >= PF__OP_COUNT) {
+      rc = pf__error_set(err, PF_EINVAL, pc, "instruction %d: unknown opcode "
+                         "%d", (int)pc, (int)w[0]);
+      goto fail;
+    }
+    for (int k = 0; k < 4; k++) {
+      rc = check_operand(p, pc, w[0], k, w[k + 1], err);
+      if (rc != 0) goto fail;
+    }
+    p->code[pc] = (pyvm_ins){w[0], w[1], w[2], w[3], w[4]};
+  }
+  if (!pf__pyvm_is_terminator(p->code[p->ncode - 1].op)) {
+    rc = pf__error_set(err, PF_EINVAL, p->ncode - 1,
+                       "the last instruction (%s) does not end its path: "
+                       "control would run off the end",
+                       pf__pyvm_op_name[p->code[p->ncode - 1].op]);
+    goto fail;
+  }
+  rc = make_blocks(p);
+  if (rc == 0) rc = analyse(p);
+  if (rc != 0) goto fail;
+  *prog = p;
+  return 0;
+fail:
+  if (rc == PF_ENOMEM) pf__error_set(err, PF_ENOMEM, -1, "out of memory");
+  pf_prog_free(p);
+  return rc;
+}
+
