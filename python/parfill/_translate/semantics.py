@@ -122,6 +122,7 @@ class Builder:
     def freg(self, v: Scalar) -> int:
         """A real scalar as an F register, converted as a float operator
         converts its other operand (float(int), exact on int64)."""
+        _not_complex(v, "a float")
         if v.pytype is float:
             return self.reg(v)
         if isinstance(v, K):
