@@ -1,7 +1,7 @@
 /*
  * translated.c -- fills from translated Python functions:
  * _core.fill_translated(code, iconsts, fconsts, ndim, nregs, out, *, workers,
- * schedule, chunk, progress, timeout, first) and the VM's tables
+ * schedule, chunk, progress, timeout, first, _isa) and the VM's tables
  * _core.pyvm_opcodes() / _core.pyvm_functions().
  *
  * The serialized program (little-endian int32 code words, int64 and float64
@@ -9,11 +9,14 @@
  * pf_prog_create with the GIL held, and only pf_prog_fill runs without it.
  * A bail (PF_EBAIL: an element needs Python) is not an error here: the call
  * returns the lowest bailing flat index, and the Python layer computes that
- * element by calling the function and resumes after it.
+ * element by calling the function and resumes after it. `_isa` (tests only)
+ * caps the VM's instruction set: 0 baseline, 1 AVX2, 2 AVX-512, -1 the best
+ * the CPU has; every value gives the same results.
  */
 #include <string.h>
 
 #include "core.h"
+#include "pyvm.h" /* pf__prog_fill_isa: tests run every ISA */
 
 /* A copy of `buf` as `count` items of `size` bytes in native order (the
  * serialized form is little-endian). NULL with MemoryError. */
@@ -68,13 +71,14 @@ typedef struct translated_call {
   pf_array arr;
   int64_t first;
   int64_t bail; /* the lowest bailing flat index, or -1 */
+  int isa;      /* cap on the instruction set (tests), -1: none */
 } translated_call;
 
 static int translated_run(void *ctx, const pf_fill_options *o, pf_error *err) {
   translated_call *c = ctx;
   pf_fill_options options = *o;
   options.first = c->first;
-  int rc = pf_prog_fill(c->prog, &c->arr, &options, err);
+  int rc = pf__prog_fill_isa(c->prog, &c->arr, &options, c->isa, err);
   if (rc == PF_EBAIL) {
     c->bail = err->position;
     return 0;
@@ -88,7 +92,7 @@ static PyObject *fill_translated_impl(PyObject *module, Py_buffer *code,
                                       PyArrayObject *out, int workers,
                                       pf_schedule schedule, long long chunk,
                                       PyObject *progress, double timeout,
-                                      long long first) {
+                                      long long first, int isa) {
   int32_t nregs[3];
   if (nregs_from_object(nregs_obj, nregs) < 0) return NULL;
   if (code->len % 20 != 0 || iconsts->len % 8 != 0 || fconsts->len % 8 != 0) {
@@ -128,7 +132,7 @@ static PyObject *fill_translated_impl(PyObject *module, Py_buffer *code,
                  err.message);
     goto done;
   }
-  translated_call c = {.prog = prog, .first = first, .bail = -1};
+  translated_call c = {.prog = prog, .first = first, .bail = -1, .isa = isa};
   if (pfpy_array_describe(out, &c.arr) < 0) goto done;
   int64_t size = (int64_t)PyArray_SIZE(out);
   if (first < 0 || first > size) {
@@ -153,16 +157,17 @@ PyObject *pfpy_fill_translated(PyObject *module, PyObject *args,
   static char *keywords[] = {"code",     "iconsts", "fconsts", "ndim",
                              "nregs",    "out",     "workers", "schedule",
                              "chunk",    "progress", "timeout", "first",
-                             NULL};
+                             "_isa",     NULL};
   Py_buffer code = {0}, iconsts = {0}, fconsts = {0};
   PyObject *nregs, *out, *schedule_name = NULL, *progress = Py_None;
   int ndim, workers = 0;
   long long chunk = 0, first = 0;
   double timeout = -1;
+  int isa = -1;
   if (!PyArg_ParseTupleAndKeywords(
-          args, kwargs, "y*y*y*iOO!|$iOLOdL:fill_translated", keywords, &code,
+          args, kwargs, "y*y*y*iOO!|$iOLOdLi:fill_translated", keywords, &code,
           &iconsts, &fconsts, &ndim, &nregs, &PyArray_Type, &out, &workers,
-          &schedule_name, &chunk, &progress, &timeout, &first))
+          &schedule_name, &chunk, &progress, &timeout, &first, &isa))
     return NULL;
   PyObject *r = NULL;
   pf_schedule schedule;
@@ -170,7 +175,7 @@ PyObject *pfpy_fill_translated(PyObject *module, PyObject *args,
                            &schedule) == 0)
     r = fill_translated_impl(module, &code, &iconsts, &fconsts, ndim, nregs,
                              (PyArrayObject *)out, workers, schedule, chunk,
-                             progress, timeout, first);
+                             progress, timeout, first, isa);
   PyBuffer_Release(&code);
   PyBuffer_Release(&iconsts);
   PyBuffer_Release(&fconsts);

@@ -545,3 +545,175 @@ def test_tables():
 def test_report_allowed_bails():
     print("\nallowed bails where Python gave a value:",
           dict(sorted(BAILS.items())))
+
+
+# ------------------------------------- instruction sets, hoisting, streaming
+
+ISAS = (0, 1, 2)  # baseline, AVX2, AVX-512 (capped to what the CPU has)
+
+
+def operands(n):
+    """Python's a(i), b(i) of OPERAND_CODE: sin/cos values with NaN, zero and
+    negative zero at fixed residues."""
+    a, b = [], []
+    for i in range(n):
+        x = math.sin(i * 0.7) * 100.0
+        a.append(math.nan if i % 11 == 3 else x)
+        y = math.cos(i * 0.3) * 10.0
+        b.append(math.nan if i % 17 == 9 else 0.0 if i % 13 == 5
+                 else -0.0 if i % 19 == 2 else y)
+    return a, b
+
+
+# F2 = a(i), F3 = b(i); registers I0..I3, F0..F5, B0..B2.
+OPERAND_CONSTS_I = [11, 3, 17, 9, 13, 5, 19, 2]
+OPERAND_CONSTS_F = [0.7, 100.0, math.nan, 0.3, 10.0, 0.0, -0.0]
+OPERAND_CODE = [
+    ("I2F", 0, 0), ("F_CONST", 1, 0), ("F_MUL", 1, 0, 1),
+    ("F_CALL1", 1, 1, FNS["sin"]), ("F_CONST", 2, 1), ("F_MUL", 2, 1, 2),
+    ("I_CONST", 1, 0), ("I_MOD", 2, 0, 1), ("I_CONST", 1, 1),
+    ("I_EQ", 0, 2, 1), ("F_CONST", 4, 2), ("F_SELECT", 2, 0, 4, 2),
+    ("F_CONST", 1, 3), ("F_MUL", 1, 0, 1), ("F_CALL1", 1, 1, FNS["cos"]),
+    ("F_CONST", 3, 4), ("F_MUL", 3, 1, 3),
+    ("I_CONST", 1, 6), ("I_MOD", 2, 0, 1), ("I_CONST", 1, 7),
+    ("I_EQ", 0, 2, 1), ("F_CONST", 5, 6), ("F_SELECT", 3, 0, 5, 3),
+    ("I_CONST", 1, 4), ("I_MOD", 2, 0, 1), ("I_CONST", 1, 5),
+    ("I_EQ", 0, 2, 1), ("F_CONST", 5, 5), ("F_SELECT", 3, 0, 5, 3),
+    ("I_CONST", 1, 2), ("I_MOD", 2, 0, 1), ("I_CONST", 1, 3),
+    ("I_EQ", 0, 2, 1), ("F_SELECT", 3, 0, 4, 3),
+]
+
+# op -> (instructions after the operands, Python's value, bails when)
+FLOAT_CASES = {
+    "F_ADD": ([("F_ADD", 0, 2, 3)], lambda a, b: a + b,
+              lambda a, b: a != a and b != b),
+    "F_SUB": ([("F_SUB", 0, 2, 3)], lambda a, b: a - b, lambda a, b: False),
+    "F_MUL": ([("F_MUL", 0, 2, 3)], lambda a, b: a * b,
+              lambda a, b: a != a and b != b),
+    "F_DIV": ([("F_DIV", 0, 2, 3)], lambda a, b: a / b if b else 0.0,
+              lambda a, b: b == 0.0),
+    "sqrt": ([("F_CALL1", 0, 2, FNS["sqrt"])],
+             lambda a, b: math.sqrt(a) if a >= 0 or a != a else 0.0,
+             lambda a, b: a < 0),
+    "sqrt_abs": ([("F_ABS", 0, 2), ("F_CALL1", 0, 0, FNS["sqrt"])],
+                 lambda a, b: math.sqrt(abs(a)), lambda a, b: False),
+    "F_MOD": ([("F_MOD", 0, 2, 3)], lambda a, b: a % b if b else 0.0,
+              lambda a, b: b == 0.0),
+    "F_LT": ([("F_LT", 2, 2, 3), ("B2F", 0, 2)],
+             lambda a, b: float(a < b), lambda a, b: False),
+}
+
+
+def vm_fill(code, n, dtype=np.float64, isa=-1, **kw):
+    out = np.full(n, 7, dtype)
+    k = run(OPERAND_CODE + code, OPERAND_CONSTS_I, OPERAND_CONSTS_F,
+            (4, 6, 3), out, ndim=1, _isa=isa, **kw)
+    return k, out
+
+
+@pytest.mark.parametrize("name", sorted(FLOAT_CASES))
+def test_every_isa_matches_python(name):
+    # Each ISA's vector loops (dense lanes, the checked guards' first bad
+    # lane, results written straight into float64 / float32 outputs) against
+    # Python, element by element, with bails at the first element Python
+    # cannot be matched at.
+    body, value, bails = FLOAT_CASES[name]
+    n = 5003
+    a, b = operands(n)
+    want_k = next((i for i in range(n) if bails(a[i], b[i])), -1)
+    stop = n if want_k < 0 else want_k
+    want = np.array([value(a[i], b[i]) for i in range(stop)])
+    for dtype in (np.float64, np.float32):
+        results = []
+        for isa in ISAS:
+            for workers in (1, 2):
+                k, out = vm_fill(body + [("RET_F", 0, 0)], n, dtype, isa,
+                                 workers=workers, chunk=1000)
+                if dtype == np.float32 and k >= 0 and k < stop:
+                    # float32 overflow is a bail too: below it, exact.
+                    stop32 = k
+                else:
+                    stop32 = stop
+                    assert k == want_k, (name, isa, workers, k, want_k)
+                got = out[:stop32].astype(np.float64) if dtype == np.float32 \
+                    else out[:stop32]
+                ref = want[:stop32].astype(dtype).astype(np.float64)
+                assert got.tobytes() == ref.tobytes(), (name, dtype, isa)
+                results.append((k, out[:stop32].tobytes()))
+        assert len(set(results)) == 1, (name, dtype)
+
+
+@pytest.mark.parametrize("isa", ISAS)
+def test_int_checked_ops_every_isa(isa):
+    # I_ADD / I_SUB / I_NEG / I_ABS overflow found by the vector test: the
+    # first overflowing element is the bail, everything below exact.
+    big = 2**63 - 1
+    cases = [
+        ([("I_CONST", 1, 0), ("I_ADD", 1, 0, 1)], [big - 3000],
+         lambda i: (big - 3000) + i, 3001),
+        ([("I_CONST", 1, 0), ("I_SUB", 1, 1, 0)], [-big + 2000],
+         lambda i: (-big + 2000) - i, 2002),
+        ([("I_CONST", 1, 0), ("I_SUB", 1, 1, 0), ("I_NEG", 1, 1)],
+         [-big + 2000], lambda i: -((-big + 2000) - i), 2001),
+        ([("I_CONST", 1, 0), ("I_SUB", 1, 1, 0), ("I_ABS", 1, 1)],
+         [-big + 2000], lambda i: abs((-big + 2000) - i), 2001),
+    ]
+    for body, consts, f, want_k in cases:
+        for dtype in (np.int64, np.float64):
+            out = np.zeros(5000, dtype)
+            k = run(body + [("RET_I", 0, 1)], consts, [], (2, 0, 0), out,
+                    ndim=1, _isa=isa, workers=2, chunk=700)
+            assert k == want_k, (body, dtype, k)
+            want = np.array([f(i) for i in range(want_k)], dtype)
+            assert out[:want_k].tobytes() == want.tobytes(), (body, dtype)
+
+
+def test_row_invariant_hoisting():
+    # f(i, j) = sin(i * 0.5) / (i - 3) * cos(j * 0.25) + sqrt(i + j): the
+    # first two factors depend on i only (computed once per row of lanes);
+    # the division bails at the first element of row 3 -- or at `first`
+    # when the fill starts inside that row.
+    code = [
+        ("I2F", 0, 0), ("F_CONST", 1, 0), ("F_MUL", 0, 0, 1),
+        ("F_CALL1", 0, 0, FNS["sin"]), ("I_CONST", 2, 0), ("I_SUB", 2, 0, 2),
+        ("I2F", 1, 2), ("F_DIV", 0, 0, 1),
+        ("I2F", 2, 1), ("F_CONST", 3, 1), ("F_MUL", 2, 2, 3),
+        ("F_CALL1", 2, 2, FNS["cos"]), ("F_MUL", 0, 0, 2),
+        ("I_ADD", 3, 0, 1), ("I2F", 3, 3), ("F_CALL1", 3, 3, FNS["sqrt"]),
+        ("F_ADD", 0, 0, 3), ("RET_F", 0, 0),
+    ]
+
+    def f(i, j):
+        return math.sin(i * 0.5) / (i - 3) * math.cos(j * 0.25) + \
+            math.sqrt(i + j)
+
+    shape = (9, 700)
+    for isa in ISAS:
+        for first in (0, 3 * 700 + 5, 4 * 700 + 1):
+            for workers in (1, 2):
+                out = np.zeros(shape)
+                k = run(code, [3], [0.5, 0.25], (4, 4, 0), out, ndim=2,
+                        _isa=isa, workers=workers, chunk=300, first=first)
+                want_k = max(first, 3 * 700) if first < 4 * 700 else -1
+                assert k == want_k, (isa, first, workers, k)
+                stop = out.size if k < 0 else k
+                for flat in range(first, stop):
+                    i, j = divmod(flat, shape[1])
+                    assert out.flat[flat] == f(i, j), (isa, flat)
+
+
+def test_streamed_output():
+    # 4.5 M float64 (36 MB: past the streaming threshold), contiguous and
+    # not: every element as Python's float(i) * 0.5 + 1, a bail near the end.
+    n = 4_500_000
+    code = [("I2F", 0, 0), ("F_CONST", 1, 0), ("F_MUL", 0, 0, 1),
+            ("F_CONST", 1, 1), ("F_ADD", 0, 0, 1), ("I_CONST", 1, 0),
+            ("I_EQ", 0, 0, 1), ("BR", 0, 0, 8, 9), ("BAIL",),
+            ("RET_F", 0, 0)]
+    want = np.arange(n, dtype=np.float64) * 0.5 + 1.0
+    for isa in (0, 2):
+        out = np.zeros(n)
+        k = run(code, [n - 17], [0.5, 1.0], (2, 2, 1), out, ndim=1,
+                _isa=isa, workers=2)
+        assert k == n - 17
+        assert out[:k].tobytes() == want[:k].tobytes()
