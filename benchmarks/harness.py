@@ -55,6 +55,7 @@ SUITES: dict[str, str] = {
     "cli": ".cli",
     "random": ".random",
     "native": ".native",
+    "translate": ".translate",
 }
 
 ROLES = ("sequential", "peer", "parfill", "other")

@@ -1,0 +1,311 @@
+"""Suite "translate": plain Python functions translated into the native VM (issue 11).
+
+Workloads (every output allocated once, outside the timed runs):
+
+* ``article`` -- the article's ``lambda i: (start + i) * base**2`` (start = 3,
+  base = 2.0), n = 2*10**6 and 2*10**7 float64.
+* ``trig-2d`` -- ``lambda i, j: math.sin(i*a)*math.cos(j*b) + math.sqrt(i+j)``,
+  2000 x 2000 float64.
+* ``piecewise`` -- if/elif/else on i (three float formulas), 2*10**6 float64.
+* ``int`` -- ``(i * 7 + 3) % 1000 - i // 3``, 2*10**6 int64.
+* ``translate-cost`` -- ``parfill.translate`` of a 5-line function: first
+  (a fresh code object each call) and cached.
+
+Methods: the sequential loop (the speedup baseline; on a stride-sampled
+subset at the large sizes, times scaled), ``populate(f, backend="processes",
+translate="never")`` (sampled at 2*10**7), ``populate(f, translate="always")``,
+the hand-written expression string, numba ``njit(parallel=True)`` with
+``prange`` warm and on its first call (compile included: a new dispatcher per
+run), numexpr. Checks: translated and processes results equal the sequential
+loop's bit for bit; numba, numexpr and expression strings (libmvec / SVML)
+within 8 ulp.
+"""
+from __future__ import annotations
+
+import argparse
+import math
+import time
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from .harness import Entry, Result, compare
+
+DESCRIPTION = ("Translated Python functions vs processes, expression strings, numba and "
+               "numexpr (article, 2-d trig, piecewise, int; translation cost)")
+SUITE = "translate"
+COST = "translate-cost"
+PLOT_EXCLUDE = (COST,)
+NOTES = """\
+notes: median of the timed runs; speedup = sequential loop median / median (~: measured on
+  a stride sample and scaled). "numba first call" compiles a new dispatcher in every run.
+  Targets (issue 11): article n=2e6 translated >= 30x processes; n=2e7 >= 0.8x the
+  expression string; trig-2d >= 0.8x numba prange warm and >= 5x numba's first call."""
+
+_descriptions: dict[str, str] = {}
+
+
+def describe_workload(name: str) -> str:
+    return _descriptions.get(name, name)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    names = ["article", "trig-2d", "piecewise", "int", COST]
+    parser.add_argument("--only", action="append", choices=names, metavar="NAME",
+                        help=f"run only these workloads (repeatable): {', '.join(names)}")
+
+
+def _exact(reference: np.ndarray) -> Callable[[Any], bool]:
+    return lambda out: bool(np.array_equal(out, reference))
+
+
+def _close(reference: np.ndarray) -> Callable[[Any], bool]:
+    return lambda out: bool(np.allclose(out, reference, rtol=2e-15, atol=1e-300))
+
+
+def _sampled(reference: np.ndarray, stride: int) -> Callable[[Any], bool]:
+    flat = reference.reshape(-1)[::stride]
+    return lambda out: bool(np.array_equal(out.reshape(-1)[::stride], flat))
+
+
+def _sequential(f: Callable[..., Any], out: np.ndarray, stride: int) -> Callable[[], Any]:
+    """The loop a user writes (on every stride-th flat index)."""
+    def loop() -> np.ndarray:
+        flat = out.reshape(-1)
+        if out.ndim == 1:
+            for k in range(0, out.size, stride):
+                flat[k] = f(k)
+        else:
+            cols = out.shape[1]
+            for k in range(0, out.size, stride):
+                flat[k] = f(*divmod(k, cols))
+        return out
+    return loop
+
+
+def _reference(f: Callable[..., Any], shape: tuple[int, ...], dtype: Any) -> np.ndarray:
+    if len(shape) == 1:
+        return np.fromiter(map(f, range(shape[0])), dtype, shape[0])
+    ref = np.empty(shape, dtype)
+    for i in range(shape[0]):
+        ref[i] = [f(i, j) for j in range(shape[1])]
+    return ref
+
+
+def _populate(f: Any, out: np.ndarray, workers: int, **kw: Any) -> Callable[[], Any]:
+    import parfill
+    return lambda: parfill.populate(f, out=out, workers=workers, **kw)
+
+
+def _numba(py: Callable[..., None], out: np.ndarray, workers: int, *args: Any):
+    import numba
+    numba.set_num_threads(min(workers, numba.config.NUMBA_NUM_THREADS))
+    warm = numba.njit(parallel=True)(py)
+    warm(out, *args)  # compiled outside the timed runs
+
+    def first_call() -> np.ndarray:
+        numba.njit(parallel=True)(py)(out, *args)
+        return out
+    return (lambda: (warm(out, *args), out)[1]), first_call
+
+
+def _workload(name: str, f: Callable[..., Any], shape: tuple[int, ...], dtype: Any,
+              workers: int, repeat: int, *, expr: tuple[str, dict] | None,
+              numba_fn: tuple[Callable[..., None], tuple] | None,
+              numexpr_fn: Callable[[], Any] | None, processes: bool,
+              stride: int) -> list[Result]:
+    out = np.zeros(shape, dtype)
+    size = out.size
+    ref = _reference(f, shape, dtype)
+    n_run = len(range(0, size, stride)) if stride > 1 else None
+    rows: list[tuple[str, str, Callable[[], Any], Callable[[Any], bool], int | None]] = [
+        ("sequential loop", "sequential", _sequential(f, out, stride),
+         _sampled(ref, stride), n_run)]
+    if processes:
+        rows.append(("processes, translate=never", "peer",
+                     _populate(f, out, workers, backend="processes", translate="never"),
+                     _exact(ref), None))
+    rows.append(("parfill translated", "parfill",
+                 _populate(f, out, workers, translate="always"), _exact(ref), None))
+    if expr is not None:
+        rows.append((f"expression {expr[0]!r}", "other",
+                     _populate(expr[0], out, workers, params=expr[1]), _close(ref), None))
+    if numba_fn is not None:
+        warm, first = _numba(numba_fn[0], out, workers, *numba_fn[1])
+        rows.append(("numba prange (warm)", "peer", warm, _close(ref), None))
+        rows.append(("numba first call", "peer", first, _close(ref), None))
+    if numexpr_fn is not None:
+        rows.append(("numexpr", "peer", numexpr_fn(out), _close(ref), None))
+    entries = [Entry(Result(SUITE, name, label, role, size, workers, n_run=nr), fn, check)
+               for label, role, fn, check, nr in rows]
+    return compare(entries, repeat=repeat)
+
+
+# --------------------------------------------------------------- numba kernels
+
+try:  # numba resolves prange from the kernels' globals
+    from numba import prange
+except ImportError:  # the peer rows become error rows
+    prange = range
+
+def _nb_article(out, start, base):
+    for k in prange(out.size):
+        out[k] = (start + k) * base ** 2
+
+
+def _nb_trig(out, a, b):
+    rows, cols = out.shape
+    for i in prange(rows):
+        for j in range(cols):
+            out[i, j] = math.sin(i * a) * math.cos(j * b) + math.sqrt(i + j)
+
+
+def _nb_piecewise(out, n3):
+    for k in prange(out.size):
+        if k < n3:
+            out[k] = k * 0.5
+        elif k < 2 * n3:
+            out[k] = math.sqrt(k) * 3.0
+        else:
+            out[k] = 1.0 - k * 0.25
+
+
+def _nb_int(out):
+    for k in prange(out.size):
+        out[k] = (k * 7 + 3) % 1000 - k // 3
+
+
+def _numexpr(text: str, workers: int, **arrays: Any) -> Callable[[np.ndarray], Callable]:
+    def make(out: np.ndarray) -> Callable[[], Any]:
+        import numexpr
+        numexpr.set_num_threads(workers)
+        return lambda: numexpr.evaluate(text, local_dict=arrays, out=out)
+    return make
+
+
+# ------------------------------------------------------------------ workloads
+
+def article(n: int, workers: int, repeat: int, stride: int) -> list[Result]:
+    start, base = 3, 2.0
+    f = lambda i: (start + i) * base**2  # noqa: E731
+    name = f"article-{n:.0e}".replace("+0", "")
+    _descriptions[name] = f"{name}: lambda i: (start + i) * base**2, n={n:,} float64"
+    i = np.arange(n)
+    return _workload(name, f, (n,), np.float64, workers, repeat,
+                     expr=("(start + i) * base**2", {"start": start, "base": base}),
+                     numba_fn=(_nb_article, (start, base)),
+                     numexpr_fn=_numexpr("(start + i) * base**2", workers, i=i,
+                                         start=start, base=base),
+                     processes=n <= 2 * 10**6, stride=stride)
+
+
+def trig_2d(rows: int, workers: int, repeat: int, stride: int) -> list[Result]:
+    a, b = 0.001, 0.002
+    f = lambda i, j: math.sin(i*a)*math.cos(j*b) + math.sqrt(i+j)  # noqa: E731
+    _descriptions["trig-2d"] = (f"trig-2d: lambda i, j: math.sin(i*a)*math.cos(j*b) + "
+                                f"math.sqrt(i+j), {rows}x{rows} float64")
+    ii, jj = np.arange(rows)[:, None], np.arange(rows)[None, :]
+    return _workload("trig-2d", f, (rows, rows), np.float64, workers, repeat,
+                     expr=("sin(i*a)*cos(j*b) + sqrt(i+j)", {"a": a, "b": b}),
+                     numba_fn=(_nb_trig, (a, b)),
+                     numexpr_fn=_numexpr("sin(i*a)*cos(j*b) + sqrt(i+j)", workers,
+                                         i=ii, j=jj, a=a, b=b),
+                     processes=False, stride=stride)
+
+
+def piecewise(n: int, workers: int, repeat: int, stride: int) -> list[Result]:
+    n3 = n // 3
+
+    def f(i):
+        if i < n3:
+            return i * 0.5
+        elif i < 2 * n3:
+            return math.sqrt(i) * 3.0
+        else:
+            return 1.0 - i * 0.25
+    _descriptions["piecewise"] = f"piecewise: if/elif/else on i, n={n:,} float64"
+    text = "where(i < third, i * 0.5, where(i < 2 * third, sqrt(i) * 3.0, 1.0 - i * 0.25))"
+    i = np.arange(n)
+    return _workload("piecewise", f, (n,), np.float64, workers, repeat,
+                     expr=(text, {"third": n3}), numba_fn=(_nb_piecewise, (n3,)),
+                     numexpr_fn=_numexpr(text, workers, i=i, third=n3),
+                     processes=False, stride=stride)
+
+
+def int_formula(n: int, workers: int, repeat: int, stride: int) -> list[Result]:
+    f = lambda i: (i * 7 + 3) % 1000 - i // 3  # noqa: E731
+    _descriptions["int"] = f"int: lambda i: (i * 7 + 3) % 1000 - i // 3, n={n:,} int64"
+    return _workload("int", f, (n,), np.int64, workers, repeat,
+                     expr=("(i * 7 + 3) % 1000 - i // 3", {}), numba_fn=(_nb_int, ()),
+                     numexpr_fn=None, processes=False, stride=stride)
+
+
+FIVE_LINES = """\
+def f(i, j):
+    x = i * 0.5 + j
+    if x > 10.0:
+        x = math.sqrt(x)
+    y = x * x - i // 3
+    return y + 1.0
+"""
+
+
+def translate_cost(workers: int, runs: int) -> list[Result]:
+    import parfill
+    _descriptions[COST] = "translate-cost: parfill.translate of a 5-line function, per call"
+    calls = 100
+    namespace: dict[str, Any] = {"math": math}
+    exec(FIVE_LINES, namespace)
+    cached = namespace["f"]
+    parfill.translate(cached, 2)
+
+    def first() -> Any:
+        kernels = []
+        for _ in range(calls):
+            ns: dict[str, Any] = {"math": math}
+            exec(compile(FIVE_LINES, f"<bench {time.perf_counter_ns()}>", "exec"), ns)
+            t0 = time.perf_counter()
+            kernels.append(parfill.translate(ns["f"], 2))
+            first.elapsed += time.perf_counter() - t0  # type: ignore[attr-defined]
+        return kernels
+
+    def first_timed() -> Any:
+        first.elapsed = 0.0  # type: ignore[attr-defined]
+        first()
+        return first.elapsed  # type: ignore[attr-defined]
+
+    results = []
+    for label, fn in (("first translation", first_timed),
+                      ("cached", lambda: [parfill.translate(cached, 2) for _ in range(calls)])):
+        r = Result(SUITE, COST, label, "parfill", 1, workers)
+        times = []
+        for _ in range(runs):
+            t0 = time.perf_counter()
+            got = fn()
+            wall = time.perf_counter() - t0
+            times.append((got if isinstance(got, float) else wall) / calls)
+        r.times, r.correct = times, True
+        r.median = sorted(times)[len(times) // 2]
+        results.append(r)
+    return results
+
+
+def run(args: argparse.Namespace) -> list[Result]:
+    only = set(getattr(args, "only", None) or [])
+    workers = args.workers
+    repeat = min(args.repeat, 2) if args.quick else args.repeat
+    small, big, rows = (10**5, 10**6, 300) if args.quick else (2 * 10**6, 2 * 10**7, 2000)
+    results: list[Result] = []
+    if not only or "article" in only:
+        results += article(small, workers, repeat, 1)
+        results += article(big, workers, repeat, 10)
+    if not only or "trig-2d" in only:
+        results += trig_2d(rows, workers, repeat, 1 if args.quick else 4)
+    if not only or "piecewise" in only:
+        results += piecewise(small, workers, repeat, 1)
+    if not only or "int" in only:
+        results += int_formula(small, workers, repeat, 1)
+    if not only or COST in only:
+        results += translate_cost(workers, 3 if args.quick else 7)
+    return results
