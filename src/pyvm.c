@@ -205,19 +205,39 @@ static void preload_index(const pyvm_run *r, pyvm_scratch *s, int64_t start,
   }
 }
 
-/* Lanes of mask `m` below `limit`, in order, into list; returns how many. */
-static int mask_to_list(const uint64_t *m, int words, int limit,
-                        int32_t *list) {
-  int cnt = 0;
-  for (int w = 0; w < words && w * 64 < limit; w++) {
-    uint64_t bits = m[w];
+/* Bits of mask word w of lanes below `limit`. */
+static inline uint64_t mask_word(const uint64_t *m, int w, int limit) {
+  const int left = limit - w * 64;
+  if (left <= 0) return 0;
+  return left >= 64 ? m[w] : m[w] & ((UINT64_C(1) << left) - 1);
+}
+
+/* The lanes of mask `m` below `limit` as c's view: a range (dense, no list
+ * written: the common case, found from the first and last bit and the
+ * count) or the sorted list. Returns the count. */
+static int mask_take(const uint64_t *m, int words, int limit, pyvm_lanes *c,
+                     int32_t *list) {
+  int cnt = 0, first = -1, last = -1;
+  for (int w = 0; w < words; w++) {
+    const uint64_t bits = mask_word(m, w, limit);
+    if (bits == 0) continue;
+    if (first < 0) first = w * 64 + __builtin_ctzll(bits);
+    last = w * 64 + 63 - __builtin_clzll(bits);
+    cnt += __builtin_popcountll(bits);
+  }
+  c->cnt = cnt;
+  c->lo = first;
+  c->dense = cnt > 0 && last - first + 1 == cnt;
+  if (cnt == 0 || c->dense) return cnt;
+  int j = 0;
+  for (int w = 0; w < words; w++) {
+    uint64_t bits = mask_word(m, w, limit);
     while (bits != 0) {
-      int k = w * 64 + __builtin_ctzll(bits);
-      if (k >= limit) return cnt;
-      list[cnt++] = k;
+      list[j++] = w * 64 + __builtin_ctzll(bits);
       bits &= bits - 1;
     }
   }
+  assert(j == cnt);
   return cnt;
 }
 
@@ -335,7 +355,9 @@ static void run_lanes(const pyvm_run *r, pyvm_scratch *s, int n, char *out,
                  : r->dtype == PF_INT64   ? PYVM_FILE_I
                                           : -1;
   memset(s->masks, 0, (size_t)p->nblocks * (size_t)words * 8);
-  for (int k = 0; k < n; k++) s->masks[k >> 6] |= UINT64_C(1) << (k & 63);
+  for (int w = 0; w * 64 < n; w++)
+    s->masks[w] = n - w * 64 >= 64 ? ~UINT64_C(0)
+                                   : (UINT64_C(1) << (n - w * 64)) - 1;
   int32_t pending = 0;
   pyvm_lanes c = {.p = p, .ireg = s->ireg, .freg = s->freg, .breg = s->breg,
                   .L = (size_t)r->lanes, .list = s->list, .out = out,
@@ -344,11 +366,9 @@ static void run_lanes(const pyvm_run *r, pyvm_scratch *s, int n, char *out,
   while (pending < p->nblocks) {
     const int32_t b = pending++;
     uint64_t *mask = s->masks + (size_t)b * (size_t)words;
-    c.cnt = mask_to_list(mask, words, st->limit, s->list);
+    const int cnt = mask_take(mask, words, st->limit, &c, s->list);
     memset(mask, 0, (size_t)words * 8);
-    if (c.cnt == 0) continue;
-    c.lo = s->list[0];
-    c.dense = s->list[c.cnt - 1] - c.lo + 1 == c.cnt;
+    if (cnt == 0) continue;
     c.ret_done = 0;
     run_block(r, &c, b, st);
   }
