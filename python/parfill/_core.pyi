@@ -56,7 +56,7 @@ def fill_translated(
     iconsts: bytes,
     fconsts: bytes,
     ndim: int,
-    nregs: tuple[int, int, int],
+    nregs: tuple[int, ...],  # (nI, nF, nB), issue 12 adds nC
     out: npt.NDArray[Any],
     *,
     workers: int = ...,
