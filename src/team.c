@@ -317,19 +317,26 @@ typedef struct team {
 } team;
 
 /* 1 when `fd` is a pidfd of `pid` (it was not closed and reused). */
+static int pidfd_pid(int fd, int *pid);
+
 static int pidfd_names(int fd, pid_t pid) {
+  int p;
+  return pidfd_pid(fd, &p) && p == (int)pid;
+}
+
+/* The pid a pidfd names (-1 once that process was reaped); 0 when `fd` is
+ * no pidfd. */
+static int pidfd_pid(int fd, int *pid) {
   char path[64], line[128];
   snprintf(path, sizeof path, "/proc/self/fdinfo/%d", fd);
   FILE *f = fopen(path, "re");
   if (f == NULL) return 0;
   int found = 0;
-  while (fgets(line, sizeof line, f) != NULL) {
-    int p;
-    if (sscanf(line, "Pid: %d", &p) == 1) {
-      found = p == (int)pid;
+  while (fgets(line, sizeof line, f) != NULL)
+    if (sscanf(line, "Pid: %d", pid) == 1) {
+      found = 1;
       break;
     }
-  }
   fclose(f);
   return found;
 }
@@ -443,6 +450,13 @@ static int handle_exit(team *t, int id, int woken, const pf_team_options *o,
     if (errno == EINTR) return 0;
     if (errno == ECHILD) {
       m->reaped = 1; /* and its pid may be reused: never signal it */
+      /* Its pidfd is still ours (it now names a reaped process, pid -1)
+       * unless the application closed it and reused the number. */
+      int named;
+      if (m->pidfd >= 0 && pidfd_pid(m->pidfd, &named) &&
+          (named == -1 || named == (int)m->pid))
+        close(m->pidfd);
+      m->pidfd = -1;
       return pf__error_sys(err, PF_ESYS, ECHILD,
                            "worker %d (pid %d) was reaped by someone else (a "
                            "SIGCHLD handler that waits for any child?)",

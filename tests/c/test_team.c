@@ -1201,6 +1201,39 @@ static void test_shared_memory_fork(void **state) {
   pf_shared_free(mem, 4096);
 }
 
+/* A caller that reaps children behind the team's back (a SIGCHLD handler
+ * calling waitpid(-1), here the between_waits hook): the team finds its
+ * worker gone (ECHILD), reports PF_ESYS and leaves no other worker. */
+typedef struct reaper {
+  int reaped;
+} reaper;
+
+static int reap_any(void *c, int64_t done, int64_t total) {
+  (void)done, (void)total;
+  reaper *r = c;
+  if (r->reaped == 0 && waitpid(-1, NULL, 0) > 0) r->reaped = 1;
+  return 0;
+}
+
+static void test_workers_reaped_behind_back(void **state) {
+  (void)state;
+  shared *sh = shared_new(4, 2);
+  sh->sleep_us = 20 * 1000;
+  reaper r = {0};
+  pf_team_hooks hooks = {.ctx = &r, .between_waits = reap_any};
+  pf_team_options o = options(2, PF_SCHEDULE_DYNAMIC, 1);
+  pf_error err;
+  memset(&err, 0, sizeof err);
+  snapshot before = take_snapshot();
+  int rc = pf_team_run(4, &o, &hooks, chunk_fn, sh, NULL, &err);
+  check_clean(before, "reaped behind its back");
+  assert_int_equal(r.reaped, 1);
+  if (rc != PF_ESYS || err.sys_errno != ECHILD)
+    fail_msg("rc %s, errno %d (%s)", pf_err_name(rc), err.sys_errno,
+             err.message);
+  shared_free(sh);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_coverage),
@@ -1226,6 +1259,7 @@ int main(void) {
       cmocka_unit_test(test_workers_die_with_caller),
       cmocka_unit_test(test_shared_memory_fork),
       cmocka_unit_test(test_no_pidfd),
+      cmocka_unit_test(test_workers_reaped_behind_back),
   };
   return PF_RUN_TESTS(tests, setup, NULL);
 }
