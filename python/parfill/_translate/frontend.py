@@ -120,7 +120,8 @@ class Frontend:
 
     def read(self, r: Read, label: str) -> Value:
         v = current(self.func, r)
-        self.reads.append((r, v))
+        if all(r != seen for seen, _ in self.reads):
+            self.reads.append((r, v))   # the cache checks each read once
         if v is MISSING:
             raise Refusal(f"undefined name '{label}'")
         return classify(v, label)
@@ -150,6 +151,7 @@ class Frontend:
 
     def translate(self) -> Program:
         try:
+            self.ins = bytecode.decode(self.code)   # once for every attempt
             for _ in range(_MAX_ATTEMPTS):
                 self.reads = []
                 self.prog = Program(self.ndim, name=self.code.co_qualname,
@@ -171,7 +173,7 @@ class Frontend:
         code = self.code
         if self.ndim < 0:
             raise Refusal("negative ndim")
-        ins = bytecode.decode(code)
+        ins = self.ins
         env = self.parameters()
         blocks = self.blocks(ins)
         heads = {t for k, t in self.targets(ins) if t <= k}
