@@ -17,6 +17,7 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
+#include <string.h>
 #include <stdlib.h>
 #include <sys/mman.h>
 #include <unistd.h>
@@ -88,14 +89,19 @@ int pf_shared_contains(const void *memory, size_t bytes) {
   FILE *maps = fopen("/proc/self/maps", "re");
   if (maps == NULL) return PF_ESYS;
   /* Mappings are listed in address order; adjacent shared mappings may cover
-   * the range together. Whole lines (getline): a mapped file's path can be
-   * as long as PATH_MAX, and a fixed buffer would read its tail as a line of
-   * its own. */
+   * the range together. Only a line's first fields matter, but a mapped
+   * file's path can be as long as PATH_MAX: the rest of a line longer than
+   * the buffer is skipped, never read as a line of its own (which could look
+   * like a shared mapping), and nothing is allocated. */
   uintptr_t covered = lo;
-  char *line = NULL;
-  size_t capacity = 0;
+  char line[256];
   int result = 0;
-  while (getline(&line, &capacity, maps) > 0) {
+  while (fgets(line, sizeof line, maps) != NULL) {
+    if (strchr(line, '\n') == NULL) {
+      int c;
+      while ((c = getc(maps)) != EOF && c != '\n') {
+      }
+    }
     uintptr_t start, end;
     char perms[8];
     if (sscanf(line, "%" SCNxPTR "-%" SCNxPTR " %7s", &start, &end, perms) != 3)
@@ -109,7 +115,6 @@ int pf_shared_contains(const void *memory, size_t bytes) {
     }
   }
   if (ferror(maps) && !result) result = PF_ESYS;
-  free(line);
   fclose(maps);
   return result;
 }
