@@ -358,7 +358,14 @@ def test_core_stub_keywords_are_the_real_ones():
             workers=1, schedule="static", chunk=2, progress=None, timeout=-1.0),
         "shared_empty": dict(shape=(2, 3), dtype=np.int16),
         "in_worker": {}, "cpu_count": {},
+        "pyvm_opcodes": {}, "pyvm_functions": {},
     }
+    kernel = parfill.translate(lambda i: i * 0.5, 1)
+    values["fill_translated"] = dict(
+        code=kernel.code, iconsts=kernel.iconsts, fconsts=kernel.fconsts,
+        ndim=kernel.ndim, nregs=kernel.nregs, out=out["fill_translated"],
+        workers=1, schedule="static", chunk=2, progress=None, timeout=-1.0,
+        first=0)
     positional = {"is_shared": ["array"], "privatize": ["array"]}
     assert set(stub) == set(values) | set(positional)
     for name, (posonly, names) in stub.items():
@@ -370,6 +377,10 @@ def test_core_stub_keywords_are_the_real_ones():
     assert _core.fill_callable(**values["fill_callable"]) == 6
     for name in ("fill_expr", "fill_native", "fill_random"):
         assert getattr(_core, name)(**values[name]) is None
+    assert _core.fill_translated(**values["fill_translated"]) == -1
+    assert np.array_equal(out["fill_translated"], halves)
+    assert "F_MUL" in _core.pyvm_opcodes(**values["pyvm_opcodes"])
+    assert "sin" in _core.pyvm_functions(**values["pyvm_functions"])
     assert np.array_equal(out["fill_callable"], halves)
     assert np.array_equal(out["fill_expr"], halves)
     assert np.array_equal(out["fill_native"], halves)

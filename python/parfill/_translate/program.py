@@ -96,6 +96,10 @@ MATH1 = ("sin", "cos", "tan", "asin", "acos", "atan", "sinh", "cosh", "tanh",
          "log10", "log1p", "sqrt", "cbrt", "fabs")
 MATH2 = ("atan2", "hypot", "copysign", "fmod", "pow")
 
+#: Whether the VM runs programs with backward jumps (loops). Until it does,
+#: serialising a program with a loop fails and populate calls Python.
+VM_BACK_EDGES = False
+
 TERMINATORS = frozenset({"JMP", "BR", "RET_I", "RET_F", "RET_B", "RET_C",
                          "BAIL"})
 REGISTER_FILES = ("I", "F", "B", "C")
@@ -209,9 +213,17 @@ class Program:
         """``(code, iconsts, fconsts)`` as ``_core.fill_translated`` takes
         them, with op numbers and math function ids from the VM's tables."""
         words: list[int] = []
-        for ins in self.instrs:
+        for pc, ins in enumerate(self.instrs):
             if ins.op not in opcodes:
                 raise RuntimeError(f"the VM has no opcode {ins.op}")
+            targets = [v for kind, v in zip(SIGNATURES[ins.op],
+                                            (ins.dst, ins.a, ins.b, ins.c))
+                       if kind == "tgt"]
+            if not VM_BACK_EDGES and any(
+                    isinstance(t, int) and t <= pc for t in targets):
+                # The front end translates loops (issue 12); the VM does not
+                # run backward jumps yet, so such a function is left to Python.
+                raise RuntimeError("the VM runs no loops yet (a backward jump)")
             words.append(opcodes[ins.op])
             sig = SIGNATURES[ins.op]
             for kind, v in zip(sig, (ins.dst, ins.a, ins.b, ins.c)):
