@@ -603,6 +603,9 @@ def child_main():
     parfill.populate(lambda i: i, 10, backend="threads", workers=4)
     parfill.populate(lambda i: i, 10, backend="processes", workers=2)
     parfill.populate("i", 10, workers=4)
+    # tqdm creates its global multiprocessing lock (a shared mapping) on the
+    # first bar: once per process, not a leak of parfill's.
+    parfill.populate("i", 10, workers=2, progress=True)
     gc.collect()
     allowed = len(os.listdir("/proc/self/task")) + 64
     baseline = resources(allowed)
