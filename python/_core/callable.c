@@ -76,6 +76,12 @@ typedef struct job {
   int64_t failed_index;
   int failed_worker;
   pfpy_waiter waiter;
+  /* Serial with a time budget (auto's measuring slices): the per-element
+   * loop stops at the first element that ends past `deadline` (0: none) and
+   * says where in `stopped_at` (-1: it did not stop early), so a slice never
+   * runs a whole chunk of suddenly expensive elements. */
+  double deadline;
+  int64_t stopped_at;
   /* Threads: owners (caller, pool), the cancel flag (written under the GIL)
    * and, per worker, the thread inside func (0: none; GIL-protected). */
   _Atomic int refs;
@@ -292,6 +298,10 @@ static int run_elements(job *j, int64_t start, int64_t stop, char *block,
       goto fail;
     }
     Py_DECREF(value);
+    if (j->deadline > 0 && pfpy_monotonic() > j->deadline) {
+      j->stopped_at = k + 1;
+      break;
+    }
     if (k + 1 == stop) break;
     /* Only the axes that moved get new index objects. */
     for (int d = cursor_next(&c); d < ndim; d++) {
@@ -407,8 +417,10 @@ static int64_t fill_serial(job *j, int64_t start, int64_t chunk,
     int64_t stop = j->size - start < step ? j->size : start + step;
     double t1 = pfpy_monotonic();
     int64_t failed;
+    j->deadline = budget > 0 && !j->vectorized ? t0 + budget : 0;
+    j->stopped_at = -1;
     if (run_range(j, start, stop, NULL, 0, NULL, &failed) < 0) return -1;
-    start = stop;
+    start = j->stopped_at >= 0 ? j->stopped_at : stop;
     double now = pfpy_monotonic();
     if (!j->vectorized) {
       if (now - t1 < 0.005 && step < chunk)

@@ -55,9 +55,10 @@ _AUTO_SLICE_SECONDS = 0.002
 # millisecond per worker, so less work than this is not worth it).
 _AUTO_PARALLEL_SECONDS = 0.01
 # Elements per chunk in the caller: at most this many, and fewer when one
-# element costs more than _AUTO_CHUNK_SECONDS, so the caller's slice stays
-# bounded even when the elements suddenly get expensive.
-_AUTO_MAX_CHUNK = 16
+# element costs more than _AUTO_CHUNK_SECONDS. The caller's slice stays
+# bounded even when the elements suddenly get expensive because the C loop
+# stops at the first element that ends past the slice's budget.
+_AUTO_MAX_CHUNK = 4096
 _AUTO_CHUNK_SECONDS = 0.0002
 # At most this many retries (a larger count means the same in practice and
 # must not overflow the C int counters).
@@ -355,7 +356,7 @@ def _auto_in_caller(func: Callable[..., object], target: npt.NDArray[Any],
         assert chunk is not None  # _populate_callable picks one
         step = max(1, min(chunk, 4096))
     else:
-        step = 1
+        step = _AUTO_MAX_CHUNK  # the C loop stops at the slice's budget
     while start < size:
         budget = min(_AUTO_SLICE_SECONDS, _AUTO_PARALLEL_SECONDS - spent)
         t0 = time.monotonic()
