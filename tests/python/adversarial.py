@@ -51,6 +51,8 @@ import traceback
 
 import numpy as np
 
+from references import same_bits, sequential
+
 KINDS = ("values", "vectorized", "expression", "arguments", "death",
          "timeout", "interrupt", "threads", "random")
 DTYPES = ("bool", "int8", "uint8", "int16", "uint16", "int32", "uint32",
@@ -69,33 +71,6 @@ class Mismatch(AssertionError):
 
 def flat_index(idx, shape):
     return int(np.ravel_multi_index(idx, shape)) if shape else 0
-
-
-def reference_loop(func, shape, dtype):
-    """The sequential loop; returns (array, None) or (None, (type, idx))."""
-    a = np.zeros(shape, dtype)
-    for idx in np.ndindex(*shape):
-        try:
-            a[idx] = func(*idx)
-        except Exception as e:  # noqa: BLE001 - the reference may raise anything
-            return None, (type(e), idx)
-    return a, None
-
-
-def same_bits(a, b):
-    """Equal bit for bit, padding bytes aside (x86's 80-bit long double sits
-    in 16 bytes, 6 of them undefined)."""
-    if a.shape != b.shape or a.dtype != b.dtype:
-        return False
-    if a.dtype in (np.longdouble, np.clongdouble) and a.dtype.itemsize > 10:
-        parts = (lambda x: (x.real, x.imag)) if a.dtype.kind == "c" else \
-            (lambda x: (x,))
-        for x, y in zip(parts(a), parts(b)):
-            same = (x == y) | (np.isnan(x) & np.isnan(y))
-            if not (same.all() and (np.signbit(x) == np.signbit(y)).all()):
-                return False
-        return True
-    return np.ascontiguousarray(a).tobytes() == np.ascontiguousarray(b).tobytes()
 
 
 def check_against(call, ref, ref_error, what):
@@ -256,7 +231,7 @@ def case_values(rng, parfill):
     dtype = np.dtype(rng.choice(DTYPES))
     func, holder, desc = value_function(rng, len(shape), math.prod(shape))
     holder["shape"] = shape
-    ref, ref_error = reference_loop(func, shape, dtype)
+    ref, ref_error = sequential(func, shape, dtype)
     out = random_out(rng, shape, dtype)
     opts = random_options(rng)
     what = f"values shape={shape} dtype={dtype} {desc} {opts} out={out is not None}"

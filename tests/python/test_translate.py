@@ -26,6 +26,7 @@ import parfill
 from parfill import _core, _populate, _translated
 
 import test_translate_frontend as frontend
+from references import bits, sequential
 
 DTYPES = [np.bool_, np.int8, np.uint8, np.int16, np.uint16, np.int32,
           np.uint32, np.int64, np.uint64, np.float16, np.float32, np.float64,
@@ -48,20 +49,6 @@ def strict_translator(monkeypatch):
 
 # -- the comparison -------------------------------------------------------------
 
-def sequential(f, shape, dtype):
-    """The reference loop: (array, None), or (None, (type, first idx))."""
-    a = np.zeros(shape, dtype)
-    idx = ()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        try:
-            for idx in np.ndindex(*shape):
-                a[idx] = f(*idx)
-        except Exception as e:           # noqa: BLE001 - whatever Python does
-            return None, (type(e), idx)
-    return a, None
-
-
 def make_out(shape, dtype, layout):
     if layout == "new":
         return None
@@ -72,23 +59,9 @@ def make_out(shape, dtype, layout):
     return base[tuple(slice(None, None, step) for _ in shape)]
 
 
-def _bits(a):
-    """Comparable bits: floats by their bit patterns (longdouble by value,
-    sign and NaN-ness: its padding bytes are not part of the value)."""
-    a = np.ascontiguousarray(a)
-    if a.dtype.kind == "c":
-        return _bits(a.real), _bits(a.imag)
-    if a.dtype.kind == "f":
-        if a.dtype.itemsize in (2, 4, 8):
-            return a.view(f"u{a.dtype.itemsize}").tolist()
-        return (np.where(np.isnan(a), 0, a).tolist(), np.signbit(a).tolist(),
-                np.isnan(a).tolist())
-    return a.tolist()
-
-
 def assert_same(got, want, what=""):
     assert got.shape == want.shape and got.dtype == want.dtype, what
-    assert _bits(got) == _bits(want), f"{what}\ngot  {got!r}\nwant {want!r}"
+    assert bits(got) == bits(want), f"{what}\ngot  {got!r}\nwant {want!r}"
 
 
 def check(f, shape, dtype, layout="new", **kw):

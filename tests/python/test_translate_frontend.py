@@ -12,54 +12,20 @@ runs this file under every supported CPython found (3.11, 3.12, 3.13).
 from __future__ import annotations
 
 import importlib
-import importlib.util
 import math
-import os
 import struct
 import sys
 import timeit
 
 import pytest
 
+from translate_oracle import T, Bail, reference, same
+import translate_oracle
 
-def _load():
-    try:
-        import parfill._translate as t      # the checkout's package
-        return t
-    except ImportError:
-        # An interpreter without the extension (or NumPy): load the pure
-        # Python subpackage on its own.
-        root = os.path.join(os.path.dirname(__file__), "..", "..", "python",
-                            "parfill", "_translate")
-        spec = importlib.util.spec_from_file_location(
-            "_parfill_translate", os.path.join(root, "__init__.py"),
-            submodule_search_locations=[root])
-        mod = importlib.util.module_from_spec(spec)
-        sys.modules["_parfill_translate"] = mod
-        spec.loader.exec_module(mod)
-        return mod
-
-
-T = _load()
-reference = importlib.import_module(T.__name__ + ".reference")
 bytecode = importlib.import_module(T.__name__ + ".bytecode")
-Bail = reference.Bail
 TranslationError = T.TranslationError
 
 B53, M63 = 2**53, 2**63 - 1
-
-
-def same(a, b):
-    if type(a) is not type(b):
-        return False
-    if type(a) is float:
-        return struct.pack("<d", a) == struct.pack("<d", b)
-    return a == b
-
-
-def holdable(v):
-    """A value the VM returns (RET_I / RET_F / RET_B)."""
-    return type(v) in (float, bool) or (type(v) is int and -2**63 <= v < 2**63)
 
 
 SMALL1 = [(i,) for i in range(0, 13)] + [(20,), (99,), (1000,)]
@@ -73,43 +39,12 @@ def grid(ndim, big=False):
     return {1: BIG1 if big else SMALL1, 2: GRID2, 3: GRID3, 0: [()]}[ndim]
 
 
-_CONTRACT_BAILS = ("int64 overflow", "int true division above 2**53")
-
-
 def check(f, ndim, points=None, bail=None, big=False, values=True):
-    """Translate f and compare the reference run with Python on each point.
-    ``bail(*idx)`` is where the contract makes the VM bail although Python
-    returns a holdable value. Returns (values, bails)."""
-    k = T.translate(f, ndim)
-    k.program.validate()
-    big = big or (ndim == 2 and points is None)     # GRID2 has 2**63 - 1
-    nv = nb = 0
-    for idx in points or grid(ndim, big):
-        try:
-            want = f(*idx)
-            raised = None
-        except Exception as e:          # noqa: BLE001 - any Python error
-            want, raised = None, e
-        got = reference.run(k.program, idx)
-        expect_bail = raised is not None or not holdable(want) or \
-            bool(bail and bail(*idx))
-        if isinstance(got, Bail):
-            nb += 1
-            # Near 2**63 an intermediate result may leave int64 (or an int
-            # true division pass 2**53) although the final value fits:
-            # the contract's bail, redone in Python.
-            contract = big and any(w in got.why for w in _CONTRACT_BAILS)
-            assert expect_bail or contract, (f"bail at {idx}: {got}; Python gives "
-                                 f"{want!r}\n{k.source}")
-        else:
-            nv += 1
-            assert not expect_bail, (f"{idx}: got {got!r}, Python "
-                                     f"{'raises ' + repr(raised) if raised else 'gives ' + repr(want)}"
-                                     f"\n{k.source}")
-            assert same(got, want), f"{idx}: got {got!r}, want {want!r}\n{k.source}"
-    if values:
-        assert nv, "no point computed a value"
-    return nv, nb
+    """translate_oracle.check on this file's grids (GRID2 reaches 2**63 - 1,
+    so 2-d defaults count as big). Returns (values, bails)."""
+    big = big or (ndim == 2 and points is None)
+    return translate_oracle.check(f, ndim, points or grid(ndim, big), bail=bail,
+                                  big=big, values=values)
 
 
 # -- the table: functions that translate ---------------------------------------

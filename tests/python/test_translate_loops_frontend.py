@@ -13,65 +13,21 @@ runs this file under every supported CPython found (3.11, 3.12, 3.13).
 """
 from __future__ import annotations
 
-import importlib
-import importlib.util
 import math
-import os
-import struct
 import sys
 import time
 
 import pytest
 
+from translate_oracle import T, Bail, reference, same
+import translate_oracle
 
-def _load():
-    try:
-        import parfill._translate as t      # the checkout's package
-        return t
-    except ImportError:
-        root = os.path.join(os.path.dirname(__file__), "..", "..", "python",
-                            "parfill", "_translate")
-        name = "_parfill_translate"
-        if name in sys.modules:
-            return sys.modules[name]
-        spec = importlib.util.spec_from_file_location(
-            name, os.path.join(root, "__init__.py"),
-            submodule_search_locations=[root])
-        mod = importlib.util.module_from_spec(spec)
-        sys.modules[name] = mod
-        spec.loader.exec_module(mod)
-        return mod
-
-
-T = _load()
-reference = importlib.import_module(T.__name__ + ".reference")
-Bail = reference.Bail
 StepLimit = reference.StepLimit
 TranslationError = T.TranslationError
 
 B53, M63 = 2**53, 2**63 - 1
 INF, NAN = float("inf"), float("nan")
 STEPS = 2_000_000          # the reference's cap per element (tests only)
-
-
-def bits(x):
-    return struct.pack("<d", x)
-
-
-def same(a, b):
-    if type(a) is not type(b):
-        return False
-    if type(a) is float:
-        return bits(a) == bits(b)
-    if type(a) is complex:
-        return bits(a.real) == bits(b.real) and bits(a.imag) == bits(b.imag)
-    return a == b
-
-
-def holdable(v):
-    """A value the VM returns (RET_I / RET_F / RET_B / RET_C)."""
-    return type(v) in (float, bool, complex) or \
-        (type(v) is int and -2**63 <= v < 2**63)
 
 
 SMALL1 = [(i,) for i in range(0, 13)] + [(20,), (99,), (1000,)]
@@ -81,35 +37,11 @@ IMAGE = [(i, j) for i in range(0, 900, 61) for j in range(0, 1200, 83)]
 
 
 def check(f, ndim, points=None, bail=None, values=True):
-    """Translate f and compare the reference run with Python on each point.
+    """translate_oracle.check with complex results and a step cap (loops).
     Returns (values, bails)."""
-    k = T.translate(f, ndim)
-    k.program.validate()
-    nv = nb = 0
     pts = points or {1: SMALL1, 2: GRID2, 3: GRID3, 0: [()]}[ndim]
-    for idx in pts:
-        try:
-            want = f(*idx)
-            raised = None
-        except Exception as e:          # noqa: BLE001 - any Python error
-            want, raised = None, e
-        got = reference.run(k.program, idx, max_steps=STEPS)
-        expect_bail = raised is not None or not holdable(want) or \
-            bool(bail and bail(*idx))
-        if isinstance(got, Bail):
-            nb += 1
-            assert expect_bail, (f"bail at {idx}: {got}; Python gives "
-                                 f"{want!r}\n{k.source}")
-        else:
-            nv += 1
-            assert not expect_bail, (
-                f"{idx}: got {got!r}, Python "
-                f"{'raises ' + repr(raised) if raised else 'gives ' + repr(want)}"
-                f"\n{k.source}")
-            assert same(got, want), f"{idx}: got {got!r}, want {want!r}\n{k.source}"
-    if values:
-        assert nv, "no point computed a value"
-    return nv, nb
+    return translate_oracle.check(f, ndim, pts, bail=bail, values=values,
+                                  complex_ok=True, max_steps=STEPS)
 
 
 def has_loop(prog):

@@ -37,6 +37,7 @@ import numpy as np
 
 import parfill
 from parfill import _core, _translated
+from references import bits, sequential
 
 DTYPES = [np.bool_, np.int8, np.uint8, np.int16, np.uint16, np.int32,
           np.uint32, np.int64, np.uint64, np.float16, np.float32, np.float64,
@@ -291,29 +292,6 @@ def make_case(seed: int, n: int) -> dict:
             "workers": r.randint(1, 3),
             "schedule": r.choice(["static", "dynamic", "guided"]),
             "chunk": r.choice([None, 1, 3, 16])}
-
-
-def sequential(f, shape, dtype):
-    a = np.zeros(shape, dtype)
-    idx = ()
-    try:
-        for idx in np.ndindex(*shape):
-            a[idx] = f(*idx)
-    except Exception as e:           # noqa: BLE001 - whatever Python does
-        return None, (type(e), idx)
-    return a, None
-
-
-def bits(a):
-    a = np.ascontiguousarray(a)
-    if a.dtype.kind == "c":
-        return bits(a.real), bits(a.imag)
-    if a.dtype.kind == "f":
-        if a.dtype.itemsize in (2, 4, 8):
-            return a.view(f"u{a.dtype.itemsize}").tolist()
-        return (np.where(np.isnan(a), 0, a).tolist(), np.signbit(a).tolist(),
-                np.isnan(a).tolist())
-    return a.tolist()
 
 
 def run_case(case: dict, counts: collections.Counter) -> str | None:
