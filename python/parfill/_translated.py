@@ -81,10 +81,7 @@ def kernel_for(func: Callable[..., object], ndim: int, mode: str,
         return None
     try:
         kernel = translate(func, ndim)
-        try:
-            kernel.code  # serialised against the VM's table here, not mid-fill
-        except RuntimeError as e:  # an op or a loop the VM does not run yet
-            raise TranslationError(str(e)) from None
+        kernel.code    # serialised against the VM's table here, not mid-fill
         return kernel
     except TranslationError:
         if mode == "always":

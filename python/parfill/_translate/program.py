@@ -20,6 +20,8 @@ import struct
 from dataclasses import dataclass, field
 from typing import Mapping, Optional
 
+from .errors import TranslationError
+
 Operand = Optional[str]
 Sig = tuple[Operand, Operand, Operand, Operand]
 
@@ -211,11 +213,13 @@ class Program:
     def serialize(self, opcodes: Mapping[str, int],
                   functions: Mapping[str, int]) -> tuple[bytes, bytes, bytes]:
         """``(code, iconsts, fconsts)`` as ``_core.fill_translated`` takes
-        them, with op numbers and math function ids from the VM's tables."""
+        them, with op numbers and math function ids from the VM's tables;
+        TranslationError for what this VM cannot run."""
         words: list[int] = []
         for pc, ins in enumerate(self.instrs):
             if ins.op not in opcodes:
-                raise RuntimeError(f"the VM has no opcode {ins.op}")
+                raise TranslationError(f"{ins.op} (not in this VM's opcode "
+                                       f"table)", self.filename, ins.line)
             targets = [v for kind, v in zip(SIGNATURES[ins.op],
                                             (ins.dst, ins.a, ins.b, ins.c))
                        if kind == "tgt"]
@@ -223,14 +227,17 @@ class Program:
                     isinstance(t, int) and t <= pc for t in targets):
                 # The front end translates loops (issue 12); the VM does not
                 # run backward jumps yet, so such a function is left to Python.
-                raise RuntimeError("the VM runs no loops yet (a backward jump)")
+                raise TranslationError("loop (the VM runs no backward jumps "
+                                       "yet)", self.filename, ins.line)
             words.append(opcodes[ins.op])
             sig = SIGNATURES[ins.op]
             for kind, v in zip(sig, (ins.dst, ins.a, ins.b, ins.c)):
                 if kind == "fn":
                     assert isinstance(v, str)
                     if v not in functions:
-                        raise RuntimeError(f"the VM has no function {v}")
+                        raise TranslationError(
+                            f"math.{v} (not in this VM's function table)",
+                            self.filename, ins.line)
                     words.append(functions[v])
                 else:
                     assert isinstance(v, int)
