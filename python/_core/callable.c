@@ -250,10 +250,16 @@ static void raise_job_failure(const job *j) {
 
 /* Threads: 1 once the caller has returned (checked under the GIL before
  * every store and call). A pending asynchronous exception meant for this
- * thread's func is dropped so that no later call sees it. */
+ * thread's func is consumed here so that no later call on this pool thread
+ * sees it: by running a Python function, whose first instruction makes
+ * CPython raise it and clear its signal. (PyThreadState_SetAsyncExc(id,
+ * NULL) would drop it but signal the interpreter once more, and in 3.11 no
+ * thread would then clear that signal: every function entry under a profiler
+ * loops on it forever.) */
 static int canceled(job *j) {
   if (!atomic_load_explicit(&j->canceled, memory_order_relaxed)) return 0;
-  PyThreadState_SetAsyncExc(PyThread_get_thread_ident(), NULL);
+  PyObject *r = PyObject_CallNoArgs(pfpy_state_of(j->module)->run_bytecode);
+  Py_XDECREF(r);
   PyErr_Clear();
   return 1;
 }

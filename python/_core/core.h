@@ -35,7 +35,8 @@
   X(TimeoutError)                                                        \
   X(element_failed) /* (exc_or_payload, shape, flat, worker, pid) */     \
   X(worker_died)    /* (worker, pid, exitcode, signal, start, stop) */   \
-  X(pack_exception) /* (exc) -> bytes */
+  X(pack_exception) /* (exc) -> bytes */                                 \
+  X(run_bytecode)   /* () -> None, in Python: see callable.c, canceled() */
 
 typedef struct pfpy_state {
 #define PFPY_STATE_FIELD(name) PyObject *name;

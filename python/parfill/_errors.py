@@ -424,6 +424,13 @@ def element_failed(exc_or_payload: BaseException | bytes,
     return exc
 
 
+def run_bytecode() -> None:
+    """Does nothing, in bytecode: calling it makes CPython raise -- and clear
+    the signal of -- an asynchronous exception pending for the calling thread
+    (a pool thread of a canceled threads fill consumes its KeyboardInterrupt
+    this way; see python/_core/callable.c)."""
+
+
 def worker_died(worker: int, pid: int, exitcode: int | None, sig: int | None,
                 start: int | None, stop: int | None) -> WorkerDiedError:
     return WorkerDiedError(worker, pid, exitcode, sig, start, stop)

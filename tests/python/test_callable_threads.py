@@ -108,6 +108,48 @@ def test_threads_busy_func_ends_after_timeout():
     assert wait_until(lambda: running[0] == 0, 5.0), running
 
 
+def test_interrupted_func_leaves_the_interpreter_usable_under_a_profiler():
+    """The asynchronous exception that ends a canceled func is consumed by
+    the thread it was meant for: afterwards function calls still work, also
+    under a profiler (on 3.11 a dropped-but-signalled one made every call
+    under sys.setprofile spin at its first line). In a child, with a limit,
+    since the failure is a hang."""
+    code = textwrap.dedent("""
+        import sys, time, parfill
+        def busy(i):
+            end = time.monotonic() + 30
+            while time.monotonic() < end:
+                pass
+            return i
+        try:
+            parfill.populate(busy, 8, backend="threads", workers=2,
+                             timeout=0.3, translate="never")
+        except parfill.TimeoutError:
+            pass
+        time.sleep(1.0)            # the pool threads leave func meanwhile
+        calls = [0]
+        def g(x):
+            return x + 1
+        def profile(frame, event, arg):
+            if event == "call" and frame.f_code is g.__code__:
+                calls[0] += 1
+        sys.setprofile(profile)
+        total = sum(g(k) for k in range(100))
+        sys.setprofile(None)
+        print("CALLS", calls[0], total)
+    """)
+    proc = subprocess.Popen([sys.executable, "-c", code],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True)
+    try:
+        out, _ = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert "CALLS 100 5050" in out, out
+
+
 def test_threads_store_nothing_after_return():
     out = np.zeros(4)
     func = Sleeper(1.0)
