@@ -226,6 +226,44 @@ pf_pool *pf_pool_default(void);
  * negative code, e.g. PF_ECANCELED). */
 typedef int (*pf_progress_fn)(void *ctx, int64_t done, int64_t total);
 
+/* A window of a larger index space (SPEC section 8: a Dask block, an MPI
+ * rank's slab): `out` holds part of a whole array of `shape`, and kernels see
+ * the whole's indices. Two forms:
+ *   box   (origin != NULL): out->ndim == ndim, and out's element
+ *         (i0, i1, ...) is the whole's (origin[0] + i0, origin[1] + i1, ...);
+ *         0 <= origin[d] and origin[d] + out->shape[d] <= shape[d].
+ *   range (origin == NULL): out's elements in C order are the whole's flat
+ *         indices offset, offset + 1, ... (out has any shape; 0 <= offset,
+ *         offset + out's size <= the whole's size).
+ * With options->window set, pf_fill calls the kernel with the whole's flat
+ * indices -- a call's [start, start + count) lies inside the window without
+ * a gap (a box is cut at its rows) -- and the kernel reports failures
+ * (pf_fill_worker_fail) and reads pf_fill_worker_limit in them. What the
+ * fill itself reports counts out's elements in C order: options->first,
+ * progress, and err->position of a kernel's failure. pf_expr_fill,
+ * pf_random_fill, pf_native_fill and pf_prog_fill take their index variables
+ * (i j ... idx, n0 ... size, the random functions' element) from the whole,
+ * so a window gets bit for bit the values of the same elements of a fill of
+ * the whole array. */
+typedef struct pf_window {
+  int ndim;              /* of the whole: 0 .. PF_MAX_DIMS */
+  const int64_t *shape;  /* the whole's shape */
+  const int64_t *origin; /* box form; NULL: range form */
+  int64_t offset;        /* range form: the whole's flat index of out's first */
+} pf_window;
+
+/* The whole's flat index of out's element `k` (C order; 0 <= k < out's size)
+ * under `window`, which pf_window_check accepted for `out_ndim`,
+ * `out_shape`. Thread-safe. */
+int64_t pf_window_flat(const pf_window *window, int out_ndim,
+                       const int64_t *out_shape, int64_t k);
+
+/* 0 when `window` fits an output of `out_ndim` dimensions of `out_shape`
+ * (see pf_window), else PF_EINVAL (or PF_EOVERFLOW: the whole has more than
+ * INT64_MAX elements) with err saying why. Thread-safe. */
+int pf_window_check(const pf_window *window, int out_ndim,
+                    const int64_t *out_shape, pf_error *err);
+
 typedef struct pf_fill_options {
   pf_pool *pool;            /* NULL: pf_pool_default() */
   int workers;              /* 0: the pool's base size (pf_pool_create's
@@ -254,10 +292,12 @@ typedef struct pf_fill_options {
   int64_t first;            /* fill flat indices [first, size) only (0: all;
                                0 <= first <= size, else PF_EINVAL); progress
                                counts the elements of that range */
+  const pf_window *window;  /* NULL: out is the whole index space */
 } pf_fill_options;
 
 #define PF_FILL_OPTIONS_DEFAULTS \
-  { NULL, 0, PF_SCHEDULE_DYNAMIC, 0, NULL, NULL, 0.1, 0.0, NULL, 0 }
+  { NULL, 0, PF_SCHEDULE_DYNAMIC, 0, NULL, NULL, 0.1, 0.0, NULL, 0, NULL }
+
 
 /* A kernel call's handle on its fill; valid during that call only. */
 typedef struct pf_fill_worker pf_fill_worker;

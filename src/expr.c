@@ -275,10 +275,14 @@ int pf_expr_fill(const pf_expr *expr, const pf_array *out,
                  const pf_fill_options *options, pf_error *err) {
   if (expr == NULL || out == NULL)
     return pf__error_set(err, PF_EINVAL, -1, "invalid arguments");
-  if (out->ndim != expr->ndim)
+  /* With a window the index variables are the whole array's. */
+  int ndim;
+  const int64_t *space;
+  pf__index_space(out, options, &ndim, &space);
+  if (ndim != expr->ndim)
     return pf__error_set(err, PF_EINVAL, -1,
                          "the expression was compiled for %d dimensions, the "
-                         "array has %d", expr->ndim, out->ndim);
+                         "array has %d", expr->ndim, ndim);
   int64_t size;
   if (pf_dtype_size(out->dtype) == 0)
     return pf__error_set(err, PF_EDTYPE, -1, "unsupported dtype");
@@ -304,7 +308,10 @@ int pf_expr_fill(const pf_expr *expr, const pf_array *out,
   int stream = pf_array_is_contiguous(out) &&
                size * (int64_t)pf_dtype_size(out->dtype) >= EXPR_STREAM_BYTES;
   pf__expr_run *run;
-  rc = pf__expr_run_new(&run, expr, out->shape, out->dtype, o.workers, stream,
+  if (o.window != NULL &&
+      (rc = pf_window_check(o.window, out->ndim, out->shape, err)) != 0)
+    return rc;
+  rc = pf__expr_run_new(&run, expr, space, out->dtype, o.workers, stream,
                         err);
   if (rc != 0) return rc;
   rc = pf__expr_run_finish(run, pf_fill(out, pf__expr_run_kernel, run, &o,

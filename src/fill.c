@@ -60,6 +60,14 @@
  * from the library's loader uses a pool only if one was made there: it does
  * not start a pool of threads in a worker process for one worker.
  *
+ * Windows (options->window): the kernel sees the whole array's flat
+ * indices (window.c). Everything else -- the schedule, chunks, the limit,
+ * progress, the failure's index -- counts the output's elements; each block
+ * is cut where its flat indices jump (a box's rows) and every piece is one
+ * kernel call with a handle mapped between the two numberings
+ * (pf__fill_worker_mapped). The mapping is monotonic, so the lowest failure
+ * and the limit mean the same in both.
+ *
  * Lock order: job->lock, then nothing; the pool's lock is never taken while
  * job->lock is held (the caller withdraws first, then locks to account).
  */
@@ -102,6 +110,8 @@ struct fill_job {
   pf_kernel_fn kernel;
   void *ctx;
   void (*release)(void *ctx);
+  int windowed;
+  pf__window_map window; /* when windowed */
   size_t itemsize;
   int contiguous;
   int workers;
@@ -263,6 +273,38 @@ static void scatter(const pf_array *out, size_t itemsize, int64_t start,
   }
 }
 
+static int64_t window_to_outer(const void *map, int64_t flat) {
+  return pf__window_from_whole(map, flat);
+}
+
+static int64_t window_from_outer(const void *map, int64_t limit) {
+  return pf__window_limit_to_whole(map, limit);
+}
+
+/* The kernel on the output's elements [first, first+count) into `dst`: one
+ * call, or with a window one per stretch of the whole's flat indices
+ * (DESIGN: Windows). */
+static int call_kernel(fill_task *t, int64_t first, int64_t count, char *dst) {
+  fill_job *job = t->job;
+  if (!job->windowed)
+    return job->kernel(job->ctx, first, count, dst, &t->worker);
+  pf_fill_worker inner;
+  pf__fill_worker_mapped(&inner, &t->worker, window_to_outer,
+                         window_from_outer, &job->window);
+  const int64_t end = first + count;
+  for (int64_t k = first; k < end;) {
+    int64_t n = pf__window_stretch(&job->window, k);
+    if (n > end - k) n = end - k;
+    int rc = job->kernel(job->ctx, pf__window_to_whole(&job->window, k), n,
+                         dst + (k - first) * (int64_t)job->itemsize, &inner);
+    if (rc != 0) return rc;
+    k += n;
+    if (k < end && k >= atomic_load_explicit(&job->limit, memory_order_relaxed))
+      break;
+  }
+  return 0;
+}
+
 /* Runs the kernel on [first, first+count) (count > 0, below the limit when
  * the block began); 1 when this task should stop (it failed). */
 static int run_block(fill_task *t, int64_t first, int64_t count) {
@@ -271,7 +313,7 @@ static int run_block(fill_task *t, int64_t first, int64_t count) {
   t->worker.failed = 0;
   if (job->contiguous) {
     char *base = (char *)job->out.data + first * (int64_t)job->itemsize;
-    rc = job->kernel(job->ctx, first, count, base, &t->worker);
+    rc = call_kernel(t, first, count, base);
   } else {
     if (t->scratch == NULL) {
       t->scratch = pf__malloc(PF_BLOCK_ELEMENTS * job->itemsize);
@@ -280,7 +322,7 @@ static int run_block(fill_task *t, int64_t first, int64_t count) {
         return 1;
       }
     }
-    rc = job->kernel(job->ctx, first, count, t->scratch, &t->worker);
+    rc = call_kernel(t, first, count, t->scratch);
     if (rc != 0 && !t->worker.failed) job_fail(job, rc, -1, NULL);
     /* Elements at and past the limit may be left uncomputed; those below it
      * are written even when this call failed (at an element past them). */
@@ -491,6 +533,10 @@ static fill_job *job_new(const pf_array *out, pf_kernel_fn kernel, void *ctx,
     return NULL;
   }
   job->out = *out;
+  if (o->window != NULL) {
+    job->windowed = 1;
+    pf__window_map_init(&job->window, o->window, out->ndim, out->shape);
+  }
   job->kernel = kernel;
   job->ctx = ctx;
   job->itemsize = pf_dtype_size(out->dtype);
@@ -518,6 +564,10 @@ static int check_args(const pf_array *out, pf_kernel_fn kernel,
   if (o->chunk < 0 || o->workers < 0 ||
       (unsigned)o->schedule > PF_SCHEDULE_GUIDED)
     return pf__error_set(err, PF_EINVAL, -1, "invalid fill options");
+  if (o->window != NULL) {
+    rc = pf_window_check(o->window, out->ndim, out->shape, err);
+    if (rc != 0) return rc;
+  }
   if (o->first < 0 || o->first > *size)
     return pf__error_set(err, PF_EINVAL, -1, "first index %lld outside "
                          "[0, %lld]", (long long)o->first, (long long)*size);

@@ -58,4 +58,35 @@ int64_t pf__offset_of(const pf_array *a, int64_t flat);
 /* Default chunk for `size` elements over `workers` under a schedule. */
 int64_t pf__auto_chunk(pf_schedule schedule, int64_t size, int workers);
 
+/* window.c: a pf_window, prepared for mapping an output's elements (C
+ * order, k) to the whole's flat indices and back. */
+typedef struct pf__window_map {
+  int box;        /* 0: range form (or a 0-d box), flat = offset + k */
+  int64_t offset;
+  int64_t size;   /* elements of the output */
+  int ndim;
+  int axis;       /* the last axis the box does not span entirely */
+  int64_t run;    /* output elements per stretch of consecutive flat indices */
+  int64_t whole[PF_MAX_DIMS];
+  int64_t inner[PF_MAX_DIMS]; /* the whole's elements per step of an axis */
+  int64_t origin[PF_MAX_DIMS];
+  int64_t shape[PF_MAX_DIMS]; /* the box's */
+} pf__window_map;
+
+/* For a window pf_window_check accepted for out_ndim, out_shape. */
+void pf__window_map_init(pf__window_map *m, const pf_window *window,
+                         int out_ndim, const int64_t *out_shape);
+/* The whole's flat index of element k (0 <= k < m->size). */
+int64_t pf__window_to_whole(const pf__window_map *m, int64_t k);
+/* The element k of the whole's flat index `flat`, which is in the window. */
+int64_t pf__window_from_whole(const pf__window_map *m, int64_t flat);
+/* A fill's limit (elements k >= limit need not be computed; 0..size) in the
+ * whole's flat indices: those >= the result need not be computed. */
+int64_t pf__window_limit_to_whole(const pf__window_map *m, int64_t limit);
+/* How many elements from k on have consecutive flat indices in the whole. */
+int64_t pf__window_stretch(const pf__window_map *m, int64_t k);
+/* The index space a fill's kernel sees: options->window's whole, else out. */
+void pf__index_space(const pf_array *out, const pf_fill_options *options,
+                     int *ndim, const int64_t **shape);
+
 #endif /* PF_INTERNAL_H */

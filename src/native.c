@@ -163,11 +163,20 @@ int pf_native_fill(const pf_native *native, const pf_array *out,
       return pf__error_set(err, PF_ENOMEM, -1, "out of memory");
     }
   }
-  *job = (native_job){.native = *native, .ndim = out->ndim,
+  /* With a window the indices are the whole array's. */
+  int ndim;
+  const int64_t *space;
+  pf__index_space(out, options, &ndim, &space);
+  if (ndim < 0 || ndim > PF_MAX_DIMS || (ndim > 0 && space == NULL)) {
+    if (job != &local) free(job);
+    if (release != NULL) release(user);
+    return pf__error_set(err, PF_EINVAL, -1, "invalid window");
+  }
+  *job = (native_job){.native = *native, .ndim = ndim,
                       .dtype = out->dtype, .release = release};
   job->itemsize = pf_dtype_size(out->dtype);
-  memcpy(job->shape, out->shape, sizeof(int64_t) * (size_t)out->ndim);
-  if (pf_shape_size(out->ndim, out->shape, 1, &job->size) != 0)
+  memcpy(job->shape, space, sizeof(int64_t) * (size_t)ndim);
+  if (pf_shape_size(ndim, space, 1, &job->size) != 0)
     job->size = 0; /* pf_fill reports the bad shape */
   job->isa = pf__vm_isa();
   if (release == NULL) return pf_fill(out, kernel, job, options, err);

@@ -548,6 +548,9 @@ static int plan_file(npy_plan *p, const char *path, pf_dtype dtype, int ndim,
     return pf__error_set(err, PF_EINVAL, -1, "invalid arguments");
   if (path[strlen(path) - 1] == '/')
     return pf__error_set(err, PF_EINVAL, -1, "'%s' names a directory", path);
+  if (o->window != NULL)
+    return pf__error_set(err, PF_EINVAL, -1,
+                         "a .npy fill writes the whole file: no window");
   pf_npy_header h = {.dtype = dtype, .ndim = ndim};
   if (ndim < 0 || ndim > PF_MAX_DIMS || (ndim > 0 && shape == NULL))
     return pf__error_set(err, PF_EINVAL, -1, "invalid shape");

@@ -421,11 +421,11 @@ static int pyvm_kernel(void *ctx, int64_t start, int64_t count, void *out,
 
 /* Fixes the run's shape, ISA, lanes and shortcuts for `out`. */
 static void plan(pyvm_run *r, const pf_prog *prog, const pf_array *out,
-                 int64_t size, int isa) {
+                 const int64_t *space, int64_t size, int isa) {
   r->p = prog;
   r->dtype = out->dtype;
   r->itemsize = pf_dtype_size(out->dtype);
-  for (int d = 0; d < out->ndim; d++) r->shape[d] = out->shape[d];
+  for (int d = 0; d < prog->ndim; d++) r->shape[d] = space[d];
   r->isa = pf__vm_isa();
   if (isa >= 0 && isa < r->isa) r->isa = isa;
 #if PYVM_X86
@@ -446,7 +446,7 @@ static void plan(pyvm_run *r, const pf_prog *prog, const pf_array *out,
     r->lanes /= 2;
   r->words = r->lanes / 64;
   r->hoist = prog->ndim >= 2 && prog->ninvariant > 0 &&
-             out->shape[prog->ndim - 1] >= PYVM_HOIST_ROW;
+             space[prog->ndim - 1] >= PYVM_HOIST_ROW;
   r->stream = pf_array_is_contiguous(out) &&
               size * (int64_t)r->itemsize >= PYVM_STREAM_BYTES;
 }
@@ -455,10 +455,18 @@ int pf__prog_fill_isa(const pf_prog *prog, const pf_array *out,
                       const pf_fill_options *options, int isa, pf_error *err) {
   if (prog == NULL || out == NULL)
     return pf__error_set(err, PF_EINVAL, -1, "invalid arguments");
-  if (out->ndim != prog->ndim)
+  /* With a window the indices are the whole array's. */
+  int ndim;
+  const int64_t *space;
+  pf__index_space(out, options, &ndim, &space);
+  if (ndim != prog->ndim)
     return pf__error_set(err, PF_EINVAL, -1,
                          "the program was made for %d dimensions, the array "
-                         "has %d", prog->ndim, out->ndim);
+                         "has %d", prog->ndim, ndim);
+  if (options != NULL && options->window != NULL) {
+    int rc = pf_window_check(options->window, out->ndim, out->shape, err);
+    if (rc != 0) return rc;
+  }
   if (pf_dtype_size(out->dtype) == 0)
     return pf__error_set(err, PF_EDTYPE, -1, "unsupported dtype");
   int64_t size;
@@ -482,7 +490,7 @@ int pf__prog_fill_isa(const pf_prog *prog, const pf_array *out,
     if (o.chunk < PYVM_MIN_CHUNK) o.chunk = PYVM_MIN_CHUNK;
   }
   pyvm_run r = {.workers = o.workers};
-  plan(&r, prog, out, size, isa);
+  plan(&r, prog, out, space, size, isa);
   r.w = pf__calloc((size_t)o.workers, sizeof *r.w);
   if (r.w == NULL) return pf__error_set(err, PF_ENOMEM, -1, "out of memory");
   rc = pf_fill(out, pyvm_kernel, &r, &o, err);
