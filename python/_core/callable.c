@@ -69,6 +69,11 @@ typedef struct job {
   pf_array arr;         /* out's layout */
   int64_t size;
   int64_t offset;       /* process teams run [offset, size) as [0, size-offset) */
+  /* A window (pfpy_window): func gets origin + the element's index in out,
+   * and a failure names its index in the whole. Zeros without one. */
+  int windowed;
+  int64_t origin[PF_MAX_DIMS];
+  int64_t whole[PF_MAX_DIMS];
   int vectorized;
   size_t itemsize;
   /* Lowest failure in serial/threads; GIL-protected. */
@@ -124,6 +129,7 @@ typedef struct fill_args {
   int64_t start;       /* first flat index; 0 for threads */
   double budget;       /* serial: seconds, then return; <= 0: none */
   double timeout;      /* seconds; <= 0: none */
+  pfpy_window window;  /* func sees the whole's indices */
 } fill_args;
 
 /* ------------------------------------------------------------- destinations */
@@ -217,11 +223,11 @@ static void record_failure(job *j, int64_t index, int worker) {
   }
 }
 
-/* (n0, n1, ...) for `arr`, or NULL with an exception set. */
-static PyObject *shape_tuple(const pf_array *arr) {
-  PyObject *shape = PyTuple_New(arr->ndim);
-  for (int d = 0; shape != NULL && d < arr->ndim; d++) {
-    PyObject *n = PyLong_FromLongLong(arr->shape[d]);
+/* (n0, n1, ...) of `ndim` lengths, or NULL with an exception set. */
+static PyObject *shape_tuple(int ndim, const int64_t *lengths) {
+  PyObject *shape = PyTuple_New(ndim);
+  for (int d = 0; shape != NULL && d < ndim; d++) {
+    PyObject *n = PyLong_FromLongLong(lengths[d]);
     if (n == NULL) Py_CLEAR(shape);
     else PyTuple_SET_ITEM(shape, d, n);
   }
@@ -234,7 +240,12 @@ static PyObject *shape_tuple(const pf_array *arr) {
  * parfill._errors.element_failed, which adds the note naming them. */
 static void raise_element_failure(const job *j, PyObject *failure,
                                   int64_t flat, int worker, int pid) {
-  PyObject *shape = shape_tuple(&j->arr);
+  if (j->windowed) { /* name the element of the whole */
+    pf_window w = {j->arr.ndim, j->whole, j->origin, 0};
+    flat = pf_window_flat(&w, j->arr.ndim, j->arr.shape, flat);
+  }
+  PyObject *shape = shape_tuple(j->arr.ndim,
+                                j->windowed ? j->whole : j->arr.shape);
   if (shape == NULL) return;
   pfpy_state *state = pfpy_state_of(j->module);
   pfpy_raise_object(PyObject_CallFunction(state->element_failed, "OOLii",
@@ -286,7 +297,7 @@ static int run_elements(job *j, int64_t start, int64_t stop, char *block,
   int rc = 0;
   int64_t k = start;
   for (int d = 0; d < ndim; d++) {
-    args[d] = PyLong_FromLongLong(c.index[d]);
+    args[d] = PyLong_FromLongLong(c.index[d] + j->origin[d]);
     if (args[d] == NULL) goto fail;
   }
   const size_t nargs = (size_t)ndim | PY_VECTORCALL_ARGUMENTS_OFFSET;
@@ -311,7 +322,7 @@ static int run_elements(job *j, int64_t start, int64_t stop, char *block,
     if (k + 1 == stop) break;
     /* Only the axes that moved get new index objects. */
     for (int d = cursor_next(&c); d < ndim; d++) {
-      Py_SETREF(args[d], PyLong_FromLongLong(c.index[d]));
+      Py_SETREF(args[d], PyLong_FromLongLong(c.index[d] + j->origin[d]));
       if (args[d] == NULL) {
         k++;
         goto fail;
@@ -357,7 +368,8 @@ static int run_block(job *j, int64_t start, int64_t stop, char *block,
   cursor_init(&c, &j->arr, start, block, j->itemsize);
   for (npy_intp k = 0; k < count; k++) {
     for (int d = 0; d < ndim; d++)
-      ((int64_t *)PyArray_DATA((PyArrayObject *)args[d]))[k] = c.index[d];
+      ((int64_t *)PyArray_DATA((PyArrayObject *)args[d]))[k] =
+          c.index[d] + j->origin[d];
     cursor_next(&c);
   }
   const unsigned long ident = j->inside != NULL ? PyThread_get_thread_ident() : 0;
@@ -735,6 +747,13 @@ static job *job_new(PyObject *module, const fill_args *a) {
   j->descr = PyArray_DESCR(a->out);
   j->size = PyArray_SIZE(a->out);
   j->offset = a->start;
+  if (a->window.present) {
+    j->windowed = 1;
+    for (int d = 0; d < a->window.w.ndim; d++) {
+      j->origin[d] = a->window.origin[d];
+      j->whole[d] = a->window.shape[d];
+    }
+  }
   return j;
 }
 
@@ -797,18 +816,18 @@ PyObject *pfpy_fill_callable(PyObject *module, PyObject *args,
                              PyObject *kwargs) {
   static char *keywords[] = {"func", "out", "vectorized", "backend", "workers",
                              "schedule", "chunk", "start", "budget", "progress",
-                             "timeout", "retries", "guard", NULL};
+                             "timeout", "retries", "guard", "window", NULL};
   fill_args a = {.progress = Py_None, .guard = Py_None, .workers = 1,
                  .schedule = PF_SCHEDULE_DYNAMIC, .budget = -1,
                  .timeout = -1};
-  PyObject *schedule_name = NULL;
+  PyObject *schedule_name = NULL, *window = Py_None;
   const char *backend_name = "serial";
   long long chunk = 0, start = 0;
   if (!PyArg_ParseTupleAndKeywords(
-          args, kwargs, "OO!|$psiOLLdOdiO:fill_callable", keywords, &a.func,
+          args, kwargs, "OO!|$psiOLLdOdiOO:fill_callable", keywords, &a.func,
           &PyArray_Type, &a.out, &a.vectorized, &backend_name, &a.workers,
           &schedule_name, &chunk, &start, &a.budget, &a.progress, &a.timeout,
-          &a.retries, &a.guard))
+          &a.retries, &a.guard, &window))
     return NULL;
   if (!PyCallable_Check(a.func)) {
     PyErr_Format(PyExc_TypeError, "func must be callable, not %.100s",
@@ -833,6 +852,7 @@ PyObject *pfpy_fill_callable(PyObject *module, PyObject *args,
     PyErr_SetString(PyExc_ValueError, "start out of range");
     return NULL;
   }
+  if (pfpy_window_parse(window, a.out, &a.window) < 0) return NULL;
   a.chunk = chunk;
   a.start = start;
   return fill_callable_impl(module, &a);

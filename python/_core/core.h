@@ -95,18 +95,39 @@ int pfpy_check_pool_args(PyObject *out, PyObject *schedule_name, int workers,
 /* The arguments every fill on the thread pool takes after its own, as
  * PyArg_ParseTupleAndKeywords stores them ("iOLOd": workers, schedule,
  * chunk, progress, timeout), and the schedule pfpy_pool_args_check parsed. */
+/* A fill's `window=` argument: None, or (whole_shape, origin) -- the output
+ * is the box at `origin` of an array of `whole_shape`, whose indices the
+ * function sees (pf_window's box form). */
+typedef struct pfpy_window {
+  int present;
+  pf_window w; /* points into shape and origin: never copy a pfpy_window */
+  int64_t shape[PF_MAX_DIMS];
+  int64_t origin[PF_MAX_DIMS];
+} pfpy_window;
+
+/* Parses `obj` (NULL or None: no window) for the output `out` into *win;
+ * TypeError/ValueError and -1 when it is malformed or does not fit. */
+int pfpy_window_parse(PyObject *obj, PyArrayObject *out, pfpy_window *win);
+
+/* options->window for a parsed window (NULL when none). */
+const pf_window *pfpy_window_get(const pfpy_window *win);
+
 typedef struct pfpy_pool_args {
   int workers;             /* 0: one per pool thread */
   PyObject *schedule_name; /* borrowed; NULL or None: dynamic */
   long long chunk;         /* 0: auto */
   PyObject *progress;      /* borrowed; callable(done, total) or None */
   double timeout;          /* seconds; <= 0: none */
+  PyObject *window_obj;    /* borrowed; None or (whole_shape, origin) */
   pf_schedule schedule;
+  pfpy_window window;      /* parsed by pfpy_pool_args_check */
 } pfpy_pool_args;
 
-#define PFPY_POOL_ARGS_INIT {0, NULL, 0, Py_None, -1, PF_SCHEDULE_DYNAMIC}
+#define PFPY_POOL_ARGS_INIT \
+  {0, NULL, 0, Py_None, -1, Py_None, PF_SCHEDULE_DYNAMIC, {0}}
 
-/* pfpy_check_pool_args for `args` (its schedule set); -1 with an exception. */
+/* pfpy_check_pool_args for `args` (its schedule set) and its window parsed;
+ * -1 with an exception. */
 int pfpy_pool_args_check(PyObject *out, pfpy_pool_args *args);
 
 /*

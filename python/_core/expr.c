@@ -235,13 +235,13 @@ done:
 PyObject *pfpy_fill_expr(PyObject *module, PyObject *args, PyObject *kwargs) {
   static char *keywords[] = {"text",  "out",   "params",   "workers",
                              "schedule", "chunk", "progress", "timeout",
-                             NULL};
+                             "window",   NULL};
   PyObject *text, *out, *params = NULL;
   pfpy_pool_args pool = PFPY_POOL_ARGS_INIT;
   if (!PyArg_ParseTupleAndKeywords(
-          args, kwargs, "UO!|OiOLOd:fill_expr", keywords, &text, &PyArray_Type,
+          args, kwargs, "UO!|OiOLOdO:fill_expr", keywords, &text, &PyArray_Type,
           &out, &params, &pool.workers, &pool.schedule_name, &pool.chunk,
-          &pool.progress, &pool.timeout))
+          &pool.progress, &pool.timeout, &pool.window_obj))
     return NULL;
   if (pfpy_pool_args_check(out, &pool) < 0) return NULL;
   PyObject *empty = NULL;

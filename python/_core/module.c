@@ -188,8 +188,80 @@ int pfpy_check_pool_args(PyObject *out, PyObject *schedule_name, int workers,
 }
 
 int pfpy_pool_args_check(PyObject *out, pfpy_pool_args *args) {
-  return pfpy_check_pool_args(out, args->schedule_name, args->workers,
-                              args->chunk, args->progress, &args->schedule);
+  if (pfpy_check_pool_args(out, args->schedule_name, args->workers,
+                           args->chunk, args->progress, &args->schedule) < 0)
+    return -1;
+  return pfpy_window_parse(args->window_obj, (PyArrayObject *)out,
+                           &args->window);
+}
+
+/* A sequence of `n` ints into v (>= 0), or -1 with TypeError/ValueError. */
+static int window_ints(PyObject *seq, const char *what, int n, int64_t *v) {
+  PyObject *fast = PySequence_Fast(seq, "");
+  if (fast == NULL) {
+    PyErr_Format(PyExc_TypeError, "window %s must be a tuple of ints, not "
+                 "%.100s", what, Py_TYPE(seq)->tp_name);
+    return -1;
+  }
+  int rc = 0;
+  if (PySequence_Fast_GET_SIZE(fast) != n) {
+    PyErr_Format(PyExc_ValueError, "window %s has %zd dimensions, the "
+                 "output %d", what, PySequence_Fast_GET_SIZE(fast), n);
+    rc = -1;
+  }
+  for (int d = 0; rc == 0 && d < n; d++) {
+    PyObject *item = PySequence_Fast_GET_ITEM(fast, d);
+    if (PyBool_Check(item) || !PyIndex_Check(item)) {
+      PyErr_Format(PyExc_TypeError, "window %s must hold ints, not %.100s",
+                   what, Py_TYPE(item)->tp_name);
+      rc = -1;
+      break;
+    }
+    PyObject *index = PyNumber_Index(item);
+    long long x = index != NULL ? PyLong_AsLongLong(index) : -1;
+    Py_XDECREF(index);
+    if (x == -1 && PyErr_Occurred()) {
+      PyErr_Clear();
+      x = -1;
+    }
+    if (x < 0) {
+      PyErr_Format(PyExc_ValueError, "window %s must hold ints in [0, 2**63)",
+                   what);
+      rc = -1;
+    }
+    v[d] = x;
+  }
+  Py_DECREF(fast);
+  return rc;
+}
+
+int pfpy_window_parse(PyObject *obj, PyArrayObject *out, pfpy_window *win) {
+  memset(win, 0, sizeof *win);
+  if (obj == NULL || obj == Py_None) return 0;
+  if (!PyTuple_Check(obj) || PyTuple_GET_SIZE(obj) != 2) {
+    PyErr_SetString(PyExc_TypeError,
+                    "window must be None or (whole_shape, origin)");
+    return -1;
+  }
+  const int ndim = PyArray_NDIM(out);
+  if (window_ints(PyTuple_GET_ITEM(obj, 0), "shape", ndim, win->shape) < 0 ||
+      window_ints(PyTuple_GET_ITEM(obj, 1), "origin", ndim, win->origin) < 0)
+    return -1;
+  win->w = (pf_window){ndim, win->shape, win->origin, 0};
+  int64_t box[PF_MAX_DIMS];
+  for (int d = 0; d < ndim; d++) box[d] = PyArray_DIM(out, d);
+  pf_error err;
+  int rc = pf_window_check(&win->w, ndim, box, &err);
+  if (rc != 0) {
+    PyErr_SetString(PyExc_ValueError, err.message);
+    return -1;
+  }
+  win->present = 1;
+  return 0;
+}
+
+const pf_window *pfpy_window_get(const pfpy_window *win) {
+  return win->present ? &win->w : NULL;
 }
 
 static int decref_pending(void *obj) {
@@ -240,6 +312,7 @@ int pfpy_fill_run_pool(PyObject *module, const pfpy_pool_args *args,
   pfpy_fill fill;
   pfpy_fill_init(&fill, args->progress, args->timeout, args->workers,
                  args->schedule, args->chunk);
+  fill.options.window = pfpy_window_get(&args->window);
   return pfpy_fill_run(module, &fill, fn, done, ctx);
 }
 

@@ -75,6 +75,7 @@ static PyObject *fill_native_impl(PyObject *module, const pf_native *native,
   pfpy_fill fill;
   pfpy_fill_init(&fill, pool->progress, pool->timeout, pool->workers,
                  pool->schedule, pool->chunk);
+  fill.options.window = pfpy_window_get(&pool->window);
   /* Element and index functions: a cancel or timeout returns at once, even
    * while a call of the function runs for seconds; that call's results
    * still land in `out`, so the fill owns a reference to it until its last
@@ -97,14 +98,15 @@ static PyObject *fill_native_impl(PyObject *module, const pf_native *native,
 PyObject *pfpy_fill_native(PyObject *module, PyObject *args, PyObject *kwargs) {
   static char *keywords[] = {"address", "kind",     "out",   "ctx",
                              "workers", "schedule", "chunk", "progress",
-                             "timeout", NULL};
+                             "timeout", "window", NULL};
   PyObject *address_obj, *out, *ctx_obj = NULL;
   const char *kind;
   pfpy_pool_args pool = PFPY_POOL_ARGS_INIT;
   if (!PyArg_ParseTupleAndKeywords(
-          args, kwargs, "OsO!|OiOLOd:fill_native", keywords, &address_obj,
+          args, kwargs, "OsO!|OiOLOdO:fill_native", keywords, &address_obj,
           &kind, &PyArray_Type, &out, &ctx_obj, &pool.workers,
-          &pool.schedule_name, &pool.chunk, &pool.progress, &pool.timeout))
+          &pool.schedule_name, &pool.chunk, &pool.progress, &pool.timeout,
+          &pool.window_obj))
     return NULL;
   pf_native native = {0};
   void *fn;

@@ -41,14 +41,15 @@ static int random_run(void *ctx, const pf_fill_options *o, pf_error *err) {
 PyObject *pfpy_fill_random(PyObject *module, PyObject *args, PyObject *kwargs) {
   static char *keywords[] = {"out",     "dist",     "key0",  "key1",
                              "stream",  "workers",  "schedule", "chunk",
-                             "progress", "timeout", NULL};
+                             "progress", "timeout", "window", NULL};
   PyObject *out, *key0_obj, *key1_obj, *stream_obj;
   const char *dist_name;
   pfpy_pool_args pool = PFPY_POOL_ARGS_INIT;
   if (!PyArg_ParseTupleAndKeywords(
-          args, kwargs, "O!sOOO|iOLOd:fill_random", keywords, &PyArray_Type,
+          args, kwargs, "O!sOOO|iOLOdO:fill_random", keywords, &PyArray_Type,
           &out, &dist_name, &key0_obj, &key1_obj, &stream_obj, &pool.workers,
-          &pool.schedule_name, &pool.chunk, &pool.progress, &pool.timeout))
+          &pool.schedule_name, &pool.chunk, &pool.progress, &pool.timeout,
+          &pool.window_obj))
     return NULL;
   random_call call;
   if (strcmp(dist_name, "uniform") == 0) {

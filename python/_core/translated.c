@@ -92,7 +92,8 @@ static PyObject *fill_translated_impl(PyObject *module, Py_buffer *code,
                                       PyArrayObject *out, int workers,
                                       pf_schedule schedule, long long chunk,
                                       PyObject *progress, double timeout,
-                                      long long first, int isa) {
+                                      long long first, int isa,
+                                      const pf_window *window) {
   int32_t nregs[3];
   if (nregs_from_object(nregs_obj, nregs) < 0) return NULL;
   if (code->len % 20 != 0 || iconsts->len % 8 != 0 || fconsts->len % 8 != 0) {
@@ -142,6 +143,7 @@ static PyObject *fill_translated_impl(PyObject *module, Py_buffer *code,
   }
   pfpy_fill fill;
   pfpy_fill_init(&fill, progress, timeout, workers, schedule, chunk);
+  fill.options.window = window;
   if (pfpy_fill_run(module, &fill, translated_run, NULL, &c) == 0)
     result = PyLong_FromLongLong(c.bail);
 done:
@@ -157,25 +159,30 @@ PyObject *pfpy_fill_translated(PyObject *module, PyObject *args,
   static char *keywords[] = {"code",     "iconsts", "fconsts", "ndim",
                              "nregs",    "out",     "workers", "schedule",
                              "chunk",    "progress", "timeout", "first",
-                             "_isa",     NULL};
+                             "_isa",     "window",  NULL};
   Py_buffer code = {0}, iconsts = {0}, fconsts = {0};
   PyObject *nregs, *out, *schedule_name = NULL, *progress = Py_None;
+  PyObject *window_obj = Py_None;
+  pfpy_window window;
   int ndim, workers = 0;
   long long chunk = 0, first = 0;
   double timeout = -1;
   int isa = -1;
   if (!PyArg_ParseTupleAndKeywords(
-          args, kwargs, "y*y*y*iOO!|$iOLOdLi:fill_translated", keywords, &code,
+          args, kwargs, "y*y*y*iOO!|$iOLOdLiO:fill_translated", keywords, &code,
           &iconsts, &fconsts, &ndim, &nregs, &PyArray_Type, &out, &workers,
-          &schedule_name, &chunk, &progress, &timeout, &first, &isa))
+          &schedule_name, &chunk, &progress, &timeout, &first, &isa,
+          &window_obj))
     return NULL;
   PyObject *r = NULL;
   pf_schedule schedule;
   if (pfpy_check_pool_args(out, schedule_name, workers, chunk, progress,
-                           &schedule) == 0)
+                           &schedule) == 0 &&
+      pfpy_window_parse(window_obj, (PyArrayObject *)out, &window) == 0)
     r = fill_translated_impl(module, &code, &iconsts, &fconsts, ndim, nregs,
                              (PyArrayObject *)out, workers, schedule, chunk,
-                             progress, timeout, first, isa);
+                             progress, timeout, first, isa,
+                             pfpy_window_get(&window));
   PyBuffer_Release(&code);
   PyBuffer_Release(&iconsts);
   PyBuffer_Release(&fconsts);

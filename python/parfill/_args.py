@@ -32,6 +32,9 @@ Backend = Literal["auto", "processes", "threads", "serial"]
 #: ``True`` for a bar on stderr, ``False``/``None`` for none, or a
 #: ``progress(done, total)`` callable.
 ProgressLike = Union[bool, None, Callable[[int, int], object]]
+# A block of a larger array (parfill.dask): (whole_shape, origin); the
+# function sees the whole's indices.
+Window = tuple[tuple[int, ...], tuple[int, ...]]
 
 _SCHEDULES = ("static", "dynamic", "guided")
 _MAX_DIMS = 32

@@ -11,10 +11,12 @@ import numpy as np
 import numpy.typing as npt
 
 _Progress = Callable[[int, int], object] | None
+# (whole_shape, origin): out is that box of a larger array (core.h).
+_Window = tuple[Sequence[SupportsIndex], Sequence[SupportsIndex]] | None
 
 version: str
 
-# callable.c: "OO!|$psiOLLdOdiO"; returns the next flat index to fill.
+# callable.c: "OO!|$psiOLLdOdiOO"; returns the next flat index to fill.
 def fill_callable(
     func: Callable[..., object],
     out: npt.NDArray[Any],
@@ -30,27 +32,30 @@ def fill_callable(
     timeout: float = ...,
     retries: int = ...,
     guard: npt.NDArray[Any] | None = ...,
+    window: _Window = ...,
 ) -> int: ...
 
-# expr.c: "UO!|OiOLOd"
+# expr.c: "UO!|OiOLOdO"
 def fill_expr(text: str, out: npt.NDArray[Any],
               params: Mapping[str, object] | None = ..., workers: int = ...,
               schedule: str | None = ..., chunk: int = ...,
-              progress: _Progress = ..., timeout: float = ...) -> None: ...
+              progress: _Progress = ..., timeout: float = ...,
+                window: _Window = ...) -> None: ...
 
-# native.c: "OsO!|OiOLOd"; address and ctx are int addresses.
+# native.c: "OsO!|OiOLOdO"; address and ctx are int addresses.
 def fill_native(address: int, kind: str, out: npt.NDArray[Any],
                 ctx: int | None = ..., workers: int = ...,
                 schedule: str | None = ..., chunk: int = ...,
-                progress: _Progress = ..., timeout: float = ...) -> None: ...
+                progress: _Progress = ..., timeout: float = ...,
+                window: _Window = ...) -> None: ...
 
-# random.c: "O!sOOO|iOLOd"; key0, key1 and stream are unsigned 64-bit.
+# random.c: "O!sOOO|iOLOdO"; key0, key1 and stream are unsigned 64-bit.
 def fill_random(out: npt.NDArray[Any], dist: str, key0: int, key1: int,
                 stream: int, workers: int = ..., schedule: str | None = ...,
                 chunk: int = ..., progress: _Progress = ...,
-                timeout: float = ...) -> None: ...
+                timeout: float = ..., window: _Window = ...) -> None: ...
 
-# translated.c: "y*y*y*iOO!|$iOLOdL"; returns -1 or the lowest bailing index.
+# translated.c: "y*y*y*iOO!|$iOLOdLiO"; returns -1 or the lowest bailing index.
 def fill_translated(
     code: bytes,
     iconsts: bytes,
@@ -65,6 +70,8 @@ def fill_translated(
     progress: _Progress = ...,
     timeout: float = ...,
     first: int = ...,
+    _isa: int = ...,
+    window: _Window = ...,
 ) -> int: ...
 
 # shared.c: "O&O&" (PyArray_IntpConverter, PyArray_DescrConverter)

@@ -21,6 +21,7 @@ from parfill._args import (
     ProgressLike,
     Schedule,
     ShapeLike,
+    Window,
     non_negative_int,
     resolve_output,
     resolve_pool_args,
@@ -212,6 +213,28 @@ def populate(
         Whatever ``func`` raised, as the same type, with a note naming the
         element and worker (its remote traceback as ``__cause__``).
     """
+    return fill(func, shape, dtype, None, out=out, workers=workers,
+                schedule=schedule, chunk=chunk, backend=backend,
+                vectorized=vectorized, params=params, ctx=ctx,
+                progress=progress, retries=retries, timeout=timeout,
+                translate=translate)
+
+
+def fill(func: str | Callable[..., object] | NativeFunctionLike,
+         shape: ShapeLike | None, dtype: npt.DTypeLike | None,
+         window: Window | None, *, out: npt.NDArray[Any] | None = None,
+         workers: int | None = None, schedule: Schedule = "dynamic",
+         chunk: int | None = None, backend: Backend = "auto",
+         vectorized: bool = False,
+         params: Mapping[str, ParamValue] | None = None,
+         ctx: CtxLike | None = None, progress: ProgressLike = False,
+         retries: int = 0, timeout: float | None = None,
+         translate: Translate = "auto") -> npt.NDArray[Any]:
+    """:func:`populate`, or with ``window = (whole_shape, origin)`` the box
+    of that shape's array at ``origin`` (``shape`` is the box's): every
+    kind of func sees the whole's indices, so the box equals the same
+    elements of ``populate(func, whole_shape, ...)`` (parfill.dask's blocks;
+    SPEC section 8). Checked by the native layer against the box."""
     if not isinstance(func, str) and not callable(func):
         raise TypeError(
             f"func must be a callable or an expression string, not "
@@ -252,7 +275,7 @@ def populate(
         if native is not None:
             return _populate_native(native, ctx, out, dims, dt, n_workers,
                                     schedule, chunk_size, backend, vectorized,
-                                    values, reporter, seconds)
+                                    values, reporter, seconds, window)
         if isinstance(func, str):
             if vectorized:
                 raise TypeError("vectorized applies to Python callables, not "
@@ -261,17 +284,18 @@ def populate(
                 n_workers = 1
             return _populate_expression(func, out, dims, dt, n_workers,
                                         schedule, chunk_size, values, reporter,
-                                        seconds)
+                                        seconds, window)
         if values is not None:
             raise TypeError("params apply to expressions only")
         kernel = kernel_for(func, len(dims), translate, vectorized)
         if kernel is not None:
             return _populate_translated(func, kernel, out, dims, dt,
                                         n_workers, schedule, chunk_size,
-                                        backend, reporter, retries, seconds)
+                                        backend, reporter, retries, seconds,
+                                        window)
         return _populate_callable(func, out, dims, dt, n_workers,
                                   schedule, chunk_size, backend, vectorized,
-                                  reporter, retries, seconds)
+                                  reporter, retries, seconds, window=window)
 
 
 # ----------------------------------------------------------------- callables
@@ -281,7 +305,8 @@ def _populate_callable(func: Callable[..., object],
                        dtype: np.dtype[Any], workers: int, schedule: Schedule,
                        chunk: int | None, backend: str, vectorized: bool,
                        reporter: Reporter | None, retries: int,
-                       timeout: float, start: int = 0) -> npt.NDArray[Any]:
+                       timeout: float, start: int = 0,
+                       window: Window | None = None) -> npt.NDArray[Any]:
     """Calls ``func`` for every element from ``start`` on; elements
     ``[0, start)`` of ``out`` are computed already (the translated path
     hands over the rest)."""
@@ -301,7 +326,7 @@ def _populate_callable(func: Callable[..., object],
     if vectorized and chunk is None:
         chunk = max(1, min(-(-size // (workers * 4)), _MAX_VECTOR_BLOCK))
     common: dict[str, Any] = dict(vectorized=vectorized, schedule=schedule,
-                  progress=reporter, timeout=timeout)
+                  progress=reporter, timeout=timeout, window=window)
 
     if backend in ("serial", "threads"):
         result = out if out is not None else np.empty(shape, dtype)
@@ -387,7 +412,8 @@ def _populate_translated(func: Callable[..., object], kernel: Kernel,
                          shape: tuple[int, ...], dtype: np.dtype[Any],
                          workers: int, schedule: Schedule, chunk: int | None,
                          backend: str, reporter: Reporter | None,
-                         retries: int, timeout: float) -> npt.NDArray[Any]:
+                         retries: int, timeout: float,
+                         window: Window | None) -> npt.NDArray[Any]:
     """A translated function runs on the thread pool whatever the backend
     name (as expressions do: the result never depends on it; ``serial`` is
     one thread); what it hands back to Python runs on ``backend``."""
@@ -397,11 +423,11 @@ def _populate_translated(func: Callable[..., object], kernel: Kernel,
              left: float) -> npt.NDArray[Any]:
         return _populate_callable(func, result, shape, dtype, workers,
                                   schedule, chunk, backend, False, reporter,
-                                  retries, left, start=start)
+                                  retries, left, start=start, window=window)
 
     return run_translated(func, kernel, result,
                           1 if backend == "serial" else workers, schedule,
-                          chunk, reporter, timeout, retries, rest)
+                          chunk, reporter, timeout, retries, rest, window)
 
 
 # ---------------------------------------------------------------- expressions
@@ -410,11 +436,11 @@ def _populate_expression(text: str, out: npt.NDArray[Any] | None,
                          shape: tuple[int, ...], dtype: np.dtype[Any],
                          workers: int, schedule: Schedule, chunk: int | None,
                          params: Mapping[str, ParamValue] | None,
-                         reporter: Reporter | None,
-                         timeout: float) -> npt.NDArray[Any]:
+                         reporter: Reporter | None, timeout: float,
+                         window: Window | None) -> npt.NDArray[Any]:
     result = out if out is not None else np.empty(shape, dtype)
     _core.fill_expr(text, result, params or {}, workers, schedule, chunk or 0,
-                    reporter, timeout=timeout)
+                    reporter, timeout=timeout, window=window)
     return result
 
 
@@ -425,8 +451,8 @@ def _populate_native(native: NativeFunction, ctx: object,
                      dtype: np.dtype[Any], workers: int, schedule: Schedule,
                      chunk: int | None, backend: str, vectorized: bool,
                      params: Mapping[str, ParamValue] | None,
-                     reporter: Reporter | None,
-                     timeout: float) -> npt.NDArray[Any]:
+                     reporter: Reporter | None, timeout: float,
+                     window: Window | None) -> npt.NDArray[Any]:
     if params is not None:
         raise TypeError("params apply to expressions only")
     if vectorized:
@@ -436,5 +462,6 @@ def _populate_native(native: NativeFunction, ctx: object,
         workers = 1
     result = out if out is not None else np.empty(shape, dtype)
     _core.fill_native(native.address, native.kind, result, ctx_address(ctx),
-                      workers, schedule, chunk or 0, reporter, timeout=timeout)
+                      workers, schedule, chunk or 0, reporter, timeout=timeout,
+                      window=window)
     return result

@@ -17,6 +17,7 @@ from parfill._args import (
     ProgressLike,
     Schedule,
     ShapeLike,
+    Window,
     is_int,
     resolve_output,
     resolve_pool_args,
@@ -91,6 +92,20 @@ def random(
     numpy.ndarray
         ``out`` if given, else a new array.
     """
+    return fill(shape, dist, seed, dtype, None, out=out, workers=workers,
+                stream=stream, schedule=schedule, chunk=chunk,
+                progress=progress, timeout=timeout)
+
+
+def fill(shape: ShapeLike | None, dist: Literal["uniform", "normal"],
+         seed: int, dtype: npt.DTypeLike | None, window: Window | None, *,
+         out: npt.NDArray[Any] | None = None, workers: int | None = None,
+         stream: int = 0, schedule: Schedule = "dynamic",
+         chunk: int | None = None, progress: ProgressLike = False,
+         timeout: float | None = None) -> npt.NDArray[Any]:
+    """:func:`random`, or with ``window = (whole_shape, origin)`` the box of
+    ``shape`` at ``origin`` of ``random(whole_shape, ...)``: the values of
+    the whole's flat indices (parfill.dask's blocks)."""
     if dist not in _DISTS:
         raise ValueError(f"dist must be 'uniform' or 'normal', not {dist!r}")
     seed = _unsigned(seed, "seed", 128)
@@ -106,5 +121,5 @@ def random(
     with reporting(progress, math.prod(dims)) as reporter:
         _core.fill_random(result, dist, seed & ((1 << 64) - 1), seed >> 64,
                           stream, n_workers, schedule, chunk_size or 0,
-                          reporter, timeout=seconds)
+                          reporter, timeout=seconds, window=window)
     return result

@@ -25,7 +25,7 @@ import numpy as np
 import numpy.typing as npt
 
 from parfill import _core, _errors
-from parfill._args import Schedule
+from parfill._args import Schedule, Window
 from parfill._progress import Reporter
 from parfill._translate import Kernel, TranslationError, translate
 
@@ -127,7 +127,8 @@ def _offset_progress(reporter: Reporter | None, first: int,
 def run(func: Callable[..., object], kernel: Kernel,
         result: npt.NDArray[Any], workers: int, schedule: Schedule,
         chunk: int | None, reporter: Reporter | None, timeout: float,
-        retries: int, rest: _Rest) -> npt.NDArray[Any]:
+        retries: int, rest: _Rest,
+        window: Window | None = None) -> npt.NDArray[Any]:
     """Fills ``result`` with the translated ``func``: natively, each bailing
     element by calling ``func``, and after too many bails the rest by
     ``rest``. With ``timeout``/``retries`` a bailing element runs in a
@@ -142,7 +143,7 @@ def run(func: Callable[..., object], kernel: Kernel,
             kernel.code, kernel.iconsts, kernel.fconsts, kernel.ndim,
             kernel.nregs, result, workers=workers, schedule=schedule,
             chunk=chunk or 0, progress=_offset_progress(reporter, first, size),
-            timeout=deadline.left(), first=first)
+            timeout=deadline.left(), first=first, window=window)
         if k < 0:
             return result
         assert first <= k < size, (first, k, size)
@@ -151,10 +152,11 @@ def run(func: Callable[..., object], kernel: Kernel,
                                   bails * _BAIL_SPACING > k + 1):
             return rest(result, k, deadline.left())
         if supervised:
-            _element_supervised(func, result, k, deadline.left(), retries)
+            _element_supervised(func, result, k, deadline.left(), retries,
+                                window)
             first = k + 1
         else:
-            first = _element_here(func, result, k, deadline.left())
+            first = _element_here(func, result, k, deadline.left(), window)
         if reporter is not None:
             reporter(first, size)
         if first >= size:
@@ -162,13 +164,14 @@ def run(func: Callable[..., object], kernel: Kernel,
 
 
 def _element_here(func: Callable[..., object], result: npt.NDArray[Any],
-                  k: int, timeout: float) -> int:
+                  k: int, timeout: float, window: Window | None) -> int:
     """Element ``k`` by calling ``func`` in the caller, through the serial
     engine (its store, its note on an exception, its Ctrl-C and timeout
     checks); returns the next element to fill (``k + 1``, or a little more
     if the engine computed further: its first step is one element)."""
     return _core.fill_callable(func, result, backend="serial", workers=1,
-                               chunk=1, start=k, budget=1e-9, timeout=timeout)
+                               chunk=1, start=k, budget=1e-9, timeout=timeout,
+                               window=window)
 
 
 _NOTE = "parfill: raised while computing element "
@@ -176,13 +179,16 @@ _NOTE = "parfill: raised while computing element "
 
 def _element_supervised(func: Callable[..., object],
                         result: npt.NDArray[Any], k: int, timeout: float,
-                        retries: int) -> None:
+                        retries: int, window: Window | None) -> None:
     """Element ``k`` by calling ``func`` in a supervised worker process (the
     call's timeout and retries): the process engine over one element, a
     one-element shared buffer the worker stores into as ``a[idx] = value``
     stores (same dtype, so the copy back is exact)."""
-    idx = tuple(int(i) for i in np.unravel_index(k, result.shape)) \
+    at = tuple(int(i) for i in np.unravel_index(k, result.shape)) \
         if result.ndim else ()
+    # The index func sees, and the note names: the whole's with a window.
+    idx = at if window is None else tuple(
+        i + o for i, o in zip(at, window[1]))
     one = _core.shared_empty((1,), result.dtype)
 
     def element(_: int) -> object:
@@ -198,7 +204,7 @@ def _element_supervised(func: Callable[..., object],
     except BaseException as e:
         _renote(e, idx)
         raise
-    result[idx] = one[0]
+    result[at] = one[0]
 
 
 def _renote(exc: BaseException, idx: tuple[int, ...]) -> None:

@@ -346,16 +346,20 @@ def test_core_stub_keywords_are_the_real_ones():
         "fill_callable": dict(
             func=lambda i: i * 0.5, out=out["fill_callable"], vectorized=False,
             backend="serial", workers=1, schedule="static", chunk=2, start=0,
-            budget=-1.0, progress=None, timeout=-1.0, retries=0, guard=None),
+            budget=-1.0, progress=None, timeout=-1.0, retries=0, guard=None,
+            window=None),
         "fill_expr": dict(
             text="i * scale", out=out["fill_expr"], params={"scale": 0.5}, workers=1,
-            schedule="static", chunk=2, progress=None, timeout=-1.0),
+            schedule="static", chunk=2, progress=None, timeout=-1.0,
+            window=None),
         "fill_native": dict(
             address=address, kind="element", out=out["fill_native"], ctx=None,
-            workers=1, schedule="static", chunk=2, progress=None, timeout=-1.0),
+            workers=1, schedule="static", chunk=2, progress=None, timeout=-1.0,
+            window=None),
         "fill_random": dict(
             out=out["fill_random"], dist="uniform", key0=7, key1=0, stream=0,
-            workers=1, schedule="static", chunk=2, progress=None, timeout=-1.0),
+            workers=1, schedule="static", chunk=2, progress=None, timeout=-1.0,
+            window=None),
         "shared_empty": dict(shape=(2, 3), dtype=np.int16),
         "in_worker": {}, "cpu_count": {},
         "pyvm_opcodes": {}, "pyvm_functions": {},
@@ -365,7 +369,7 @@ def test_core_stub_keywords_are_the_real_ones():
         code=kernel.code, iconsts=kernel.iconsts, fconsts=kernel.fconsts,
         ndim=kernel.ndim, nregs=kernel.nregs, out=out["fill_translated"],
         workers=1, schedule="static", chunk=2, progress=None, timeout=-1.0,
-        first=0)
+        first=0, _isa=-1, window=None)
     positional = {"is_shared": ["array"], "privatize": ["array"]}
     assert set(stub) == set(values) | set(positional)
     for name, (posonly, names) in stub.items():
