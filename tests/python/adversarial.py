@@ -549,6 +549,28 @@ def run_case(seed, parfill, scratch):
 
 # ------------------------------------------------------------------ leaks
 
+def dev_shm_ours():
+    """What under /dev/shm could be this run's: files this process maps or
+    holds open, and Python's shared_memory segments ("psm_", what the
+    article's approach 2 makes); parfill itself never creates files there.
+    Other programs on the machine (Open MPI's "vader_segment" files from a
+    concurrent mpiexec) come and go on their own."""
+    if not os.path.isdir("/dev/shm"):
+        return []
+    with open("/proc/self/maps") as f:
+        ours = {line.split()[-1] for line in f if "/dev/shm/" in line}
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            target = os.readlink(f"/proc/self/fd/{fd}")
+        except OSError:
+            continue
+        if target.startswith("/dev/shm/"):
+            ours.add(target)
+    ours |= {"/dev/shm/" + name for name in os.listdir("/dev/shm")
+             if name.startswith("psm_")}
+    return sorted(ours)
+
+
 def resources(pool_threads_allowed):
     fds = sorted(os.listdir("/proc/self/fd"))
     with open("/proc/self/maps") as f:
@@ -561,7 +583,7 @@ def resources(pool_threads_allowed):
                 children += f.read().split()
         except FileNotFoundError:
             pass
-    dev_shm = sorted(os.listdir("/dev/shm")) if os.path.isdir("/dev/shm") else []
+    dev_shm = dev_shm_ours()
     threads = len(os.listdir("/proc/self/task"))
     return {"fds": fds, "shared": shared, "children": sorted(children),
             "dev_shm": dev_shm,
