@@ -18,7 +18,10 @@ LDLIBS  := -lm $(if $(filter x86_64,$(shell uname -m)),-lmvec) -lpthread
 LIB_SRC := $(sort $(wildcard src/*.c))
 LIB_HDR := include/parfill.h $(wildcard src/*.h)
 LIB_OBJ := $(LIB_SRC:src/%.c=build/obj/%.o)
-CLI_SRC := $(sort $(wildcard cli/*.c))
+# cli/mpi.c is the MPI command's only (build/parfill-mpi, below).
+CLI_SRC := $(filter-out cli/mpi.c,$(sort $(wildcard cli/*.c)))
+MPICC   ?= mpicc
+HAVE_MPI := $(shell command -v $(MPICC) >/dev/null 2>&1 && echo yes)
 CTEST_SRC := $(sort $(wildcard tests/c/test_*.c))
 CTEST_BIN := $(CTEST_SRC:tests/c/%.c=build/tests/%)
 EXT_SRC := $(sort $(wildcard python/_core/*.c python/_core/*.h))
@@ -27,7 +30,8 @@ EXT_SRC := $(sort $(wildcard python/_core/*.c python/_core/*.h))
         test-python-asan test-translate demo bench fuzz fuzz-replay adversarial \
         fuzz-translate install clean
 
-all: lib $(if $(CLI_SRC),build/parfill) ext $(if $(CLI_SRC),$(VENV)/bin/parfill)
+all: lib $(if $(CLI_SRC),build/parfill) ext $(if $(CLI_SRC),$(VENV)/bin/parfill) \
+     $(if $(HAVE_MPI),build/parfill-mpi $(VENV)/bin/parfill-mpi)
 
 lib: build/libparfill.a build/libparfill.so
 
@@ -49,6 +53,22 @@ build/parfill: $(CLI_SRC) $(wildcard cli/*.h) build/libparfill.a include/parfill
 
 $(VENV)/bin/parfill: build/parfill $(VENV)/.stamp
 	ln -sf ../../build/parfill $@
+
+# The MPI command (README "MPI"): the same sources and cli/mpi.c, built with
+# the MPI compiler wrapper where one is installed. A second binary, so that
+# `parfill` (and the wheel's copy) never needs libmpi at run time; it also
+# runs without mpiexec, as one rank. `make mpi` installs Open MPI first when
+# root and it is missing (make test does).
+build/parfill-mpi: $(CLI_SRC) cli/mpi.c $(wildcard cli/*.h) build/libparfill.a include/parfill.h
+	$(MPICC) $(CFLAGS_ALL) -DPF_CLI_MPI -Icli -o $@ $(CLI_SRC) cli/mpi.c build/libparfill.a $(LDLIBS)
+
+$(VENV)/bin/parfill-mpi: build/parfill-mpi $(VENV)/.stamp
+	ln -sf ../../build/parfill-mpi $@
+
+.PHONY: mpi
+mpi: lib venv
+	@tools/ensure-system-deps mpi
+	@$(MAKE) --no-print-directory build/parfill-mpi $(VENV)/bin/parfill-mpi
 
 # ---- Python: virtual environment + in-place extension on the venv's path.
 venv: $(VENV)/.stamp
@@ -107,7 +127,7 @@ fuzz:
 	    -fsanitize=fuzzer,address,undefined -o build/fuzz/$$n $$f $(LIB_SRC) $(LDLIBS); \
 	  echo "built build/fuzz/$$n"; done
 
-test-python: ext
+test-python: ext mpi
 	$(PY) -m pytest -q tests/python
 
 # The translation suite under every CPython >= 3.11 found (bytecode differs

@@ -56,7 +56,9 @@ class build_cli(build_scripts):
 
     @staticmethod
     def _sources():
-        return sorted(glob.glob("cli/*.c")) + sorted(glob.glob("src/*.c"))
+        # cli/mpi.c belongs to the MPI command only (Makefile: build/parfill-mpi).
+        cli = [c for c in sorted(glob.glob("cli/*.c")) if c != "cli/mpi.c"]
+        return cli + sorted(glob.glob("src/*.c"))
 
     @staticmethod
     def _headers():

@@ -4,6 +4,8 @@
  *   progress.c     the progress bar, and the Ctrl-C check on every tick
  *   diagnostics.c  messages: usage, errors, an expression with a caret
  *   main.c         main(): dispatch, signals, the fill, exit codes
+ *   mpi.c          build/parfill-mpi only (-DPF_CLI_MPI, mpicc): the fill
+ *                  by R MPI ranks into one file
  */
 #ifndef PF_CLI_H
 #define PF_CLI_H
@@ -60,6 +62,13 @@ void cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* The expression error: message, the expression, a caret under err->position. */
 void cli_expr_error(const char *expr, const pf_error *err);
 
+/* Nonzero: the messages above print nothing (the MPI ranks other than 0;
+ * rank 0 speaks for the job). */
+extern int cli_quiet;
+
+/* 1 for the codes of a bad expression (syntax, name, type, limit). */
+int cli_is_expr_error(int code);
+
 /* The first terminating signal caught during the fill (SIGINT, SIGTERM,
  * SIGUSR1, ...: see main.c), or 0. */
 extern volatile sig_atomic_t cli_interrupted;
@@ -81,5 +90,19 @@ void cli_progress_init(cli_progress *p, int show, int tty, size_t itemsize);
 int cli_progress_tick(void *ctx, int64_t done, int64_t total);
 /* Ends the bar's line (after success or failure). */
 void cli_progress_finish(cli_progress *p, int ok);
+
+/* A path the signal handler unlinks (async-signal-safe) when a terminating
+ * signal arrives, before anything else: the MPI temporary file on rank 0,
+ * which Open MPI's SIGTERM to the survivors of a killed rank must not
+ * leave behind. Disarm before the file is renamed. */
+void cli_arm_unlink(const char *path);
+void cli_disarm_unlink(void);
+
+/* mpi.c: MPI_Init_thread (rank != 0 turns quiet and its stdout goes to
+ * /dev/null), the fill (all ranks; returns the exit status every rank
+ * agreed on), MPI_Finalize (once, however often called). */
+void cli_mpi_init(int *argc, char ***argv);
+int cli_mpi_fill(int argc, char **argv);
+void cli_mpi_finalize(void);
 
 #endif /* PF_CLI_H */

@@ -4,7 +4,10 @@
 
 #include "cli.h"
 
+int cli_quiet = 0;
+
 static void verror(const char *fmt, va_list ap) {
+  if (cli_quiet) return;
   fputs("parfill: error: ", stderr);
   vfprintf(stderr, fmt, ap);
   fputc('\n', stderr);
@@ -22,6 +25,7 @@ void cli_usage_error(const char *fmt, ...) {
   va_start(ap, fmt);
   verror(fmt, ap);
   va_end(ap);
+  if (cli_quiet) return;
   cli_print_usage(stderr);
   fputs("Try 'parfill --help' for more information.\n", stderr);
 }
@@ -35,6 +39,7 @@ void cli_usage_error(const char *fmt, ...) {
  * Control characters print as spaces so the caret lines up; tabs are kept
  * in both lines, and UTF-8 continuation bytes take no column. */
 void cli_expr_error(const char *expr, const pf_error *err) {
+  if (cli_quiet) return;
   fprintf(stderr, "parfill: error: %s\n", err->message);
   size_t len = strlen(expr);
   /* A very long expression: show the 200 bytes around the fault. */

@@ -28,7 +28,9 @@
  * ignored, so exceeding the file size limit (ulimit -f) is an EFBIG error
  * the library reports instead of a kill.
  */
+#include <limits.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -38,7 +40,26 @@
 
 volatile sig_atomic_t cli_interrupted = 0;
 
+static char unlink_path[PATH_MAX];
+static volatile sig_atomic_t unlink_armed = 0;
+
+void cli_arm_unlink(const char *path) {
+  snprintf(unlink_path, sizeof unlink_path, "%s", path);
+  /* The path is complete before the handler may see the flag. */
+  atomic_signal_fence(memory_order_seq_cst);
+  unlink_armed = 1;
+}
+
+void cli_disarm_unlink(void) {
+  unlink_armed = 0;
+  atomic_signal_fence(memory_order_seq_cst);
+}
+
 static void on_signal(int sig) {
+  if (unlink_armed) {
+    unlink_armed = 0;
+    unlink(unlink_path);
+  }
   /* The first signal wins: it decides the exit. */
   if (cli_interrupted == 0) cli_interrupted = sig;
 }
@@ -86,6 +107,7 @@ static void reraise(int sig) {
   _exit(128 + sig);
 }
 
+#ifndef PF_CLI_MPI
 /* The .npy fill's flags. PARFILL_NAMED_TEMP=1 in the environment
  * selects the named temporary file even where O_TMPFILE works (the tests
  * use it to cover that path). */
@@ -94,13 +116,23 @@ static unsigned npy_flags(const cli_fill_args *a) {
   return (a->force ? PF_NPY_FORCE : 0) |
          (named != NULL && strcmp(named, "1") == 0 ? PF_NPY_NAMED_TEMP : 0);
 }
+#endif
 
-static int is_expr_error(int code) {
+int cli_is_expr_error(int code) {
   return code == PF_ESYNTAX || code == PF_ENAME || code == PF_ETYPE ||
          code == PF_ELIMIT;
 }
 
 static int run_fill(int argc, char **argv) {
+#ifdef PF_CLI_MPI
+  int status = cli_mpi_fill(argc, argv);
+  int caught = cli_interrupted;
+  if (caught != 0 && !is_interrupt(caught)) {
+    cli_mpi_finalize();
+    reraise(caught);
+  }
+  return status;
+#else
   cli_fill_args a;
   int rc = cli_parse_fill(argc, argv, &a);
   if (rc != 0) return rc;
@@ -110,7 +142,7 @@ static int run_fill(int argc, char **argv) {
   pf_expr *expr = NULL;
   rc = pf_expr_compile(&expr, a.expr, a.ndim, a.params, a.nparams, &err);
   if (rc != 0) {
-    if (is_expr_error(rc)) {
+    if (cli_is_expr_error(rc)) {
       cli_expr_error(a.expr, &err);
       return CLI_USAGE;
     }
@@ -154,12 +186,13 @@ static int run_fill(int argc, char **argv) {
       cli_error("%s (use --force to replace it)", err.message);
     return CLI_USAGE;
   }
-  if (is_expr_error(rc) && err.position >= 0) {
+  if (cli_is_expr_error(rc) && err.position >= 0) {
     cli_expr_error(a.expr, &err);
     return CLI_USAGE;
   }
   cli_error("%s", err.message);
   return CLI_FAILED;
+#endif
 }
 
 /* Output to stdout that could not be written is a failure (`> /dev/full`). */
@@ -171,7 +204,7 @@ static int finish_stdout(int status) {
   return status;
 }
 
-int main(int argc, char **argv) {
+static int dispatch(int argc, char **argv) {
   if (argc < 2) {
     cli_usage_error("no command given");
     return CLI_USAGE;
@@ -197,4 +230,15 @@ int main(int argc, char **argv) {
   }
   cli_usage_error("unknown command '%s'", cmd);
   return CLI_USAGE;
+}
+
+int main(int argc, char **argv) {
+#ifdef PF_CLI_MPI
+  cli_mpi_init(&argc, &argv);
+  int status = dispatch(argc, argv);
+  cli_mpi_finalize();
+  return status;
+#else
+  return dispatch(argc, argv);
+#endif
 }

@@ -16,6 +16,9 @@ void cli_print_usage(FILE *f) {
         "OUT.npy\n"
         "       parfill --help | --version\n",
         f);
+#ifdef PF_CLI_MPI
+  fputs("       mpiexec -n R parfill-mpi fill ... (the same options)\n", f);
+#endif
 }
 
 void cli_print_help(FILE *f) {
@@ -70,6 +73,16 @@ void cli_print_help(FILE *f) {
       "  Other terminating signals (SIGUSR1, SIGALRM, ...) also leave no file\n"
       "  and end parfill by that signal; SIGPIPE is ignored.\n"
       "\n"
+#ifdef PF_CLI_MPI
+      "MPI (parfill-mpi): under mpiexec the R ranks write the one file\n"
+      "  together, each a contiguous slab with --workers threads (default:\n"
+      "  the CPUs the rank may use); the file is the one `parfill` writes.\n"
+      "  Rank 0 prints; every rank exits with the same status. A rank killed\n"
+      "  by SIGKILL fails the job; if it was rank 0, OUT.npy is not created\n"
+      "  but '.OUT.npy.mpi-XXXXXX.tmp' may be left next to it: remove it.\n"
+      "  Without mpiexec it runs as one rank.\n"
+      "\n"
+#endif
       "examples:\n"
       "  parfill fill 'sin(i*0.001)*cos(j*0.001)' --shape 20000x20000 -o x.npy\n"
       "  parfill fill 'i*n1 + j' --shape 1000x1000 --dtype int32 -o ramp.npy\n"
