@@ -68,7 +68,8 @@
  * to give small arrays many slabs and rounds): PARFILL_MPI_ALIGN=BYTES
  * replaces st_blksize; PARFILL_MPI_BLOCK=BYTES the 4 MiB of a block;
  * PARFILL_MPI_FAIL=write:R:N (rank R's N-th nonempty write fails as a full
- * disk would) or kill:R:N (rank R kills itself with SIGKILL before it).
+ * disk would) or kill:R:N (rank R kills itself with SIGKILL before it);
+ * PARFILL_MPI_TRACE=1: every rank prints its slab on stderr.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -388,6 +389,12 @@ static void plan_slabs(mpi_job *j) {
     int64_t blocks = (n + j->block - 1) / j->block;
     if (blocks > j->rounds) j->rounds = blocks;
   }
+  const char *trace = getenv("PARFILL_MPI_TRACE");
+  if (trace != NULL && strcmp(trace, "1") == 0)
+    fprintf(stderr, "parfill-mpi: rank %d of %d: bytes [%" PRId64 ", %" PRId64
+            ") of %" PRId64 ", align %" PRId64 ", block %" PRId64
+            ", rounds %" PRId64 "\n", j->rank, j->nranks, j->lo, j->hi,
+            j->file_bytes, j->align, j->block, j->rounds);
 }
 
 /* File bytes [from, to) into buf: the header's part, then the elements by
