@@ -9,14 +9,15 @@ writing the same file:
 - **parfill fill, 1 process x T threads** (the baseline, T = --workers):
   ``build/parfill``, direct I/O.
 - **mpi R ranks x T/R threads** for R = 1, 2, and 4 (oversubscribed when the
-  machine has fewer CPUs): ``mpiexec --bind-to none -n R build/parfill-mpi
-  fill ... --workers T/R`` (at least 1 thread), MPI-IO.
+  machine has fewer CPUs): ``mpiexec -n R build/parfill-mpi fill ...
+  --workers T/R`` (at least 1 thread; ``--bind-to none`` for more than one,
+  else Open MPI's binding of a rank to a core), MPI-IO.
 
 Every file is compared with the baseline's first file: byte for byte in
 each method's first run (the whole file, read in 64 MiB pieces), on 64
 random 1 MiB pieces and every slab boundary in the timed runs. Peak memory
-is per process: the largest maximum RSS of any rank (``/usr/bin/time``
-around each rank; Open MPI's own mpiexec/orted not counted), over all runs.
+is per process: the largest maximum RSS of any rank (``/usr/bin/time -o``
+around each rank; Open MPI's own mpiexec not counted), over all runs.
 
 The table's notes end with the paper estimate for 10^12 elements on 64
 nodes, from the measured per-thread rate of ``mpi 2 ranks x 1 thread``.
@@ -67,34 +68,48 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help=f"elements (default {FULL:,}, less if the disk has no room)")
 
 
-def _time_wrapped(cmd: list[str]) -> list[str]:
-    return ["/usr/bin/time", "-f", "PFRSS %M", *cmd]
-
-
-def _run(cmd: list[str], rss: list[float]) -> None:
+def _run(cmd: list[str], rss: list[float], rss_dir: str) -> None:
+    """Runs cmd (whose processes are wrapped by _timed); their peak RSS (MiB)
+    into rss: the largest of any one process."""
+    for f in os.listdir(rss_dir):
+        os.unlink(os.path.join(rss_dir, f))
     r = subprocess.run(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                        stderr=subprocess.PIPE, text=True, env=ENV)
     if r.returncode != 0:
         raise RuntimeError(f"exit {r.returncode}: {r.stderr.strip()[-300:]}")
-    peaks = [int(k) / 1024 for k in re.findall(r"^PFRSS (\d+)$", r.stderr, re.M)]
+    peaks = []
+    for f in os.listdir(rss_dir):
+        with open(os.path.join(rss_dir, f)) as fh:
+            peaks.append(int(fh.read().split()[-1]) / 1024)
     if not peaks:
-        raise RuntimeError(f"no RSS reported: {r.stderr.strip()[-300:]}")
+        raise RuntimeError("no RSS reported")
     rss.append(max(peaks))
 
 
-def _single(path: str, n: int, threads: int, rss: list[float]) -> str:
-    _run(_time_wrapped([str(PARFILL), "fill", EXPR, "--shape", str(n), "--dtype", "float32",
-                        "--workers", str(threads), "--no-progress", "--force", "-o", path]),
-         rss)
+def _timed(cmd: list[str], rss_dir: str) -> list[str]:
+    """cmd under /usr/bin/time, its max RSS (KiB) into a file of its own (one
+    per rank: the ranks' stderr is merged by mpiexec)."""
+    script = ('exec /usr/bin/time -f %M -o "$0/rss.${OMPI_COMM_WORLD_RANK:-x}.$$" "$@"')
+    return ["sh", "-c", script, rss_dir, *cmd]
+
+
+def _single(path: str, n: int, threads: int, rss: list[float], rss_dir: str) -> str:
+    _run(_timed([str(PARFILL), "fill", EXPR, "--shape", str(n), "--dtype", "float32",
+                 "--workers", str(threads), "--no-progress", "--force", "-o", path],
+                rss_dir), rss, rss_dir)
     return path
 
 
-def _mpi(path: str, n: int, ranks: int, threads: int, rss: list[float]) -> str:
+def _mpi(path: str, n: int, ranks: int, threads: int, rss: list[float],
+         rss_dir: str) -> str:
     mpiexec = shutil.which("mpiexec") or "mpiexec"
-    _run([mpiexec, "-q", "--oversubscribe", "--bind-to", "none", "-n", str(ranks),
-          *_time_wrapped([str(PARFILL_MPI), "fill", EXPR, "--shape", str(n), "--dtype",
-                          "float32", "--workers", str(threads), "--no-progress", "--force",
-                          "-o", path])], rss)
+    # Open MPI binds each rank to one core (up to 2 ranks) unless told not to:
+    # a rank of several threads needs the cores it is to use.
+    bind = ["--bind-to", "none"] if threads > 1 else []
+    _run([mpiexec, "-q", "--oversubscribe", *bind, "-n", str(ranks),
+          *_timed([str(PARFILL_MPI), "fill", EXPR, "--shape", str(n), "--dtype", "float32",
+                   "--workers", str(threads), "--no-progress", "--force", "-o", path],
+                  rss_dir)], rss, rss_dir)
     return path
 
 
@@ -155,8 +170,10 @@ def run(args: argparse.Namespace) -> list[Result]:
         missing = [p for p in (PARFILL, PARFILL_MPI) if not p.exists()]
         if missing:
             raise FileNotFoundError(f"{missing[0]} not built: run `make` (`make mpi`)")
+        rss_dir = os.path.join(workdir, "rss")
+        os.mkdir(rss_dir)
         ref_rss: list[float] = []
-        _single(ref, n, threads, ref_rss)
+        _single(ref, n, threads, ref_rss, rss_dir)
         size = os.path.getsize(ref)
         make = _checker(ref, path, size)
         plans = [("parfill fill: 1 process x {t} threads", "sequential", 1, threads)]
@@ -171,9 +188,9 @@ def run(args: argparse.Namespace) -> list[Result]:
             rss: list[float] = []
             peaks[method] = rss
             if role == "sequential":
-                fn = (lambda t=t, rss=rss: _single(path, n, t, rss))
+                fn = (lambda t=t, rss=rss: _single(path, n, t, rss, rss_dir))
             else:
-                fn = (lambda r=ranks, t=t, rss=rss: _mpi(path, n, r, t, rss))
+                fn = (lambda r=ranks, t=t, rss=rss: _mpi(path, n, r, t, rss, rss_dir))
             entries.append(Entry(Result(SUITE, name, method, role, n, threads), fn,
                                  make(method)))
         results = compare(entries, repeat=repeat, memory=False)
@@ -199,14 +216,15 @@ def _notes(results: list[Result], n: int, threads: int) -> str:
         rate = n / two.median / 2
         elements, nodes, bytes_ = 10**12, 64, 4 * 10**12
         _extra["per_rank_thread_elements_per_s"] = rate
+        compute = elements / (nodes * 32 * rate)
+        fs, inject = bytes_ / 100e9, bytes_ / (nodes * 1e9)
+        bound = "compute" if compute > max(fs, inject) else "the file system"
         lines += [
-            f"  estimate: 10^12 float32 elements (4 TB) on {nodes} nodes, one rank per node.",
-            f"  Measured: {rate / 1e6:.0f} M elements/s per rank-thread here (2 ranks x 1",
-            "  thread, I/O included). Compute scales with the cores: with 32 cores per node",
-            f"  {elements / (nodes * 32 * rate):.0f} s; each rank's slab is one contiguous",
-            "  block-aligned 62.5 GB range, so no file-system lock is shared and the",
-            "  collective part is one allreduce per 1 MiB block (~10 us).",
-            f"  The bound is the file system: 4 TB at 100 GB/s aggregate = {bytes_ / 100e9:.0f} s",
-            f"  (at 1 GB/s per node injection, 64 GB/s: {bytes_ / 64e9:.0f} s) -- I/O-bound.",
+            f"  estimate: 10^12 float32 elements (4 TB) on {nodes} nodes, one rank per node:",
+            f"  measured {rate / 1e6:.0f} M elements/s per rank-thread here (2 ranks x 1 thread,",
+            f"  write and sync included) -> compute on 32 cores per node {compute:.0f} s; each",
+            "  slab is one contiguous block-aligned 62.5 GB range (no shared file system lock),",
+            "  the collective part one allreduce per 1 MiB block. Writing 4 TB at 100 GB/s",
+            f"  aggregate takes {fs:.0f} s, at 1 GB/s per node {inject:.0f} s: bound by {bound}.",
         ]
     return "\n".join(lines)

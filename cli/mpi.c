@@ -73,7 +73,7 @@
  *
  * Test knobs (environment, read on rank 0 / every rank; the tests use them
  * to give small arrays many slabs and rounds): PARFILL_MPI_ALIGN=BYTES
- * replaces st_blksize; PARFILL_MPI_BLOCK=BYTES the 4 MiB of a block;
+ * replaces st_blksize; PARFILL_MPI_BLOCK=BYTES the 1 MiB of a block;
  * PARFILL_MPI_FAIL=write:R:N (rank R's N-th nonempty write fails as a full
  * disk would) or kill:R:N (rank R kills itself with SIGKILL before it);
  * PARFILL_MPI_TRACE=1: every rank prints its slab on stderr.
@@ -95,9 +95,9 @@
 #include "cli.h"
 
 /* Bytes per write: as pf_npy_fill's blocks. Measured here (2 ranks x 1
- * thread, 2 GB float32): 1 MiB 2.3 s, 4 MiB 4.6 s, 256 KiB 3.2 s -- a
- * block that stays in cache between its computation and the copy into the
- * page cache. */
+ * thread, 2 GB float32, one run each): 1 MiB 2.3 s, 4 MiB 4.6 s, 256 KiB
+ * 3.2 s -- a block that stays in cache between its computation and the
+ * copy into the page cache. */
 #define BLOCK_BYTES ((int64_t)PF_NPY_BLOCK_BYTES)
 
 /* What went wrong on one rank, to be said once, by rank 0. */
