@@ -56,6 +56,7 @@ SUITES: dict[str, str] = {
     "random": ".random",
     "native": ".native",
     "translate": ".translate",
+    "dask": ".dask",
 }
 
 ROLES = ("sequential", "peer", "parfill", "other")
