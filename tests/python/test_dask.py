@@ -338,11 +338,14 @@ def test_names_are_deterministic(lib):
 
 # ----------------------------------------------------------- cores in a task
 
-def test_cores_a_task_uses(client):
+def test_cores_a_task_uses(client, process_pool):
     """max(1, cores // tasks at once): the threaded scheduler's pool size,
-    all cores alone (sync), one per thread of a distributed worker."""
+    all cores alone (sync), the process scheduler's default pool size, one
+    per thread of a distributed worker."""
     cores = parfill.cpu_count()
     share = dask.delayed(pd._task_share)
+    assert share().compute(scheduler="processes", pool=process_pool) == \
+        (max(1, cores // dask.system.CPU_COUNT), False)
     assert share().compute(scheduler="threads", num_workers=2) == \
         (max(1, cores // 2), True)
     assert share().compute(scheduler="threads", num_workers=1) == (cores, False)
@@ -474,6 +477,16 @@ def test_bad_arguments(args, kwargs, error, match):
 def test_bad_random_arguments(args, kwargs, error):
     with pytest.raises(error):
         pd.random(*args, **kwargs)
+
+
+def test_benchmark_suite_runs(capsys):
+    """A smoke run of `python -m benchmarks dask` (tiny, no cluster): every
+    row computed and equal to its reference."""
+    from benchmarks import main
+
+    assert main(["dask", "--quick", "--repeat", "1", "--no-cluster", "--n", "40000",
+                 "--n-callable", "4000"]) == 0
+    assert "parfill.dask threads" in capsys.readouterr().out
 
 
 def test_import_parfill_does_not_import_dask():
