@@ -342,8 +342,9 @@ class _Fill:
                 # the other tasks; fork its share of workers instead. (A
                 # translated one runs on the thread pool all the same.)
                 options["backend"] = "processes"
-        return _window.populate_block(func, self.shape, origin, block,
-                                      self.dtype, **options)
+        return _window.populate_block(
+            func, self.shape, origin, block,  # type: ignore[arg-type]
+            self.dtype, **options)
 
 
 # --------------------------------------------------------- cores in a task
