@@ -57,6 +57,7 @@ SUITES: dict[str, str] = {
     "native": ".native",
     "translate": ".translate",
     "mpi": ".mpi",
+    "dask": ".dask",
 }
 
 ROLES = ("sequential", "peer", "parfill", "other")

@@ -1,4 +1,5 @@
-"""python -m parfill {demo} ..."""
+"""python -m parfill {demo,bench} ..."""
+import os
 import sys
 
 USAGE = """usage: python -m parfill COMMAND [ARGS]
@@ -8,15 +9,30 @@ commands:
           compare the sequential loop, the article's three multiprocessing
           approaches and parfill (python -m parfill demo --help)
 
+  bench   run a benchmark suite (python -m parfill bench SUITE [options]):
+          only where parfill is the development install of a checkout, whose
+          benchmarks/ it runs (the same as `python -m benchmarks SUITE`)
+
 Benchmarks are not installed: run `python -m benchmarks` (or `make bench`)
 from a checkout of parfill's repository.
 """
 
-# The benchmarks left the package (they run from a checkout); say where they went
-# rather than failing with an unknown command.
+# The benchmarks left the package (they run from a checkout): an installed
+# parfill says where they went rather than failing with an unknown command.
 BENCH_MOVED = ("parfill: the benchmarks are not part of the installed package; from a "
                "checkout of the repository run `python -m benchmarks [SUITE]` (or "
                "`make bench SUITE=...`)\n")
+
+
+def _checkout():
+    """The repository root when this parfill is a checkout's development
+    install (python/parfill beside benchmarks/), else None."""
+    package = os.path.dirname(os.path.abspath(__file__))
+    root = os.path.dirname(os.path.dirname(package))
+    if (os.path.basename(os.path.dirname(package)) == "python"
+            and os.path.isfile(os.path.join(root, "benchmarks", "harness.py"))):
+        return root
+    return None
 
 
 def main(argv=None) -> int:
@@ -29,8 +45,16 @@ def main(argv=None) -> int:
         from parfill import demo
         return demo.main(rest)
     if command == "bench":
-        sys.stderr.write(BENCH_MOVED)
-        return 2
+        root = _checkout()
+        if root is None:
+            sys.stderr.write(BENCH_MOVED)
+            return 2
+        if root not in sys.path:
+            sys.path.insert(0, root)
+        # By name: the checkout's benchmarks are no part of the package
+        # (nor of its type check).
+        import importlib
+        return int(importlib.import_module("benchmarks").main(rest))
     if command in ("-V", "--version"):
         import parfill
         print(parfill.__version__)

@@ -1,0 +1,498 @@
+"""parfill.dask against real Dask: the threaded scheduler, the process
+scheduler and a distributed LocalCluster of two worker processes started
+here. Every array is compared bit for bit with the one-machine
+parfill.populate / parfill.random (or NumPy on global index arrays where the
+whole would not fit), for regular, irregular and "auto" chunks.
+"""
+import concurrent.futures
+import ctypes
+import gc
+import multiprocessing
+import os
+import signal
+import subprocess
+import sys
+import threading
+
+import numpy as np
+import pytest
+
+import parfill
+
+dask = pytest.importorskip("dask")
+da = pytest.importorskip("dask.array")
+distributed = pytest.importorskip("distributed")
+zarr = pytest.importorskip("zarr")
+
+import parfill.dask as pd  # noqa: E402  (after the skips)
+
+SHAPE = (100, 1000)
+# Regular, irregular and auto (auto under a small dask chunk-size limit, so
+# it makes several blocks of this small array).
+CHUNKS = [(25, 250), (37, 401), "auto"]
+EXPR = "sin(i * 0.01) * j + uniform() - normal() * idx / size + n0 * n1"
+
+
+def bits(a):
+    """The array's bytes, so NaNs and signed zeros compare too."""
+    return np.ascontiguousarray(a).view(np.uint8)
+
+
+def chain(e):
+    """An exception's message and its causes' (distributed wraps a
+    serialisation error in its own TypeError)."""
+    texts = []
+    while e is not None:
+        texts.append(str(e))
+        e = e.__cause__ or e.__context__
+    return " | ".join(texts)
+
+
+def assert_same(got, want):
+    assert got.shape == want.shape and got.dtype == want.dtype
+    np.testing.assert_array_equal(bits(got), bits(want))
+
+
+# ----------------------------------------------------------------- fixtures
+
+@pytest.fixture(scope="module")
+def client():
+    """A LocalCluster of two worker processes (one thread each), closed
+    also when a test fails."""
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1,
+                                  processes=True, dashboard_address=None,
+                                  silence_logs=50) as cluster, \
+            distributed.Client(cluster, set_as_default=False) as c:
+        yield c
+
+
+@pytest.fixture(scope="module")
+def process_pool():
+    """One pool for the process scheduler (scheduler="processes", pool=):
+    dask would otherwise spawn a fresh pool for every compute."""
+    with concurrent.futures.ProcessPoolExecutor(
+            2, mp_context=multiprocessing.get_context("spawn")) as pool:
+        yield pool
+
+
+def compute(x, scheduler, client=None, pool=None):
+    if scheduler == "threads":
+        return x.compute(scheduler="threads", num_workers=2)
+    if scheduler == "processes":
+        return x.compute(scheduler="processes", pool=pool)
+    if scheduler == "sync":
+        return x.compute(scheduler="sync")
+    assert scheduler == "distributed"
+    return client.compute(x).result()
+
+
+@pytest.fixture(params=["threads", "processes", "distributed"])
+def run(request):
+    """compute(x) on each scheduler (the cluster and pool only when used)."""
+    scheduler = request.param
+    c = request.getfixturevalue("client") if scheduler == "distributed" else None
+    pool = request.getfixturevalue("process_pool") \
+        if scheduler == "processes" else None
+    return lambda x: compute(x, scheduler, c, pool)
+
+
+@pytest.fixture(params=CHUNKS, ids=["regular", "irregular", "auto"])
+def chunks(request):
+    with dask.config.set({"array.chunk-size": "64KiB"}):
+        yield request.param
+
+
+C_SOURCE = r"""
+#include <stdint.h>
+double elem(int64_t i) { return (double)i * 0.37 - 100.0; }
+double index_sum(const int64_t *ix, int nd) {
+  double v = 0;
+  for (int d = 0; d < nd; d++) v = v * 131.0 + (double)ix[d];
+  return v;
+}
+void block_f64(int64_t start, int64_t count, void *out, void *ctx) {
+  double scale = ctx ? *(const double *)ctx : 1.0;
+  for (int64_t k = 0; k < count; k++) ((double *)out)[k] = (double)(start + k) * scale;
+}
+"""
+I64 = ctypes.c_int64
+PROTOTYPES = {
+    "elem": ctypes.CFUNCTYPE(ctypes.c_double, I64),
+    "index_sum": ctypes.CFUNCTYPE(ctypes.c_double, ctypes.POINTER(I64), ctypes.c_int),
+    "block_f64": ctypes.CFUNCTYPE(None, I64, I64, ctypes.c_void_p, ctypes.c_void_p),
+}
+
+
+@pytest.fixture(scope="module")
+def lib(tmp_path_factory):
+    d = tmp_path_factory.mktemp("native")
+    src, so = d / "fns.c", d / "libfns.so"
+    src.write_text(C_SOURCE)
+    subprocess.run(["cc", "-O2", "-ffp-contract=off", "-shared", "-fPIC",
+                    "-o", str(so), str(src)], check=True)
+    return ctypes.CDLL(str(so))
+
+
+def typed(lib, name):
+    """lib.name as a function pointer of its prototype, as test_native does."""
+    return PROTOTYPES[name](ctypes.cast(getattr(lib, name), ctypes.c_void_p).value)
+
+
+# ------------------------------------------------------- equal to populate
+
+def test_expression(run, chunks):
+    x = pd.populate(EXPR, SHAPE, chunks=chunks)
+    assert isinstance(x, da.Array) and x.numblocks != (1, 1)
+    assert_same(run(x), parfill.populate(EXPR, SHAPE))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.int32, np.complex128, np.bool_])
+def test_expression_dtypes_and_params(dtype):
+    text = "(i * a + j * b) % 7"
+    x = pd.populate(text, (61, 67), dtype, chunks=(10, 9), params={"a": 3, "b": 5})
+    assert x.dtype == np.dtype(dtype)
+    assert_same(x.compute(), parfill.populate(text, (61, 67), dtype,
+                                              params={"a": 3, "b": 5}))
+
+
+@pytest.mark.parametrize("shape, chunks", [((), "auto"), ((0, 5), 2),
+                                           ((7,), ((3, 0, 4),)),
+                                           ((3, 4, 5), (2, 3, 4))])
+def test_edge_shapes(shape, chunks):
+    x = pd.populate("idx * 2 + 1", shape, chunks=chunks)
+    assert x.shape == shape
+    assert_same(x.compute(), parfill.populate("idx * 2 + 1", shape))
+
+
+def test_callables(run, chunks):
+    scale = type("Scale", (), {"k": 0.25})()   # a local class's instance
+    offset = lambda j: j * 3                   # noqa: E731
+
+    def closure(i, j):
+        return i * scale.k + offset(j)
+
+    assert_same(run(pd.populate(closure, SHAPE, chunks=chunks)),
+                parfill.populate(closure, SHAPE))
+    f = lambda i, j: (i * 7 + j) % 13 - 0.5    # noqa: E731
+    assert_same(run(pd.populate(f, SHAPE, np.float32, chunks=chunks,
+                                translate="never")),
+                parfill.populate(f, SHAPE, np.float32, translate="never"))
+
+
+def test_vectorized_callable(run):
+    f = lambda i, j: i * 1000.0 + j            # noqa: E731
+    x = pd.populate(f, SHAPE, chunks=(37, 401), vectorized=True)
+    assert_same(run(x), parfill.populate(f, SHAPE, vectorized=True))
+
+
+def test_unpicklable_closure_runs_where_it_was_made():
+    """A closure over a lock or a generator (which nothing can pickle) runs
+    on the threaded and synchronous schedulers; sending it away is dask's
+    serialisation error, a TypeError."""
+    lock, gen = threading.Lock(), (k for k in range(3))
+
+    def f(i, j):
+        if i < 0:   # captured, never used
+            with lock:
+                next(gen)
+        return i - j * 0.5
+
+    x = pd.populate(f, SHAPE, chunks=(37, 401))
+    want = parfill.populate(f, SHAPE)
+    assert_same(x.compute(scheduler="threads", num_workers=2), want)
+    assert_same(x.compute(scheduler="sync"), want)
+    assert pd.populate(f, SHAPE, chunks=(37, 401)).name == x.name
+
+
+def test_unpicklable_closure_on_a_cluster_is_a_type_error(client):
+    lock = threading.Lock()
+
+    def f(i, j):
+        if i < 0:
+            with lock:
+                pass
+        return 0.0
+
+    with pytest.raises(TypeError):
+        client.compute(pd.populate(f, SHAPE, chunks=(37, 401))).result()
+
+
+@pytest.mark.parametrize("dist", ["uniform", "normal"])
+def test_random(run, chunks, dist):
+    x = pd.random(SHAPE, dist, seed=2**100 + 7, chunks=chunks, stream=3)
+    assert x.numblocks != (1, 1)
+    assert_same(run(x), parfill.random(SHAPE, dist, 2**100 + 7, stream=3))
+
+
+def test_random_float32_and_edges():
+    assert_same(pd.random((333, 7), "normal", 1, np.float32, chunks=(50, 3)).compute(),
+                parfill.random((333, 7), "normal", 1, np.float32))
+    assert_same(pd.random((), seed=9).compute(), parfill.random((), seed=9))
+    assert_same(pd.random((0, 3)).compute(), parfill.random((0, 3)))
+
+
+@pytest.mark.parametrize("name", ["elem", "index_sum", "block_f64"])
+def test_native(lib, run, chunks, name):
+    f = typed(lib, name)
+    assert_same(run(pd.populate(f, SHAPE, chunks=chunks)),
+                parfill.populate(f, SHAPE))
+
+
+def test_native_ctx_stays_in_process(lib, client):
+    f, scale = typed(lib, "block_f64"), ctypes.c_double(0.5)
+    x = pd.populate(f, SHAPE, chunks=(37, 401), ctx=ctypes.byref(scale))
+    want = parfill.populate(f, SHAPE, ctx=ctypes.byref(scale))
+    assert_same(x.compute(scheduler="threads"), want)
+    with pytest.raises(TypeError) as info:
+        client.compute(x).result()
+    assert "ctx is an address in this process" in chain(info.value)
+
+
+def test_native_without_a_symbol_stays_in_process(client):
+    """A ctypes callback of a Python function is native code no library
+    exports: it runs on threads; sending it says why it cannot."""
+    cb = PROTOTYPES["elem"](lambda i: i * 2.0)
+    x = pd.populate(cb, (1000,), chunks=300)
+    assert_same(x.compute(scheduler="threads"), np.arange(1000) * 2.0)
+    with pytest.raises(TypeError) as info:
+        client.compute(x).result()
+    assert "no shared library exports a symbol" in chain(info.value)
+
+
+# --------------------------------------------------------- dask's own uses
+
+def test_store_into_memmap(tmp_path):
+    x = pd.populate(EXPR, SHAPE, chunks=(37, 401))
+    mm = np.lib.format.open_memmap(tmp_path / "x.npy", "w+", np.float64, SHAPE)
+    da.store(x, mm, scheduler="threads")
+    mm.flush()
+    del mm
+    assert_same(np.load(tmp_path / "x.npy"), parfill.populate(EXPR, SHAPE))
+
+
+def test_zarr_round_trip(tmp_path, client):
+    path = str(tmp_path / "field.zarr")
+    x = pd.populate(EXPR, SHAPE, chunks=(37, 401))
+    x.to_zarr(path)
+    back = da.from_zarr(path)
+    assert back.chunks == x.chunks
+    assert_same(back.compute(scheduler="threads"), parfill.populate(EXPR, SHAPE))
+    r = pd.random(SHAPE, "normal", 4, chunks=(50, 500))
+    client.compute(r.to_zarr(str(tmp_path / "r.zarr"), compute=False)).result()
+    assert_same(da.from_zarr(str(tmp_path / "r.zarr")).compute(scheduler="sync"),
+                parfill.random(SHAPE, "normal", 4))
+
+
+def test_slicing_a_huge_array_computes_only_touched_blocks(monkeypatch):
+    """10**12 elements (8 TB): building is free, and a slice computes only
+    the blocks it covers (each block's window fill recorded as it runs;
+    dask fuses the slice into the block's task, so keys would not tell)."""
+    shape = (10**6, 10**6)
+    x = pd.populate("i * 1000003.0 + j", shape, chunks=(1000, 1000))
+    assert x.size == 10**12 and x.numblocks == (1000, 1000)
+    run, fill = [], pd._window.populate_block
+
+    def recorded(func, whole, origin, block, *args, **kwargs):
+        run.append((origin, block))
+        return fill(func, whole, origin, block, *args, **kwargs)
+
+    monkeypatch.setattr(pd._window, "populate_block", recorded)
+    part = x[123_800:124_100, 999_500:]
+    got = part.compute(scheduler="threads")
+    assert sorted(run) == [((123_000, 999_000), (1000, 1000)),
+                           ((124_000, 999_000), (1000, 1000))]
+    i, j = np.meshgrid(np.arange(123_800, 124_100), np.arange(999_500, 10**6),
+                       indexing="ij")
+    np.testing.assert_array_equal(got, i * 1000003.0 + j)
+    # Global indices for random too: a corner far from the origin.
+    r = pd.random(shape, seed=1, chunks="auto")[-3:, -5:].compute()
+    assert r.shape == (3, 5) and ((0 <= r) & (r < 1)).all()
+
+
+def test_names_are_deterministic(lib):
+    def f(i, j):
+        return i + j
+
+    def name(*args, **kw):
+        return pd.populate(*args, **kw).name
+
+    base = name(EXPR, SHAPE, chunks=(37, 401))
+    assert base == name(EXPR, SHAPE, chunks=(37, 401))
+    assert base.startswith("parfill-populate-")
+    others = [name(EXPR + " + 1", SHAPE, chunks=(37, 401)),
+              name(EXPR, (100, 1001), chunks=(37, 401)),
+              name(EXPR, SHAPE, np.float32, chunks=(37, 401)),
+              name(EXPR, SHAPE, chunks=(37, 400)),
+              name(EXPR, SHAPE, chunks=(37, 401), workers=1)]
+    assert len({base, *others}) == 6
+    p = [name("i * a", SHAPE, params={"a": a}) for a in (1, 1, 2)]
+    assert p[0] == p[1] != p[2]
+    assert name(f, SHAPE) == name(f, SHAPE) != name(lambda i, j: i - j, SHAPE)
+    g = typed(lib, "elem")
+    assert name(g, SHAPE) == name(g, SHAPE) != name(typed(lib, "index_sum"), SHAPE)
+    r = pd.random(SHAPE, seed=1).name
+    assert r == pd.random(SHAPE, seed=1).name and r.startswith("parfill-random-")
+    assert len({r, pd.random(SHAPE, seed=2).name, pd.random(SHAPE, "normal", 1).name,
+                pd.random(SHAPE, seed=1, stream=1).name,
+                pd.random(SHAPE, seed=1, chunks=50).name}) == 5
+
+
+# ----------------------------------------------------------- cores in a task
+
+def test_cores_a_task_uses(client, process_pool):
+    """max(1, cores // tasks at once): the threaded scheduler's pool size,
+    all cores alone (sync), the process scheduler's default pool size, one
+    per thread of a distributed worker."""
+    cores = parfill.cpu_count()
+    share = dask.delayed(pd._task_share)
+    assert share().compute(scheduler="processes", pool=process_pool) == \
+        (max(1, cores // dask.system.CPU_COUNT), False)
+    assert share().compute(scheduler="threads", num_workers=2) == \
+        (max(1, cores // 2), True)
+    assert share().compute(scheduler="threads", num_workers=1) == (cores, False)
+    assert share().compute(scheduler="sync") == (cores, False)
+    assert client.compute(share()).result() == (1, False)
+
+
+def test_callable_blocks_on_threads_run_in_forked_workers():
+    """On the threaded scheduler a Python callable's block does not hold
+    the GIL of the dask process: its elements run in forked workers."""
+    x = pd.populate(lambda i: os.getpid(), (4000,), np.int64, chunks=1000,
+                    translate="never")
+    pids = x.compute(scheduler="threads", num_workers=2)
+    assert os.getpid() not in set(pids.tolist())
+    # The synchronous scheduler (one task at a time) is populate's own choice.
+    assert len(pd.populate(lambda i: os.getpid(), (10,), np.int64).compute(
+        scheduler="sync")) == 10
+
+
+# ---------------------------------------------------------------- failures
+
+def failing(i, j):
+    if (i, j) == (57, 321):
+        raise KeyError("boom")
+    return i + j
+
+
+@pytest.mark.parametrize("scheduler", ["threads", "processes", "distributed"])
+def test_exception_names_the_global_index(scheduler, request):
+    c = request.getfixturevalue("client") if scheduler == "distributed" else None
+    pool = request.getfixturevalue("process_pool") \
+        if scheduler == "processes" else None
+    x = pd.populate(lambda i, j: failing(i, j), SHAPE, chunks=(37, 401))
+    with pytest.raises(KeyError, match="boom") as info:
+        compute(x, scheduler, c, pool)
+    notes = getattr(info.value, "__notes__", [])
+    assert any("(57, 321)" in n for n in notes), notes
+
+
+def test_killed_worker_is_retried_and_exact(client, tmp_path):
+    """The first element (50, 500) kills its own dask worker process
+    (SIGKILL, after leaving a marker); dask retries the task on a live
+    worker and the result is still exact."""
+    marker = str(tmp_path / "killed")
+
+    def f(i, j):
+        if (i, j) == (50, 500):
+            try:
+                fd = os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+            except FileExistsError:
+                pass
+            else:
+                os.close(fd)
+                os.kill(os.getpid(), signal.SIGKILL)
+        return i * 3.0 - j
+
+    pids = set(client.run(os.getpid).values())
+    x = pd.populate(f, SHAPE, chunks=(25, 250), translate="never")
+    got = client.compute(x).result()
+    assert os.path.exists(marker)
+    assert_same(got, parfill.populate(lambda i, j: i * 3.0 - j, SHAPE))
+    client.wait_for_workers(2, timeout=60)
+    # One worker died and its nanny started another.
+    assert len(pids - set(client.run(os.getpid).values())) == 1
+
+
+def _leftovers():
+    """This process's children and parfill memfd mappings."""
+    gc.collect()
+    kids = []
+    for tid in os.listdir("/proc/self/task"):
+        with open(f"/proc/self/task/{tid}/children") as fh:
+            kids += fh.read().split()
+    with open("/proc/self/maps") as fh:
+        maps = [line for line in fh if "memfd:parfill" in line]
+    return sorted(kids), maps
+
+
+def test_no_children_or_mappings_left_in_workers(client):
+    before = client.run(_leftovers)
+    x = pd.populate(lambda i, j: i * 0.5 - j, SHAPE, chunks=(37, 401),
+                    backend="processes", workers=2, translate="never")
+    assert_same(client.compute(x).result(),
+                parfill.populate(lambda i, j: i * 0.5 - j, SHAPE))
+    del x
+    assert client.run(_leftovers) == before
+    here = _leftovers()
+    y = pd.populate(lambda i, j: i - j, SHAPE, chunks=(37, 401), translate="never")
+    y.compute(scheduler="threads", num_workers=2)
+    assert _leftovers() == here
+
+
+# --------------------------------------------------------------- arguments
+
+@pytest.mark.parametrize("args, kwargs, error, match", [
+    ((3, SHAPE), {}, TypeError, "func must be"),
+    (("i", "x"), {}, TypeError, "shape"),
+    (("i", (-1,)), {}, ValueError, "negative"),
+    (("i", SHAPE, "U3"), {}, TypeError, "dtype"),
+    (("i", SHAPE), {"chunks": 0}, ValueError, "block size"),
+    (("i", SHAPE), {"chunks": -2}, ValueError, "block size"),
+    (("i", SHAPE), {"chunks": True}, TypeError, "chunks"),
+    (("i", SHAPE), {"chunks": "bad"}, ValueError, "chunks"),
+    (("i", SHAPE), {"chunks": ((50, 49), 1000)}, ValueError, "chunks"),
+    (("i", SHAPE), {"chunks": (10, 10, 10)}, ValueError, "chunks"),
+    (("i", (10**12,)), {"chunks": 1}, ValueError, "blocks along"),
+    (("i", SHAPE), {"out": np.empty(SHAPE)}, TypeError, "store"),
+    (("i", SHAPE), {"progress": True}, TypeError, "progress"),
+    (("i", SHAPE), {"colour": 1}, TypeError, "unexpected keyword"),
+    (("i", SHAPE), {"workers": "x"}, TypeError, "workers"),
+    (("i", SHAPE), {"schedule": "x"}, ValueError, "schedule"),
+    (("i + q", SHAPE), {}, parfill.ExpressionError, "unknown name"),
+    (("k", SHAPE), {}, parfill.ExpressionError, "axis"),
+    ((lambda i, j: 0, SHAPE), {"params": {"a": 1}}, TypeError, "params"),
+    ((lambda i, j: [0 for _ in "ab"][0], SHAPE), {"translate": "always"},
+     parfill.TranslationError, "nested function"),
+])
+def test_bad_arguments(args, kwargs, error, match):
+    with pytest.raises(error, match=match):
+        pd.populate(*args, **kwargs)
+
+
+@pytest.mark.parametrize("args, kwargs, error", [
+    ((SHAPE, "poisson"), {}, ValueError),
+    ((SHAPE, "uniform", -1), {}, ValueError),
+    ((SHAPE, "uniform", 1.5), {}, TypeError),
+    ((SHAPE, "uniform", 0, np.int32), {}, TypeError),
+    ((SHAPE,), {"stream": 2**64}, ValueError),
+    ((SHAPE,), {"chunks": 0}, ValueError),
+    (("x",), {}, TypeError),
+])
+def test_bad_random_arguments(args, kwargs, error):
+    with pytest.raises(error):
+        pd.random(*args, **kwargs)
+
+
+def test_benchmark_suite_runs(capsys):
+    """A smoke run of `python -m benchmarks dask` (tiny, no cluster): every
+    row computed and equal to its reference."""
+    from benchmarks import main
+
+    assert main(["dask", "--quick", "--repeat", "1", "--no-cluster", "--n", "40000",
+                 "--n-callable", "4000"]) == 0
+    assert "parfill.dask threads" in capsys.readouterr().out
+
+
+def test_import_parfill_does_not_import_dask():
+    code = "import sys, parfill; sys.exit('dask' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code]).returncode == 0
