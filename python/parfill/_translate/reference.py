@@ -14,7 +14,7 @@ stops an endless loop after ``n`` instructions (tests only) with
 from __future__ import annotations
 
 import math
-from typing import Any, Callable, NamedTuple, Union
+from typing import Callable, NamedTuple, Union
 
 from .program import Instr, Program
 
@@ -112,10 +112,11 @@ def _to_int(f: Callable[[float], int]) -> Callable[[float], int]:
     return op
 
 
-_CMP: dict[str, Callable[[object, object], bool]] = {
-    "LT": lambda a, b: a < b, "LE": lambda a, b: a <= b,   # type: ignore[operator]
+# Operands are ints, bools or floats (mypy's float includes int).
+_CMP: dict[str, Callable[[float, float], bool]] = {
+    "LT": lambda a, b: a < b, "LE": lambda a, b: a <= b,
     "EQ": lambda a, b: a == b, "NE": lambda a, b: a != b,
-    "GT": lambda a, b: a > b, "GE": lambda a, b: a >= b,   # type: ignore[operator]
+    "GT": lambda a, b: a > b, "GE": lambda a, b: a >= b,
 }
 
 OPS: dict[str, Callable[..., object]] = {
