@@ -745,7 +745,7 @@ NEAR_INTS = [float(v) + d for v in (0, 1, -1, 2**53, -2**53, 2**62, 2**63 - 1,
                                     -2**63) for d in (-0.5, 0.0, 0.5, 1024.0)]
 NEAR_INTS += [math.nan, math.inf, -math.inf, 2.0**63, -2.0**63, 2.0**64,
               -2.0**64, 1e300]
-BOOLS = [False, True]
+BOOL_LANES = [False, True, True, False, True, False, False, True, True]
 SENTINEL = {"I": -7, "F": -7.25, "B": True}
 
 
@@ -798,17 +798,18 @@ def _lane_cases():
     for op, ref in (("B2I", int), ("B2F", float), ("B_NOT", lambda a: not a),
                     ("B_MOV", lambda a: a)):
         cases[op] = (op, "B", op[-1] if op[1] == "2" else "B", ref,
-                     (BOOLS,), None)
+                     (BOOL_LANES,), None)
     for op, ref in (("B_AND", lambda a, b: a and b),
                     ("B_OR", lambda a, b: a or b),
                     ("B_XOR", lambda a, b: a != b)):
-        cases[op] = (op, "BB", "B", ref, (BOOLS, BOOLS), None)
+        cases[op] = (op, "BB", "B", ref, (BOOL_LANES, BOOL_LANES), None)
     sel = lambda c, a, b: a if c else b  # noqa: E731
     cases["I_SELECT"] = ("I_SELECT", "BII", "I", sel,
-                         (BOOLS, EDGE_INTS[:7], EDGE_INTS[-7:]), None)
+                         (BOOL_LANES, EDGE_INTS[:7], EDGE_INTS[-7:]), None)
     cases["F_SELECT"] = ("F_SELECT", "BFF", "F", sel,
-                         (BOOLS, LANE_FLOATS[:9], LANE_FLOATS[-9:]), None)
-    cases["B_SELECT"] = ("B_SELECT", "BBB", "B", sel, (BOOLS,) * 3, None)
+                         (BOOL_LANES, LANE_FLOATS[:9], LANE_FLOATS[-9:]), None)
+    cases["B_SELECT"] = ("B_SELECT", "BBB", "B", sel, (BOOL_LANES,) * 3,
+                         None)
     for cmp, ref in CMPS.items():
         cases["I_" + cmp] = ("I_" + cmp, "II", "B", ref, ii, None)
         cases["F_" + cmp] = ("F_" + cmp, "FF", "B", ref, ff, None)
@@ -845,6 +846,12 @@ class LaneProgram:
                           self.konst("I", 2, 0), ("I_EQ", 1, 1, 2)]
             self.branch = len(self.code)
             self.code.append(None)      # BR, once its target is known
+            # A branch and a jump on that lane list (i % 7 == 3 through a
+            # JMP), the lanes joining again after it.
+            self.code += [self.konst("I", 2, 7), ("I_MOD", 1, 0, 2),
+                          self.konst("I", 2, 3), ("I_EQ", 1, 1, 2)]
+            pc = len(self.code)
+            self.code += [("BR", 0, 1, pc + 1, pc + 2), ("JMP", 0, pc + 2)]
         self.regs = []
         stride = 1
         for kind, table in zip(kinds, tables):
@@ -983,7 +990,7 @@ def test_stores_on_lanes(dtype, isa):
     # test_store checks it on one lane): the float32 overflow test, the
     # per-lane conversions, a bail at every value NumPy refuses or warns on.
     for kind, table in (("I", STORE_INTS), ("F", EDGE_FLOATS + STORE_EDGES),
-                        ("B", BOOLS)):
+                        ("B", BOOL_LANES)):
         for sparse in (False, True):
             prog = LaneProgram(kind, (table,), sparse)
             prog.finish(kind, prog.regs[0])
