@@ -174,23 +174,17 @@ def _sequential(b: Builder, name: str, op: str, vals: list[Scalar]) -> Value:
         cond = compare(b, op, v, best)
         if v.pytype is best.pytype:
             best = select(b, cond, v, best)
-        elif best.pytype is want:
-            # v must not win.
+        elif best.pytype is want or v.pytype is want:
+            # The item of the wanted type must come out: v must not win
+            # over a best of that type, and must win over one of another.
+            must_win = best.pytype is not want
             if isinstance(cond, K):
                 if cond.value:
                     best = v
             else:
-                assert isinstance(cond, Reg)
-                b.guard(cond, True)
-        elif v.pytype is want:
-            # v must win (best has the wrong type).
-            if isinstance(cond, K):
-                if cond.value:
+                b.guard(cond, not must_win)
+                if must_win:
                     best = v
-            else:
-                assert isinstance(cond, Reg)
-                b.guard(cond, False)
-                best = v
         else:
             raise Refusal(f"{name}() of {best.pytype.__name__} and "
                           f"{v.pytype.__name__} with a {want.__name__}")

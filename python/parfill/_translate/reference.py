@@ -79,14 +79,18 @@ def _truediv(a: int, b: int) -> float:
     return a / b
 
 
-def _python(f: Callable[..., object]) -> Callable[..., object]:
-    """An op that does what Python does and bails where Python raises."""
+def _python(f: Callable[..., object],
+            complex_ok: bool = False) -> Callable[..., object]:
+    """An op that does what Python does and bails where Python raises; a
+    complex result is a bail too, except for a complex op."""
     def op(*args: object) -> object:
         try:
             r = f(*args)
         except (ZeroDivisionError, ValueError, OverflowError) as e:
             raise _Bail(f"{type(e).__name__}: {e}")
-        if type(r) is complex:
+        if complex_ok:
+            assert type(r) in (complex, float)
+        elif type(r) is complex:
             raise _Bail("complex result")
         return r
     return op
@@ -94,14 +98,7 @@ def _python(f: Callable[..., object]) -> Callable[..., object]:
 
 def _complex(f: Callable[..., object]) -> Callable[..., object]:
     """A complex op: Python's own, bailing where Python raises."""
-    def op(*args: object) -> object:
-        try:
-            r = f(*args)
-        except (ZeroDivisionError, ValueError, OverflowError) as e:
-            raise _Bail(f"{type(e).__name__}: {e}")
-        assert type(r) in (complex, float)
-        return r
-    return op
+    return _python(f, complex_ok=True)
 
 
 def _to_int(f: Callable[[float], int]) -> Callable[[float], int]:
