@@ -206,59 +206,47 @@ static int32_t factor(parser *p) {
   return add_op(p, PF__N_UNARY, t.kind, t.pos, operand, -1);
 }
 
-/* term := factor (('*' | '/' | '//' | '%') factor)* */
-static int32_t term(parser *p) {
-  int32_t left = factor(p);
-  while (left >= 0 &&
-         (p->tok.kind == PF__TOK_STAR || p->tok.kind == PF__TOK_SLASH ||
-          p->tok.kind == PF__TOK_FLOORDIV || p->tok.kind == PF__TOK_PERCENT)) {
+/* One level of left-associative binary operators: operand (op operand)*,
+ * where op is any token of ops (ended by PF__TOK_END). */
+static int32_t left_assoc(parser *p, int32_t (*operand)(parser *),
+                          const pf__tok *ops) {
+  int32_t left = operand(p);
+  while (left >= 0) {
+    int k = 0;
+    while (ops[k] != PF__TOK_END && p->tok.kind != ops[k]) k++;
+    if (ops[k] == PF__TOK_END) break;
     pf__token op = p->tok;
     if (next(p) != 0) return -1;
-    int32_t right = factor(p);
+    int32_t right = operand(p);
     if (right < 0) return -1;
     left = add_op(p, PF__N_BINARY, op.kind, op.pos, left, right);
   }
   return left;
+}
+
+/* term := factor (('*' | '/' | '//' | '%') factor)* */
+static int32_t term(parser *p) {
+  static const pf__tok ops[] = {PF__TOK_STAR, PF__TOK_SLASH, PF__TOK_FLOORDIV,
+                                PF__TOK_PERCENT, PF__TOK_END};
+  return left_assoc(p, factor, ops);
 }
 
 /* sum := term (('+' | '-') term)* */
 static int32_t sum(parser *p) {
-  int32_t left = term(p);
-  while (left >= 0 &&
-         (p->tok.kind == PF__TOK_PLUS || p->tok.kind == PF__TOK_MINUS)) {
-    pf__token op = p->tok;
-    if (next(p) != 0) return -1;
-    int32_t right = term(p);
-    if (right < 0) return -1;
-    left = add_op(p, PF__N_BINARY, op.kind, op.pos, left, right);
-  }
-  return left;
+  static const pf__tok ops[] = {PF__TOK_PLUS, PF__TOK_MINUS, PF__TOK_END};
+  return left_assoc(p, term, ops);
 }
 
 /* bitand := sum ('&' sum)* */
 static int32_t bitand(parser *p) {
-  int32_t left = sum(p);
-  while (left >= 0 && p->tok.kind == PF__TOK_AMP) {
-    int32_t pos = p->tok.pos;
-    if (next(p) != 0) return -1;
-    int32_t right = sum(p);
-    if (right < 0) return -1;
-    left = add_op(p, PF__N_BINARY, PF__TOK_AMP, pos, left, right);
-  }
-  return left;
+  static const pf__tok ops[] = {PF__TOK_AMP, PF__TOK_END};
+  return left_assoc(p, sum, ops);
 }
 
 /* bitor := bitand ('|' bitand)* */
 static int32_t bitor(parser *p) {
-  int32_t left = bitand(p);
-  while (left >= 0 && p->tok.kind == PF__TOK_PIPE) {
-    int32_t pos = p->tok.pos;
-    if (next(p) != 0) return -1;
-    int32_t right = bitand(p);
-    if (right < 0) return -1;
-    left = add_op(p, PF__N_BINARY, PF__TOK_PIPE, pos, left, right);
-  }
-  return left;
+  static const pf__tok ops[] = {PF__TOK_PIPE, PF__TOK_END};
+  return left_assoc(p, bitand, ops);
 }
 
 static int is_comparison(pf__tok kind) {

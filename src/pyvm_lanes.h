@@ -279,8 +279,11 @@ static void PN(sqrt_dense)(double *d, const double *x, int n) {
   for (; k < n; k++) d[k] = pyvm_sqrt1(x[k]);
 }
 
-/* One loop per function, calling libm directly; errno through its
- * per-thread address. pf__py_math1 is the same, one element at a time. */
+/* One loop per function, calling libm directly (CPython's wrappers of these
+ * differ from libm only in the errno they set for results math_1 rejects
+ * anyway: m_log, m_log2, m_log10, and m_log1p's signed zero, which glibc's
+ * log1p keeps), with math_1's rule (pf__py_math1_check); errno through its
+ * per-thread address. */
 #define CALL1(NAME, EXPR)                                                   \
   static int PN(call_##NAME)(const pyvm_lanes *c, const pyvm_ins *in,       \
                              int *why) {                                    \

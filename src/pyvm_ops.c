@@ -1,7 +1,7 @@
 /*
  * pyvm_ops.c -- the long CPython-exact scalar operations of pyvm_ops.h:
- * float ** (float_pow), the math module's functions with math_1 / math_2's
- * error rules, math.hypot (vector_norm, both CPython variants), math.pow,
+ * float ** (float_pow), the math module's two-argument functions with
+ * math_2's error rules (the one-argument ones: pyvm_lanes.h), math.hypot (vector_norm, both CPython variants), math.pow,
  * math.fmod, math.atan2, and NumPy's setitem of Python scalars.
  *
  * Written from reading CPython 3.11-3.13 (Objects/floatobject.c,
@@ -99,20 +99,6 @@ static int is_error(double x, int err) {
   return 1;
 }
 
-/* The functions of math_1 whose CPython wrapper differs from libm only in
- * the errno it sets for results math_1 rejects anyway (m_log, m_log2,
- * m_log10, m_log1p's signed zero, which glibc's log1p keeps). */
-static double (*const math1_fn[])(double) = {
-    [PF__FN_sin] = sin,     [PF__FN_cos] = cos,     [PF__FN_tan] = tan,
-    [PF__FN_asin] = asin,   [PF__FN_acos] = acos,   [PF__FN_atan] = atan,
-    [PF__FN_sinh] = sinh,   [PF__FN_cosh] = cosh,   [PF__FN_tanh] = tanh,
-    [PF__FN_asinh] = asinh, [PF__FN_acosh] = acosh, [PF__FN_atanh] = atanh,
-    [PF__FN_exp] = exp,     [PF__FN_exp2] = exp2,   [PF__FN_expm1] = expm1,
-    [PF__FN_log] = log,     [PF__FN_log2] = log2,   [PF__FN_log10] = log10,
-    [PF__FN_log1p] = log1p, [PF__FN_sqrt] = sqrt,   [PF__FN_cbrt] = cbrt,
-    [PF__FN_fabs] = fabs,
-};
-
 static const int math_arity[] = {
 #define PF__FN_ARITY(name, arity) arity,
     PF_PYVM_FUNCTIONS(PF__FN_ARITY)
@@ -131,20 +117,6 @@ int pf__py_math_arity(int fn) {
 
 const char *pf__py_math_name(int fn) {
   return fn >= 0 && fn < PF__FN_COUNT ? math_name[fn] : NULL;
-}
-
-int pf__py_math1(int fn, double x, double *r) {
-  /* m_log, m_log2, m_log10 return a NaN argument itself (its sign and
-   * payload, where libm may quiet or change it). */
-  if (x != x && (fn == PF__FN_log || fn == PF__FN_log2 || fn == PF__FN_log10)) {
-    *r = x;
-    return 0;
-  }
-  errno = 0;
-  double v = math1_fn[fn](x);
-  int why = pf__py_math1_check(x, v, errno);
-  if (why == 0) *r = v;
-  return why;
 }
 
 /* mathmodule.c m_atan2: IEEE special cases decided here, not by libm. */

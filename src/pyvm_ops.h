@@ -263,9 +263,9 @@ PF__PYOP int pf__py_math1_check(double x, double r, int err) {
   return 0;
 }
 
-/* math.<fn>(x) for a one-argument function, math.<fn>(x, y) for a two-
- * argument one (pyvm_ops.c); fn must have that arity. */
-int pf__py_math1(int fn, double x, double *r);
+/* math.<fn>(x, y) for a two-argument function (pyvm_ops.c); fn must have
+ * that arity. The one-argument functions are pyvm_lanes.h's CALL1 loops,
+ * which call libm and pf__py_math1_check themselves. */
 int pf__py_math2(int fn, double x, double y, double *r);
 /* The arity of function id fn, or 0 for none. */
 int pf__py_math_arity(int fn);

@@ -428,6 +428,225 @@ static void test_bail_op_and_path(void **state) {
   pf_prog_free(p);
 }
 
+/* Row-invariant hoisting on lane lists: f(i, j) = j for odd j, else
+ * 7 // (i - 3) + (i < 3) + j * 0.5. The branch on j leaves the even lanes of
+ * each row as a list; `i < 3` (a B register), `i - 3` and `7 // (i - 3)`
+ * depend on the row only, so each runs for the list's first lane and is
+ * copied to the others, and the division's bail (i == 3) is that first
+ * lane's: the lowest bailing element is (3, 0), then (3, 2) from (3, 1). */
+static double hoisted(int64_t i, int64_t j) {
+  if (j % 2) return (double)j;
+  int64_t d = i - 3, q = 7 / d;
+  if (7 % d != 0 && d < 0) q--; /* floor division */
+  return (double)q + (double)(i < 3) + (double)j * 0.5;
+}
+
+static const ins hoisting_code[] = {
+    {"I_CONST", 2, 0, 0, 0},    /* 0: I2 = 2 */
+    {"I_MOD", 3, 1, 2, 0},      /* 1: I3 = j % 2 */
+    {"I_TRUTH", 0, 3, 0, 0},    /* 2 */
+    {"BR", 0, 0, 17, 4},        /* 3: odd j to 17 */
+    {"I_CONST", 2, 1, 0, 0},    /* 4: I2 = 3 */
+    {"I_LT", 1, 0, 2, 0},       /* 5: B1 = i < 3 (invariant) */
+    {"I_SUB", 4, 0, 2, 0},      /* 6: I4 = i - 3 (invariant) */
+    {"I_CONST", 5, 2, 0, 0},    /* 7: I5 = 7 */
+    {"I_FLOORDIV", 4, 5, 4, 0}, /* 8: I4 = 7 // I4 (invariant, bails) */
+    {"I2F", 0, 4, 0, 0},        /* 9 */
+    {"B2F", 1, 1, 0, 0},        /* 10 */
+    {"F_ADD", 0, 0, 1, 0},      /* 11 */
+    {"I2F", 2, 1, 0, 0},        /* 12: F2 = j */
+    {"F_CONST", 3, 0, 0, 0},    /* 13: F3 = 0.5 */
+    {"F_MUL", 2, 2, 3, 0},      /* 14 */
+    {"F_ADD", 0, 0, 2, 0},      /* 15 */
+    {"RET_F", 0, 0, 0, 0},      /* 16 */
+    {"I2F", 0, 1, 0, 0},        /* 17: odd j */
+    {"RET_F", 0, 0, 0, 0},      /* 18 */
+};
+static const int64_t hoisting_ik[3] = {2, 3, 7};
+static const double hoisting_fk[1] = {0.5};
+
+static int create_hoisting(pf_prog **p, pf_error *err) {
+  return create(p, hoisting_code, PF_ARRAY_LEN(hoisting_code), hoisting_ik,
+                3, hoisting_fk, 1, 2, 6, 4, 2, err);
+}
+
+static void test_hoisting_on_lane_lists(void **state) {
+  (void)state;
+  pf_prog *p;
+  pf_error err;
+  assert_int_equal(create_hoisting(&p, &err), 0);
+  enum { R = 6, C = 100 }; /* rows of 100 lanes: hoisted (>= 64) */
+  static double out[R * C];
+  const int64_t shape[2] = {R, C};
+  pf_array a = array_of(out, PF_FLOAT64, 2, shape);
+  const struct {
+    int64_t first, bail; /* -1: none */
+  } runs[] = {{0, 3 * C}, {3 * C + 1, 3 * C + 2}, {4 * C, -1}};
+  for (int isa = PYVM_ISA_BASE; isa <= PYVM_ISA_AVX512; isa++)
+    for (int workers = 1; workers <= 2; workers++)
+      for (size_t r = 0; r < PF_ARRAY_LEN(runs); r++) {
+        for (int k = 0; k < R * C; k++) out[k] = -7.0;
+        pf_fill_options o = PF_FILL_OPTIONS_DEFAULTS;
+        o.workers = workers;
+        o.first = runs[r].first;
+        memset(&err, 0, sizeof err);
+        int rc = pf__prog_fill_isa(p, &a, &o, isa, &err);
+        int64_t stop = runs[r].bail < 0 ? R * C : runs[r].bail;
+        if (runs[r].bail < 0) {
+          assert_int_equal(rc, 0);
+        } else {
+          assert_int_equal(rc, PF_EBAIL);
+          assert_int_equal(err.position, runs[r].bail);
+          assert_string_equal(err.message, "I_FLOORDIV: integer division or "
+                                           "modulo by zero");
+        }
+        for (int64_t k = runs[r].first; k < stop; k++) {
+          double want = hoisted(k / C, k % C);
+          if (memcmp(&out[k], &want, sizeof want) != 0)
+            fail_msg("isa %d, first %lld: (%lld, %lld) = %.17g, want %.17g",
+                     isa, (long long)runs[r].first, (long long)(k / C),
+                     (long long)(k % C), out[k], want);
+        }
+      }
+  pf_prog_free(p);
+}
+
+/* The most registers a file may have: a lane block's registers would not
+ * fit the scratch budget, so blocks get fewer lanes (down to 64). */
+static void test_many_registers(void **state) {
+  (void)state;
+  const int32_t top = PF_PROG_MAX_REGS - 1;
+  const ins code[] = {
+      {"I2F", top, 0, 0, 0},
+      {"F_CONST", top - 1, 0, 0, 0},
+      {"F_MUL", top, top, top - 1, 0},
+      {"I_CONST", 1, 0, 0, 0},
+      {"I_EQ", top, 0, 1, 0},
+      {"BR", 0, top, 6, 7},
+      {"BAIL", 0, 0, 0, 0},
+      {"RET_F", 0, top, 0, 0},
+  };
+  const int64_t ik[1] = {2900};
+  const double fk[1] = {0.25};
+  pf_prog *p;
+  pf_error err;
+  assert_int_equal(create(&p, code, PF_ARRAY_LEN(code), ik, 1, fk, 1, 1, 2,
+                          PF_PROG_MAX_REGS, PF_PROG_MAX_REGS, &err), 0);
+  enum { N = 3000 };
+  static double out[N];
+  const int64_t shape[1] = {N};
+  pf_array a = array_of(out, PF_FLOAT64, 1, shape);
+  pf_fill_options o = PF_FILL_OPTIONS_DEFAULTS;
+  o.workers = 2;
+  assert_int_equal(pf_prog_fill(p, &a, &o, &err), PF_EBAIL);
+  assert_int_equal(err.position, 2900);
+  for (int k = 0; k < 2900; k++) assert_true(out[k] == k * 0.25);
+  pf_prog_free(p);
+}
+
+/* What pf_prog_create and pf_prog_fill refuse besides the instructions. */
+static void test_arguments(void **state) {
+  (void)state;
+  pf_prog *p;
+  pf_error err;
+  const int32_t nregs[3] = {1, 0, 0};
+  int32_t bail[5] = {op("BAIL"), 0, 0, 0, 0};
+  assert_int_equal(pf_prog_create(&p, bail, 5, NULL, 0, NULL, 0, -1, nregs,
+                                  &err), PF_EINVAL);
+  assert_non_null(strstr(err.message, "ndim -1"));
+  assert_int_equal(pf_prog_create(&p, bail, 5, NULL, 0, NULL, 1, 0, nregs,
+                                  &err), PF_EINVAL);
+  assert_int_equal(pf_prog_create(&p, bail, 5, NULL, 0, NULL, 0, 0, NULL,
+                                  &err), PF_EINVAL);
+  /* Too long, too many constants: refused before anything is read. */
+  const size_t words = 5 * ((size_t)PF_PROG_MAX_CODE + 1);
+  int32_t *code = calloc(words, sizeof *code);
+  int64_t *ik = calloc((size_t)PF_PROG_MAX_CONSTS + 1, sizeof *ik);
+  double *fk = calloc((size_t)PF_PROG_MAX_CONSTS + 1, sizeof *fk);
+  assert_non_null(code);
+  assert_non_null(ik);
+  assert_non_null(fk);
+  for (size_t k = 0; k < words; k += 5) code[k] = op("BAIL");
+  assert_int_equal(pf_prog_create(&p, code, words, NULL, 0, NULL, 0, 0, nregs,
+                                  &err), PF_EINVAL);
+  assert_non_null(strstr(err.message, "instructions"));
+  assert_int_equal(pf_prog_create(&p, bail, 5, ik, PF_PROG_MAX_CONSTS + 1,
+                                  NULL, 0, 0, nregs, &err), PF_EINVAL);
+  assert_non_null(strstr(err.message, "constants"));
+  assert_int_equal(pf_prog_create(&p, bail, 5, NULL, 0, fk,
+                                  PF_PROG_MAX_CONSTS + 1, 0, nregs, &err),
+                   PF_EINVAL);
+  /* The largest pools and program are fine. */
+  assert_int_equal(pf_prog_create(&p, code, words - 5, ik, PF_PROG_MAX_CONSTS,
+                                  fk, PF_PROG_MAX_CONSTS, 0, nregs, &err), 0);
+  pf_prog_free(p);
+  free(code);
+  free(ik);
+  free(fk);
+  assert_null(pf_prog_opcode_name(-1));
+  int arity = 5;
+  assert_null(pf_prog_function_name(-1, &arity));
+  assert_int_equal(arity, 0);
+  assert_null(pf_prog_function_name(pf_prog_function_count(), NULL));
+  /* Fills: no program or array, an unknown dtype, a negative length. */
+  assert_int_equal(pf_prog_create(&p, bail, 5, NULL, 0, NULL, 0, 1, nregs,
+                                  &err), 0);
+  double out[4];
+  const int64_t shape[1] = {4};
+  pf_array a = array_of(out, PF_FLOAT64, 1, shape);
+  assert_int_equal(pf_prog_fill(NULL, &a, NULL, &err), PF_EINVAL);
+  assert_int_equal(pf_prog_fill(p, NULL, NULL, &err), PF_EINVAL);
+  pf_array bad = a;
+  bad.dtype = PF_DTYPE_COUNT;
+  assert_int_equal(pf_prog_fill(p, &bad, NULL, &err), PF_EDTYPE);
+  bad = a;
+  bad.shape[0] = -1;
+  assert_int_equal(pf_prog_fill(p, &bad, NULL, &err), PF_EINVAL);
+  assert_non_null(strstr(err.message, "shape"));
+  pf_prog_free(p);
+}
+
+/* Every allocation of pf_prog_create and pf_prog_fill failing in turn (the
+ * pool exists already): PF_ENOMEM each time, nothing leaked (the sanitizer
+ * build checks), and the same answer once every allocation succeeds. */
+static void test_out_of_memory(void **state) {
+  (void)state;
+  enum { R = 4, C = 70 };
+  static double out[R * C];
+  const int64_t shape[2] = {R, C};
+  pf_array a = array_of(out, PF_FLOAT64, 2, shape);
+  pf_fill_options o = PF_FILL_OPTIONS_DEFAULTS;
+  o.workers = 2;
+  pf_error err;
+  pf_prog *warm;
+  assert_int_equal(create_hoisting(&warm, &err), 0);
+  assert_int_equal(pf_prog_fill(warm, &a, &o, &err), PF_EBAIL);
+  pf_prog_free(warm);
+  int failed = 0;
+  for (long n = 1;; n++) {
+    pf__alloc_fail_nth(n);
+    pf_prog *p = NULL;
+    int rc = create_hoisting(&p, &err);
+    if (rc == 0) {
+      rc = pf_prog_fill(p, &a, &o, &err);
+      pf_prog_free(p);
+    } else {
+      assert_null(p);
+    }
+    pf__alloc_fail_nth(0);
+    if (rc == PF_EBAIL) {
+      assert_int_equal(err.position, 3 * C);
+      break;
+    }
+    assert_int_equal(rc, PF_ENOMEM);
+    assert_true(n < 1000);
+    failed++;
+  }
+  assert_true(failed >= 6); /* create: 4 + blocks + analysis; fill: 2+ */
+  for (int64_t k = 0; k < 3 * C; k++)
+    assert_true(out[k] == hoisted(k / C, k % C));
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_tables),
@@ -437,6 +656,10 @@ int main(void) {
       cmocka_unit_test(test_lowest_bail_and_first),
       cmocka_unit_test(test_stores),
       cmocka_unit_test(test_bail_op_and_path),
+      cmocka_unit_test(test_hoisting_on_lane_lists),
+      cmocka_unit_test(test_many_registers),
+      cmocka_unit_test(test_arguments),
+      cmocka_unit_test(test_out_of_memory),
   };
   return PF_RUN_TESTS(tests, NULL, NULL);
 }

@@ -95,6 +95,7 @@ _FLAGS = ((0x20, "generator"), (0x80, "coroutine"), (0x100, "coroutine"),
 # BINARY_OP's argument (3.11+): dis._nb_ops lists (name, symbol) pairs;
 # in-place forms ('+=') mean the same on immutable scalars.
 _NB_OPS = [sym[:-1] if sym.endswith("=") else sym
+           # dis._nb_ops is private: typeshed does not declare it.
            for _, sym in dis._nb_ops]  # type: ignore[attr-defined]
 
 _UNARY = {"UNARY_NEGATIVE": "-", "UNARY_POSITIVE": "+",

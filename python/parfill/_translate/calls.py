@@ -18,7 +18,7 @@ from .program import MATH1, MATH2
 from .semantics import (Builder, DeadPath, binary, compare, conjugate, fold,
                         scalar, select, truth)
 from .values import (K, Method, Obj, Reg, Rng, Scalar, Tup, Value, is_ufunc,
-                     math_name)
+                     math_name, real)
 
 _BUILTINS: dict[int, str] = {
     id(getattr(builtins, n)): n
@@ -52,11 +52,10 @@ def call(b: Builder, callee: Value, args: list[Value]) -> Value:
     raise Refusal(f"call of {callee.label}")
 
 
-def _consts(args: list[Value]) -> list[object] | None:
+def _consts(args: list[Value]) -> list[int | float | complex] | None:
     """The Python values of all-constant arguments, else None."""
-    if all(isinstance(a, K) for a in args):
-        return [a.value for a in args]  # type: ignore[union-attr]
-    return None
+    consts = [a.value for a in args if isinstance(a, K)]
+    return consts if len(consts) == len(args) else None
 
 
 def _arity(name: str, args: list[Value], *counts: int) -> None:
@@ -175,23 +174,17 @@ def _sequential(b: Builder, name: str, op: str, vals: list[Scalar]) -> Value:
         cond = compare(b, op, v, best)
         if v.pytype is best.pytype:
             best = select(b, cond, v, best)
-        elif best.pytype is want:
-            # v must not win.
+        elif best.pytype is want or v.pytype is want:
+            # The item of the wanted type must come out: v must not win
+            # over a best of that type, and must win over one of another.
+            must_win = best.pytype is not want
             if isinstance(cond, K):
                 if cond.value:
                     best = v
             else:
-                assert isinstance(cond, Reg)
-                b.guard(cond, True)
-        elif v.pytype is want:
-            # v must win (best has the wrong type).
-            if isinstance(cond, K):
-                if cond.value:
+                b.guard(cond, not must_win)
+                if must_win:
                     best = v
-            else:
-                assert isinstance(cond, Reg)
-                b.guard(cond, False)
-                best = v
         else:
             raise Refusal(f"{name}() of {best.pytype.__name__} and "
                           f"{v.pytype.__name__} with a {want.__name__}")
@@ -237,8 +230,11 @@ def _range(b: Builder, args: list[Value]) -> Value:
         x = scalar(v, "range()")
         if x.pytype not in (int, bool):
             raise DeadPath(f"TypeError: range() of a {x.pytype.__name__}")
-        ints.append(K(int(x.value)) if isinstance(x, K) else
+        ints.append(K(int(real(x))) if isinstance(x, K) else
                     Reg("I", b.ireg(x)))
+    start: Scalar
+    stop: Scalar
+    step: Scalar
     if len(ints) == 1:
         start, stop, step = K(0), ints[0], K(1)
     elif len(ints) == 2:

@@ -45,7 +45,7 @@ from .values import (KIND, MATH, MISSING, NULL, K, Obj, RangeIter, Read, Reg,
 
 # A value's place in a State: ('L', name, path) for a local, ('S', depth,
 # path) for a stack slot; the path indexes into tuples and range iterators.
-Key = tuple
+Key = tuple[str, Union[str, int], tuple[int, ...]]
 
 _MAX_ATTEMPTS = 400
 
@@ -261,14 +261,12 @@ class Frontend:
         first = vals[0]
         if all(same_value(v, first) for v in vals[1:]):
             return first
-        ps = [parts(v) for v in vals]
-        if all(p is not None for p in ps) and \
-                len({type(v) for v in vals}) == 1:
-            n = {len(p) for p in ps}             # type: ignore[arg-type]
+        ps = [p for v in vals if (p := parts(v)) is not None]
+        if len(ps) == len(vals) and len({type(v) for v in vals}) == 1:
+            n = {len(p) for p in ps}
             if len(n) == 1:
                 return rebuild(first, [
-                    self.merge_values([p[k] for p in ps],  # type: ignore[index]
-                                      edges, what, b)
+                    self.merge_values([p[k] for p in ps], edges, what, b)
                     for k in range(n.pop())])
         types = []
         for v in vals:
@@ -297,11 +295,7 @@ class Frontend:
         else:
             assert isinstance(v, K)
             eb.const(v, dst.n)
-        out = []
-        for it in eb.body:
-            assert isinstance(it, Instr)
-            out.append(it)
-        return out
+        return eb.instrs()
 
     # -- loops -----------------------------------------------------------------
 
@@ -374,23 +368,25 @@ class Frontend:
                     go((key[0], key[1], key[2] + (k,)), x, y)
                 return
             if key in regs:
+                r = regs[key]              # what widen() put at the header
                 if not isinstance(bv, (Reg, K)):
                     raise Refusal(f"{self.what(key)} becomes "
                                   f"{semantics.describe(bv)} in the loop")
-                if bv.pytype is not hv.pytype:     # type: ignore[union-attr]
+                if bv.pytype is not r.pytype:
                     raise Refusal(
                         f"{self.what(key)} changes type in the loop "
-                        f"({hv.pytype.__name__}, then "    # type: ignore[union-attr]
+                        f"({r.pytype.__name__}, then "
                         f"{bv.pytype.__name__})")
-                pairs.append((regs[key], bv))
+                pairs.append((r, bv))
             elif not same_value(hv, bv):
                 changed.add(key)
 
         for key, hv in self.slots(hs):
-            if key[0] == "L":
-                go(key, hv, bs.locals.get(key[1]))
+            where = key[1]          # a local's name or a stack slot's depth
+            if isinstance(where, str):
+                go(key, hv, bs.locals.get(where))
             else:
-                go(key, hv, bs.stack[key[1]])
+                go(key, hv, bs.stack[where])
         if changed:
             self.varying.setdefault(e.target, set()).update(changed)
             raise _Restart()
@@ -550,13 +546,9 @@ class Frontend:
             eb.line = self.line
             nxt = semantics.binary(eb, "+", it.cur, it.step)
             assert isinstance(nxt, (Reg, K))
-            moves = []
-            for x in eb.body:
-                assert isinstance(x, Instr)
-                moves.append(x)
             body = State(s[:-1] + [RangeIter(nxt, it.stop, it.step), it.cur],
                          dict(st.locals))
-            into, done = Edge(k + 1, body, moves), Edge(arg, out)
+            into, done = Edge(k + 1, body, eb.instrs()), Edge(arg, out)
             if isinstance(more, K):
                 blk.exit = Jump(into if more.value else done, self.line)
             else:

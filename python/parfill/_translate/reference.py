@@ -14,7 +14,7 @@ stops an endless loop after ``n`` instructions (tests only) with
 from __future__ import annotations
 
 import math
-from typing import Any, Callable, NamedTuple, Union
+from typing import Callable, NamedTuple, Union
 
 from .program import Instr, Program
 
@@ -79,14 +79,18 @@ def _truediv(a: int, b: int) -> float:
     return a / b
 
 
-def _python(f: Callable[..., object]) -> Callable[..., object]:
-    """An op that does what Python does and bails where Python raises."""
+def _python(f: Callable[..., object],
+            complex_ok: bool = False) -> Callable[..., object]:
+    """An op that does what Python does and bails where Python raises; a
+    complex result is a bail too, except for a complex op."""
     def op(*args: object) -> object:
         try:
             r = f(*args)
         except (ZeroDivisionError, ValueError, OverflowError) as e:
             raise _Bail(f"{type(e).__name__}: {e}")
-        if type(r) is complex:
+        if complex_ok:
+            assert type(r) in (complex, float)
+        elif type(r) is complex:
             raise _Bail("complex result")
         return r
     return op
@@ -94,14 +98,7 @@ def _python(f: Callable[..., object]) -> Callable[..., object]:
 
 def _complex(f: Callable[..., object]) -> Callable[..., object]:
     """A complex op: Python's own, bailing where Python raises."""
-    def op(*args: object) -> object:
-        try:
-            r = f(*args)
-        except (ZeroDivisionError, ValueError, OverflowError) as e:
-            raise _Bail(f"{type(e).__name__}: {e}")
-        assert type(r) in (complex, float)
-        return r
-    return op
+    return _python(f, complex_ok=True)
 
 
 def _to_int(f: Callable[[float], int]) -> Callable[[float], int]:
@@ -112,10 +109,11 @@ def _to_int(f: Callable[[float], int]) -> Callable[[float], int]:
     return op
 
 
-_CMP: dict[str, Callable[[object, object], bool]] = {
-    "LT": lambda a, b: a < b, "LE": lambda a, b: a <= b,   # type: ignore[operator]
+# Operands are ints, bools or floats (mypy's float includes int).
+_CMP: dict[str, Callable[[float, float], bool]] = {
+    "LT": lambda a, b: a < b, "LE": lambda a, b: a <= b,
     "EQ": lambda a, b: a == b, "NE": lambda a, b: a != b,
-    "GT": lambda a, b: a > b, "GE": lambda a, b: a >= b,   # type: ignore[operator]
+    "GT": lambda a, b: a > b, "GE": lambda a, b: a >= b,
 }
 
 OPS: dict[str, Callable[..., object]] = {

@@ -22,7 +22,7 @@ from typing import Callable, Union
 from .errors import Refusal
 from .program import Instr, Program, float_key
 from .values import (K, Method, Obj, RangeIter, Reg, Rng, Scalar, Tup,
-                     Unbound, Value, classify, same)
+                     Unbound, Value, classify, real, same)
 
 _INT64 = (-2**63, 2**63)
 
@@ -62,6 +62,15 @@ class Builder:
         self.emit(op, r.n, a, b, c)
         return r
 
+    def instrs(self) -> list[Instr]:
+        """The body as plain instructions: what an edge's moves are built
+        from, where no guard is emitted."""
+        out = []
+        for it in self.body:
+            assert isinstance(it, Instr)
+            out.append(it)
+        return out
+
     def guard(self, cond: Reg, bail_if: bool) -> None:
         assert cond.kind == "B"
         self.body.append(Guard(cond.n, bail_if, self.line))
@@ -74,16 +83,16 @@ class Builder:
         # register nothing else writes: a loop body then does not reload
         # them on every iteration.
         x = v.value
+        # (K values have exact types: isinstance is the type test.)
         key = (v.kind, float_key(x.real) + float_key(x.imag)
-               if type(x) is complex else
-               float_key(x) if type(x) is float else int(x))
+               if isinstance(x, complex) else
+               float_key(x) if isinstance(x, float) else int(x))
         r = self.prog.kregs.get(key)
         if r is None:
-            body, self.body = self.body, self.prog.prologue
-            try:
-                r = self.const(v).n
-            finally:
-                self.body = body
+            kb = Builder(self.prog)
+            kb.line = self.line
+            r = kb.const(v).n
+            self.prog.prologue += kb.instrs()
             self.prog.kregs[key] = r
         return r
 
@@ -91,18 +100,15 @@ class Builder:
         """Load constant ``v`` into register ``dst`` (a new one if None)."""
         x = v.value
         kind = v.kind
-        if kind == "B":
+        if isinstance(x, bool):
             op, k = "B_CONST", int(x)
-        elif kind == "C":
-            assert isinstance(x, complex)
+        elif isinstance(x, complex):
             op, k = "C_CONST", self.prog.cconst(x)
-        elif kind == "I":
-            assert isinstance(x, int)
+        elif isinstance(x, int):
             if not _INT64[0] <= x < _INT64[1]:
                 raise Refusal(f"integer {x} outside int64 at run time")
             op, k = "I_CONST", self.prog.iconst(x)
         else:
-            assert isinstance(x, float)
             op, k = "F_CONST", self.prog.fconst(x)
         if dst is None:
             return self.new(kind, op, k)
@@ -114,7 +120,7 @@ class Builder:
         _not_complex(v, "an int")
         if v.pytype is bool:
             if isinstance(v, K):
-                return self.reg(K(int(v.value)))
+                return self.reg(K(int(real(v))))
             return self.new("I", "B2I", v.n).n
         assert v.pytype is int
         return self.reg(v)
@@ -127,7 +133,7 @@ class Builder:
             return self.reg(v)
         if isinstance(v, K):
             try:
-                return self.reg(K(float(v.value)))
+                return self.reg(K(float(real(v))))
             except OverflowError:
                 raise DeadPath("int too large to convert to float")
         return self.new("F", "B2F" if v.kind == "B" else "I2F", v.n).n
@@ -139,7 +145,7 @@ class Builder:
             return self.reg(v)
         if isinstance(v, K):
             try:
-                return self.reg(K(complex(float(v.value), 0.0)))
+                return self.reg(K(complex(float(real(v)), 0.0)))
             except OverflowError:
                 raise DeadPath("int too large to convert to float")
         return self.new("C", v.kind + "2C", v.n).n
@@ -247,7 +253,7 @@ def binary(b: Builder, op: str, xv: Value, yv: Value) -> Value:
         if ints:
             return b.new("F", "I_TRUEDIV", b.ireg(x), b.ireg(y))
         return b.new("F", "F_DIV", b.freg(x), b.freg(y))
-    if op == "**" and ints and isinstance(y, K) and y.value < 0:
+    if op == "**" and ints and isinstance(y, K) and real(y) < 0:
         # int ** negative int is float ** float (long_pow -> float_pow).
         return b.new("F", "F_POW", b.freg(x), b.freg(y))
     # int ** int register: speculated int; I_POW bails on a negative
@@ -257,10 +263,12 @@ def binary(b: Builder, op: str, xv: Value, yv: Value) -> Value:
     return b.new("F", "F_" + _ARITH[op], b.freg(x), b.freg(y))
 
 
-def compare(b: Builder, op: str, xv: Value, yv: Value) -> Value:
+def compare(b: Builder, op: str, xv: Value, yv: Value) -> Scalar:
     x, y = scalar(xv, f"comparison {op}"), scalar(yv, f"comparison {op}")
     if isinstance(x, K) and isinstance(y, K):
-        return fold(COMPARE_FN[op], x.value, y.value)
+        r = fold(COMPARE_FN[op], x.value, y.value)
+        assert isinstance(r, K)        # numbers compare to a bool or raise
+        return r
     tx, ty = x.pytype, y.pytype
     c = _CMP[op]
     if tx is complex or ty is complex:
@@ -286,7 +294,7 @@ def compare(b: Builder, op: str, xv: Value, yv: Value) -> Value:
     return b.new("B", "I_" + c, b.ireg(x), b.ireg(y))
 
 
-def _ccompare(b: Builder, op: str, x: Scalar, y: Scalar) -> Value:
+def _ccompare(b: Builder, op: str, x: Scalar, y: Scalar) -> Scalar:
     """complex_richcompare (3.11-3.13): only == and != (ordering is a
     TypeError); against an int the real part is compared exactly with the
     int (float_richcompare) and the imaginary part must be 0; against a
@@ -295,13 +303,12 @@ def _ccompare(b: Builder, op: str, x: Scalar, y: Scalar) -> Value:
         raise DeadPath(f"TypeError: comparison {op} of a complex")
     if x.pytype is not complex:
         x, y = y, x                  # == and != are symmetric here
-    r: Value
     if y.pytype is int:
         re = b.new("F", "C_REAL", b.reg(x))
         im = b.new("F", "C_IMAG", b.reg(x))
         zero = compare(b, "==", im, K(0.0))
         eq = compare(b, "==", re, y)
-        r = b.new("B", "B_AND", b.reg(zero), b.reg(eq))   # type: ignore[arg-type]
+        r = b.new("B", "B_AND", b.reg(zero), b.reg(eq))
         return r if op == "==" else b.new("B", "B_NOT", r.n)
     return b.new("B", "C_EQ" if op == "==" else "C_NE", b.reg(x), b.creg(y))
 
@@ -381,11 +388,10 @@ def range_more(b: Builder, it: RangeIter) -> Value:
     """Whether a range iterator yields ``it.cur`` (rangeiter_next: the
     values lie strictly before ``stop`` in the step's direction)."""
     if isinstance(it.step, K):
-        return compare(b, "<" if it.step.value > 0 else ">", it.cur, it.stop)
+        return compare(b, "<" if real(it.step) > 0 else ">", it.cur, it.stop)
     up = compare(b, ">", it.step, K(0))
     lt = compare(b, "<", it.cur, it.stop)
     gt = compare(b, ">", it.cur, it.stop)
-    assert isinstance(lt, (Reg, K)) and isinstance(gt, (Reg, K))
     return select(b, up, lt, gt)
 
 

@@ -87,6 +87,16 @@ class Unbound(NamedTuple):
 Value = Union[Reg, K, Tup, Rng, RangeIter, Obj, Unbound]
 Scalar = Union[Reg, K]
 
+
+def real(k: K) -> int | float:
+    """The value of a constant the caller knows is not complex (its type
+    was tested, or it is a range bound): a real number to compare or
+    convert."""
+    v = k.value
+    assert not isinstance(v, complex), v
+    return v
+
+
 _NULL_MARK = object()
 NULL = Obj(_NULL_MARK, "NULL")    # the call protocol's empty self slot
 
@@ -128,7 +138,12 @@ def rebuild(v: Value, items: list[Value]) -> Value:
     if isinstance(v, Tup):
         return Tup(tuple(items))
     assert isinstance(v, (Rng, RangeIter))
-    return type(v)(*items)
+    # A range's parts are int scalars, and merging or widening them keeps
+    # them scalars (a non-scalar is refused first).
+    start, stop, step = items
+    assert isinstance(start, (Reg, K)) and isinstance(stop, (Reg, K)) \
+        and isinstance(step, (Reg, K))
+    return type(v)(start, stop, step)
 
 
 def same_value(x: Value, y: Value) -> bool:
