@@ -58,6 +58,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "pool.h" /* pf__fill_worker_poll */
 #include "pyvm.h"
 #include "pyvm_ops.h"
 
@@ -143,6 +144,7 @@ typedef struct pyvm_run {
   int lanes; /* per lane block, a multiple of 64 */
   int words; /* mask words per block: lanes / 64 */
   int workers;
+  int64_t first; /* the fill's first flat index (progress counts from it) */
   int hoist;  /* lane blocks within one row; invariant instructions once */
   int stream; /* stage lane blocks, then non-temporal stores */
   pyvm_scratch *w;
@@ -479,7 +481,11 @@ static void run_lanes(const pyvm_run *r, pyvm_scratch *s, int64_t start,
     }
     if (b <= last && (visits += c.cnt) >= PYVM_POLL) {
       visits = 0;
-      if (pf_fill_worker_limit(handle) - start < n) {
+      /* pf__fill_worker_poll: on a fill that runs on the calling thread it
+       * also calls the progress hook (Ctrl-C, a cancel) and checks the
+       * timeout; on pool threads it reads the limit. */
+      if (pf__fill_worker_poll(handle, start - r->first) != 0 ||
+          pf_fill_worker_limit(handle) - start < n) {
         /* Stopped, or failed below this lane block (other workers' indices
          * are outside it): nothing here is needed any more. */
         st->stopped = 1;
@@ -610,7 +616,7 @@ int pf__prog_fill_isa(const pf_prog *prog, const pf_array *out,
     if (o.chunk > PYVM_MAX_CHUNK) o.chunk = PYVM_MAX_CHUNK;
     if (o.chunk < PYVM_MIN_CHUNK) o.chunk = PYVM_MIN_CHUNK;
   }
-  pyvm_run r = {.workers = o.workers};
+  pyvm_run r = {.workers = o.workers, .first = o.first};
   plan(&r, prog, out, space, size, isa);
   r.w = pf__calloc((size_t)o.workers, sizeof *r.w);
   if (r.w == NULL) return pf__error_set(err, PF_ENOMEM, -1, "out of memory");
