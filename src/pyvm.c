@@ -14,15 +14,15 @@
  * expression VM does (pf__vm_isa); tests cap it to run each.
  *
  * Control flow is a work list of basic blocks: each block has a bit mask of
- * the lanes waiting at it. Lane block entry puts every lane at block 0; the
- * VM repeatedly takes the lowest block with waiting lanes, turns its mask
- * into a sorted lane list (dense when it is a range), clears it, runs its
- * instructions over the list, and a BR splits the list into its targets'
- * masks (a JMP or a fall-through passes the whole list on). Sending lanes
- * to a block lowers the "lowest pending" cursor, so a back edge (a loop,
- * issue 12) just makes an earlier block next again, and lanes that left a
- * loop stop costing anything: lists are rebuilt (compacted) from the masks
- * at every block entry.
+ * the lanes waiting at it (and a bit in a "busy" map). Lanes leaving a
+ * block run on into the next one as they are -- the list or range
+ * unchanged, or a BR's earlier target's lanes compacted in place -- when
+ * nothing waits there or at an earlier block (leave); otherwise they wait
+ * in masks, and the VM takes the lowest busy block and turns its mask into
+ * a sorted lane list (dense when it is a range). A back edge (a loop) makes
+ * an earlier block next again; lanes that left a loop wait at its exit and
+ * stop costing anything, and lanes reconverge where paths join. An endless
+ * loop is legal: backward steps poll the fill (run_lanes).
  *
  * Bails: an operation returns how many lanes of its list (in order) it
  * completed; the first lane it did not complete bailed. That lane m becomes
