@@ -347,6 +347,7 @@ class Gen:
                          f"{self.expr('bool', 1)}:")
             lines.append(f"{ind}    {counter} += 1")
             self.params.append(counter)
+        header = len(lines)
         for _ in range(r.randint(1, 3)):
             k = r.randrange(8)
             if k < 4:
@@ -360,6 +361,8 @@ class Gen:
                 lines.append(f"{ind}        return {self.expr(rt, depth)}")
             else:
                 lines += self.loop(depth, ind + "    ")
+        if len(lines) == header:             # only nested loops, too deep
+            lines.append(f"{ind}    pass")
         self.params.remove(counter)
         self.loop_depth -= 1
         return lines
