@@ -8,6 +8,9 @@ Workloads (every output allocated once, outside the timed runs):
   2000 x 2000 float64.
 * ``piecewise`` -- if/elif/else on i (three float formulas), 2*10**6 float64.
 * ``int`` -- ``(i * 7 + 3) % 1000 - i // 3``, 2*10**6 int64.
+* ``mandelbrot`` -- the demo's per-pixel ``pixel(i, j)`` (complex numbers, a
+  ``for``/``range`` loop with an early return; issue 12), 900 x 1200 uint8,
+  200 iterations.
 * ``translate-cost`` -- ``parfill.translate`` of a 5-line function: first
   (a fresh code object each call) and cached.
 
@@ -41,7 +44,8 @@ NOTES = """\
 notes: median of the timed runs; speedup = sequential loop median / median (~: measured on
   a stride sample and scaled). "numba first call" compiles a new dispatcher in every run.
   Targets (issue 11): article n=2e6 translated >= 30x processes; n=2e7 >= 0.8x the
-  expression string; trig-2d >= 0.8x numba prange warm and >= 5x numba's first call."""
+  expression string; trig-2d >= 0.8x numba prange warm and >= 5x numba's first call.
+  Targets (issue 12): mandelbrot translated >= 1.0x numba prange warm and >= 50x processes."""
 
 _descriptions: dict[str, str] = {}
 
@@ -51,7 +55,7 @@ def describe_workload(name: str) -> str:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    names = ["article", "trig-2d", "piecewise", "int", COST]
+    names = ["article", "trig-2d", "piecewise", "int", "mandelbrot", COST]
     parser.add_argument("--only", action="append", choices=names, metavar="NAME",
                         help=f"run only these workloads (repeatable): {', '.join(names)}")
 
@@ -176,6 +180,21 @@ def _nb_int(out):
         out[k] = (k * 7 + 3) % 1000 - k // 3
 
 
+def _nb_mandel(out, x0, y0, dx, dy, max_iter):
+    # The demo's pixel(i, j), statement for statement.
+    for i in prange(out.shape[0]):
+        for j in range(out.shape[1]):
+            c = complex(x0 + (j + 0.5) * dx, y0 + (i + 0.5) * dy)
+            z = 0j
+            r = max_iter
+            for n in range(max_iter):
+                z = z * z + c
+                if abs(z) > 2.0:
+                    r = n
+                    break
+            out[i, j] = r
+
+
 def _numexpr(text: str, workers: int, **arrays: Any) -> Callable[[np.ndarray], Callable]:
     def make(out: np.ndarray) -> Callable[[], Any]:
         import numexpr
@@ -239,6 +258,20 @@ def int_formula(n: int, workers: int, repeat: int, stride: int) -> list[Result]:
     return _workload("int", f, (n,), np.int64, workers, repeat,
                      expr=("(i * 7 + 3) % 1000 - i // 3", {}), numba_fn=(_nb_int, ()),
                      numexpr_fn=None, processes=False, stride=stride)
+
+
+def mandelbrot(height: int, width: int, workers: int, repeat: int,
+               stride: int) -> list[Result]:
+    from parfill.demo import make_mandelbrot
+    max_iter = 200
+    f = make_mandelbrot(width, height, max_iter)
+    _descriptions["mandelbrot"] = (f"mandelbrot: the demo's pixel(i, j) (complex, a loop of "
+                                   f"up to {max_iter}), {height}x{width} uint8")
+    x0, y0 = -2.2, -1.2
+    dx, dy = (1.0 - x0) / width, (1.2 - y0) / height
+    return _workload("mandelbrot", f, (height, width), np.uint8, workers, repeat,
+                     expr=None, numba_fn=(_nb_mandel, (x0, y0, dx, dy, max_iter)),
+                     numexpr_fn=None, processes=True, stride=stride)
 
 
 FIVE_LINES = """\
@@ -306,6 +339,9 @@ def run(args: argparse.Namespace) -> list[Result]:
         results += piecewise(small, workers, repeat, 1)
     if not only or "int" in only:
         results += int_formula(small, workers, repeat, 1)
+    if not only or "mandelbrot" in only:
+        results += (mandelbrot(90, 120, workers, repeat, 1) if args.quick
+                    else mandelbrot(900, 1200, workers, repeat, 20))
     if not only or COST in only:
         results += translate_cost(workers, 3 if args.quick else 7)
     return results

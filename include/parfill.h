@@ -626,12 +626,14 @@ void pf_expr_free(pf_expr *expr);
 /*
  * Programs of the translated-function VM (SPEC section 9): what the Python
  * front end makes of a plain Python function, run for every element with
- * CPython's exact semantics. Three register files per element -- I (int64
- * holding a Python int), F (double, a Python float), B (a Python bool) --
- * with I0 .. I(ndim-1) preloaded with the element's N-d index; instructions
- * of 5 int32 words (op, dst, a, b, c), operands as src/pyvm_opcodes.h's
- * table says; constant pools of int64 and double. Jumps go forward (the
- * program is acyclic) and every path ends in a RET_* or BAIL.
+ * CPython's exact semantics. Four register files per element -- I (int64
+ * holding a Python int), F (double, a Python float), B (a Python bool), C
+ * (two doubles, a Python complex) -- with I0 .. I(ndim-1) preloaded with
+ * the element's N-d index; instructions of 5 int32 words (op, dst, a, b,
+ * c), operands as src/pyvm_opcodes.h's table says; constant pools of int64
+ * and double. Jumps may go backward (loops; an element may loop forever and
+ * is then stopped by the fill's cancel or timeout) and every path ends in a
+ * RET_*, a BAIL or a cycle.
  *
  * Anything the VM cannot compute exactly as CPython would (an int leaving
  * int64, a division by zero, a math domain error, a value NumPy would refuse
@@ -647,21 +649,21 @@ typedef struct pf_prog pf_prog;
 
 /* Validates and copies a program: `code` holds `nwords` int32 words (5 per
  * instruction), `iconsts`/`fconsts` the pools (may be NULL when empty),
- * `nregs` = {nI, nF, nB} with nI >= ndim. Every opcode, register, constant,
- * immediate, function id and target is checked, unused operand words must be
- * 0, jumps must go forward and the last instruction must end its path.
+ * `nregs` = {nI, nF, nB, nC} with nI >= ndim. Every opcode, register,
+ * constant, immediate, function id and target is checked, unused operand
+ * words must be 0 and the last instruction must end its path.
  * Returns 0 with *prog owned by the caller (pf_prog_free), PF_EINVAL (err
  * says which instruction and why) or PF_ENOMEM. Thread-safe; a program may be
  * used by many fills at once. */
 int pf_prog_create(pf_prog **prog, const int32_t *code, size_t nwords,
                    const int64_t *iconsts, size_t niconsts,
                    const double *fconsts, size_t nfconsts, int ndim,
-                   const int32_t nregs[3], pf_error *err);
+                   const int32_t nregs[4], pf_error *err);
 
 /* Runs the program for every element of `out` (flat indices
  * [options->first, size)), whose ndim must be the program's, storing each
- * RET_* value as NumPy's `a[idx] = value` stores a Python int, float or bool
- * into out's dtype, on the pool under the options. Returns 0 when every
+ * RET_* value as NumPy's `a[idx] = value` stores a Python int, float, bool
+ * or complex into out's dtype, on the pool under the options. Returns 0 when every
  * element was computed; PF_EBAIL with err->position = the lowest bailing
  * flat index and err->message = "<op>: <why>" (every element from first up
  * to it is computed; those at and past it may or may not be written);

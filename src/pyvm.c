@@ -14,15 +14,15 @@
  * expression VM does (pf__vm_isa); tests cap it to run each.
  *
  * Control flow is a work list of basic blocks: each block has a bit mask of
- * the lanes waiting at it. Lane block entry puts every lane at block 0; the
- * VM repeatedly takes the lowest block with waiting lanes, turns its mask
- * into a sorted lane list (dense when it is a range), clears it, runs its
- * instructions over the list, and a BR splits the list into its targets'
- * masks (a JMP or a fall-through passes the whole list on). Sending lanes
- * to a block lowers the "lowest pending" cursor, so a back edge (a loop,
- * issue 12) just makes an earlier block next again, and lanes that left a
- * loop stop costing anything: lists are rebuilt (compacted) from the masks
- * at every block entry.
+ * the lanes waiting at it (and a bit in a "busy" map). Lanes leaving a
+ * block run on into the next one as they are -- the list or range
+ * unchanged, or a BR's earlier target's lanes compacted in place -- when
+ * nothing waits there or at an earlier block (leave); otherwise they wait
+ * in masks, and the VM takes the lowest busy block and turns its mask into
+ * a sorted lane list (dense when it is a range). A back edge (a loop) makes
+ * an earlier block next again; lanes that left a loop wait at its exit and
+ * stop costing anything, and lanes reconverge where paths join. An endless
+ * loop is legal: backward steps poll the fill (run_lanes).
  *
  * Bails: an operation returns how many lanes of its list (in order) it
  * completed; the first lane it did not complete bailed. That lane m becomes
@@ -58,6 +58,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "pool.h" /* pf__fill_worker_poll */
 #include "pyvm.h"
 #include "pyvm_ops.h"
 
@@ -126,8 +127,10 @@ typedef struct pyvm_scratch {
   int64_t *ireg;
   double *freg;
   uint8_t *breg;
+  double *creg;
   int32_t *list;
   uint64_t *masks; /* nblocks * words */
+  uint64_t *busy;  /* (nblocks + 63) / 64 words: blocks with waiting lanes */
   char *stage;     /* lanes * itemsize when streaming */
 } pyvm_scratch;
 
@@ -141,6 +144,7 @@ typedef struct pyvm_run {
   int lanes; /* per lane block, a multiple of 64 */
   int words; /* mask words per block: lanes / 64 */
   int workers;
+  int64_t first; /* the fill's first flat index (progress counts from it) */
   int hoist;  /* lane blocks within one row; invariant instructions once */
   int stream; /* stage lane blocks, then non-temporal stores */
   pyvm_scratch *w;
@@ -152,11 +156,13 @@ static int scratch_alloc(const pyvm_run *r, pyvm_scratch *s) {
   size_t bytes_i = (size_t)p->nreg[PYVM_FILE_I] * L * 8;
   size_t bytes_f = (size_t)p->nreg[PYVM_FILE_F] * L * 8;
   size_t bytes_b = ((size_t)p->nreg[PYVM_FILE_B] * L + 63) & ~(size_t)63;
+  size_t bytes_c = (size_t)p->nreg[PYVM_FILE_C] * L * 16;
   size_t bytes_list = L * 4;
   size_t bytes_masks = (size_t)p->nblocks * (size_t)r->words * 8;
+  size_t bytes_busy = ((size_t)p->nblocks + 63) / 64 * 8;
   size_t bytes_stage = r->stream ? (L * r->itemsize + 63) & ~(size_t)63 : 0;
-  size_t total = bytes_i + bytes_f + bytes_b + bytes_list + bytes_masks +
-                 bytes_stage;
+  size_t total = bytes_i + bytes_f + bytes_c + bytes_b + bytes_list +
+                 bytes_masks + bytes_busy + bytes_stage;
   s->mem = pf__aligned_alloc(64, total);
   if (s->mem == NULL) return PF_ENOMEM;
   /* Registers read before a path writes them hold zeros or an earlier
@@ -166,9 +172,11 @@ static int scratch_alloc(const pyvm_run *r, pyvm_scratch *s) {
   s->stage = m; /* first: 64-byte aligned */
   s->ireg = (int64_t *)(m += bytes_stage);
   s->freg = (double *)(m += bytes_i);
-  s->breg = (uint8_t *)(m += bytes_f);
+  s->creg = (double *)(m += bytes_f);
+  s->breg = (uint8_t *)(m += bytes_c);
   s->list = (int32_t *)(m += bytes_b);
   s->masks = (uint64_t *)(m += bytes_list);
+  s->busy = (uint64_t *)(m += bytes_masks);
   return 0;
 }
 
@@ -264,6 +272,13 @@ static void broadcast(const pyvm_lanes *c, char kind, int32_t reg, int from) {
     uint8_t *d = c->breg + (size_t)reg * c->L;
     const uint8_t v = d[from];
     FOR_LANES_OF(c, d[k] = v;);
+  } else if (f == PYVM_FILE_C) {
+    double *re = c->creg + (size_t)reg * 2 * c->L, *im = re + c->L;
+    const double vr = re[from], vi = im[from];
+    FOR_LANES_OF(c, {
+      re[k] = vr;
+      im[k] = vi;
+    });
   } else {
     /* I and F lanes are 8 bytes: copy the bits. */
     int64_t *d = f == PYVM_FILE_I ? c->ireg + (size_t)reg * c->L
@@ -279,6 +294,8 @@ typedef struct lane_state {
   int why;        /* the lowest bail's code and instruction */
   int32_t why_pc;
   int out_file;   /* PYVM_TO_OUT results of this file go to the output */
+  int stopped;    /* the fill stopped (cancel, timeout, an earlier failure)
+                     while lanes looped: limit is not a bail */
 } lane_state;
 
 /* Runs instruction pc over c's lanes, hoisted or into the output when it
@@ -314,12 +331,75 @@ static int run_ins(const pyvm_run *r, pyvm_lanes *c, int32_t pc,
   return done;
 }
 
-/* Runs block b over c's lanes; sends them on (or stores them). */
-static void run_block(const pyvm_run *r, pyvm_lanes *c, int32_t b,
-                      lane_state *st) {
+/* The lanes of c leave a block by `in` (a JMP or BR; NULL: falling through
+ * to block `next`). Returns the block they run next, as they are -- c then
+ * holds those lanes -- when the work list would take it next anyway
+ * (pyvm_may_chain: nothing waits there or before it); otherwise they wait in
+ * masks and the result is -1. A BR whose lanes split runs the earlier
+ * target's lanes next (compacted in place into the list, still ascending)
+ * and leaves the others in the later target's mask, where lanes from other
+ * paths join them: a loop's lanes keep running together, and lanes that
+ * left it wait at its exit. */
+static int32_t leave(const pyvm_run *r, pyvm_lanes *c, int32_t *list,
+                     const pyvm_ins *in, int32_t next) {
+  if (in != NULL && in->op == PF__OP_BR) {
+    const uint8_t *s = c->breg + (size_t)in->a * c->L;
+    int nt = 0;
+    if (c->dense) {
+      const int lo = c->lo, hi = c->lo + c->cnt;
+      _Pragma("omp simd reduction(+:nt)")
+      for (int k = lo; k < hi; k++) nt += s[k] != 0;
+    } else {
+      for (int j = 0; j < c->cnt; j++) nt += s[c->list[j]] != 0;
+    }
+    if (nt == c->cnt || in->b == in->c) {
+      next = in->b;
+    } else if (nt == 0) {
+      next = in->c;
+    } else {
+      const int32_t first = in->b < in->c ? in->b : in->c;
+      const int32_t later = in->b < in->c ? in->c : in->b;
+      if (!pyvm_may_chain(c, first)) {
+        int why = 0;
+        r->ops[PF__OP_BR](c, in, &why);
+        return -1;
+      }
+      const int want = first == in->b; /* the condition of `first`'s lanes */
+      uint64_t *mo = c->masks + (size_t)later * (size_t)c->words;
+      int j = 0;
+      for (int jj = 0; jj < c->cnt; jj++) {
+        const int k = c->dense ? c->lo + jj : c->list[jj];
+        if ((s[k] != 0) == want)
+          list[j++] = k;
+        else
+          mo[k >> 6] |= UINT64_C(1) << (k & 63);
+      }
+      c->busy[later >> 6] |= UINT64_C(1) << (later & 63);
+      c->cnt = j;
+      c->list = list;
+      c->lo = list[0];
+      c->dense = list[j - 1] - list[0] + 1 == j;
+      return first;
+    }
+  } else if (in != NULL) {
+    next = in->a; /* JMP */
+  }
+  if (pyvm_may_chain(c, next)) return next;
+  pyvm_lanes_send(c, c->cnt, next);
+  return -1;
+}
+
+/* Runs block b over c's lanes; returns the block they run next as they
+ * are (leave), or -1 when they were stored, bailed or wait in masks. */
+static int32_t run_block(const pyvm_run *r, pyvm_lanes *c, int32_t *list,
+                         int32_t b, lane_state *st) {
   const pf_prog *p = r->p;
   const int32_t end = p->block_first[b + 1];
   for (int32_t pc = p->block_first[b]; pc < end; pc++) {
+    if (p->flags[pc] & PYVM_SKIP) continue;
+    const int op = p->code[pc].op;
+    if (op == PF__OP_JMP || op == PF__OP_BR)
+      return leave(r, c, list, &p->code[pc], -1);
     int why = 0;
     const int done = run_ins(r, c, pc, st, &why);
     if (done < c->cnt) {
@@ -334,43 +414,87 @@ static void run_block(const pyvm_run *r, pyvm_lanes *c, int32_t b,
       }
       c->cnt = done;
     }
-    /* A terminator sent or stored the lanes below any bail itself. */
-    if (pf__pyvm_is_terminator(p->code[pc].op) || c->cnt == 0) return;
+    /* A RET stored the lanes below any bail itself. */
+    if (pf__pyvm_is_terminator(op) || c->cnt == 0) return -1;
   }
   assert(b + 1 < p->nblocks); /* validation: the last op terminates */
-  pyvm_lanes_send(c, c->cnt, b + 1);
+  return leave(r, c, list, NULL, b + 1);
 }
 
-/* Runs one lane block of n lanes; the outputs of lane k go to out + k *
- * itemsize. Fills st (st->limit < n: lane st->limit bailed). */
-static void run_lanes(const pyvm_run *r, pyvm_scratch *s, int n, char *out,
-                      lane_state *st) {
+/* The lowest busy block, or -1. */
+static int32_t lowest_busy(const uint64_t *busy, int32_t nblocks) {
+  for (int32_t w = 0; w * 64 < nblocks; w++)
+    if (busy[w] != 0) return w * 64 + __builtin_ctzll(busy[w]);
+  return -1;
+}
+
+/* Runs one lane block of n lanes from flat index `start`; the outputs of
+ * lane k go to out + k * itemsize. Fills st (st->limit < n: lane st->limit
+ * bailed, unless st->stopped).
+ *
+ * All lanes start at block 0. A block's lanes run on into the next block
+ * as they are while leave() allows; otherwise the work list takes the
+ * lowest block with waiting lanes and its mask becomes the lane list
+ * (mask_take: cut at the limit). Loops: a loop's blocks run again while
+ * lanes come back to them, each time over the lanes still in the loop. An
+ * element may loop forever (an endless `while` is legal Python), so every
+ * PYVM_POLL lane visits to a block reached by a backward step the fill's
+ * limit is read: once the fill stops (cancel, timeout: limit 0) or an
+ * element below this lane block failed, the lane block is abandoned
+ * (st->stopped). */
+#define PYVM_POLL 4096
+static void run_lanes(const pyvm_run *r, pyvm_scratch *s, int64_t start,
+                      int n, char *out, lane_state *st,
+                      pf_fill_worker *handle) {
   const pf_prog *p = r->p;
   const int words = r->words;
   st->limit = n;
   st->why = 0;
   st->why_pc = -1;
+  st->stopped = 0;
   st->out_file = ((uintptr_t)out & 7) != 0   ? -1
                  : r->dtype == PF_FLOAT64 ? PYVM_FILE_F
                  : r->dtype == PF_INT64   ? PYVM_FILE_I
                                           : -1;
   memset(s->masks, 0, (size_t)p->nblocks * (size_t)words * 8);
-  for (int w = 0; w * 64 < n; w++)
-    s->masks[w] = n - w * 64 >= 64 ? ~UINT64_C(0)
-                                   : (UINT64_C(1) << (n - w * 64)) - 1;
-  int32_t pending = 0;
+  memset(s->busy, 0, ((size_t)p->nblocks + 63) / 64 * 8);
   pyvm_lanes c = {.p = p, .ireg = s->ireg, .freg = s->freg, .breg = s->breg,
-                  .L = (size_t)r->lanes, .list = s->list, .out = out,
-                  .dtype = r->dtype, .isz = r->itemsize, .masks = s->masks,
-                  .words = words, .pending = &pending};
-  while (pending < p->nblocks) {
-    const int32_t b = pending++;
-    uint64_t *mask = s->masks + (size_t)b * (size_t)words;
-    const int cnt = mask_take(mask, words, st->limit, &c, s->list);
-    memset(mask, 0, (size_t)words * 8);
-    if (cnt == 0) continue;
+                  .creg = s->creg, .L = (size_t)r->lanes, .list = s->list,
+                  .out = out, .dtype = r->dtype, .isz = r->itemsize,
+                  .masks = s->masks, .words = words, .busy = s->busy,
+                  .cnt = n, .dense = 1, .lo = 0};
+  int32_t b = 0, last = -1;
+  int64_t visits = 0;
+  for (;;) {
+    if (b < 0) {
+      b = lowest_busy(s->busy, p->nblocks);
+      if (b < 0) break;
+      s->busy[b >> 6] &= ~(UINT64_C(1) << (b & 63));
+      uint64_t *mask = s->masks + (size_t)b * (size_t)words;
+      c.list = s->list;
+      const int cnt = mask_take(mask, words, st->limit, &c, s->list);
+      memset(mask, 0, (size_t)words * 8);
+      if (cnt == 0) {
+        b = -1;
+        continue;
+      }
+    }
+    if (b <= last && (visits += c.cnt) >= PYVM_POLL) {
+      visits = 0;
+      /* pf__fill_worker_poll: on a fill that runs on the calling thread it
+       * also calls the progress hook (Ctrl-C, a cancel) and checks the
+       * timeout; on pool threads it reads the limit. */
+      if (pf__fill_worker_poll(handle, start - r->first) != 0 ||
+          pf_fill_worker_limit(handle) - start < n) {
+        /* Stopped, or failed below this lane block (other workers' indices
+         * are outside it): nothing here is needed any more. */
+        st->stopped = 1;
+        return;
+      }
+    }
+    last = b;
     c.ret_done = 0;
-    run_block(r, &c, b, st);
+    b = run_block(r, &c, s->list, b, st);
   }
 }
 
@@ -402,9 +526,11 @@ static int pyvm_kernel(void *ctx, int64_t start, int64_t count, void *out,
     char *dst = (char *)out + (size_t)done * r->itemsize;
     preload_index(r, s, start + done, n);
     lane_state st;
-    run_lanes(r, s, n, r->stream ? s->stage : dst, &st);
+    run_lanes(r, s, start + done, n, r->stream ? s->stage : dst, &st,
+              handle);
     if (r->stream)
       pf__vm_stream(dst, s->stage, (size_t)st.limit * r->itemsize, r->isa);
+    if (st.stopped) break; /* the fill's outcome is decided elsewhere */
     if (st.limit < n) {
       assert(st.why_pc >= 0);
       rc = pf_fill_worker_fail(handle, PF_EBAIL, start + done + st.limit,
@@ -439,6 +565,7 @@ static void plan(pyvm_run *r, const pf_prog *prog, const pf_array *out,
   /* Lanes: at most about PYVM_SCRATCH_BYTES of registers per worker. */
   int64_t per_lane = 8 * (int64_t)prog->nreg[PYVM_FILE_I] +
                      8 * (int64_t)prog->nreg[PYVM_FILE_F] +
+                     16 * (int64_t)prog->nreg[PYVM_FILE_C] +
                      (int64_t)prog->nreg[PYVM_FILE_B] + 4 +
                      (prog->nblocks + 7) / 8;
   r->lanes = PYVM_LANES;
@@ -489,7 +616,7 @@ int pf__prog_fill_isa(const pf_prog *prog, const pf_array *out,
     if (o.chunk > PYVM_MAX_CHUNK) o.chunk = PYVM_MAX_CHUNK;
     if (o.chunk < PYVM_MIN_CHUNK) o.chunk = PYVM_MIN_CHUNK;
   }
-  pyvm_run r = {.workers = o.workers};
+  pyvm_run r = {.workers = o.workers, .first = o.first};
   plan(&r, prog, out, space, size, isa);
   r.w = pf__calloc((size_t)o.workers, sizeof *r.w);
   if (r.w == NULL) return pf__error_set(err, PF_ENOMEM, -1, "out of memory");

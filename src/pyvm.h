@@ -16,21 +16,26 @@ typedef struct pyvm_ins {
   int32_t op, dst, a, b, c;
 } pyvm_ins;
 
-/* Register files, in the order of nregs: I (int64), F (double), B (uint8).
- * Issue 12 adds C (two doubles) as a fourth: PYVM_FILES, pyvm_file_of and
- * pyvm_file_size are the places that know the list. */
-enum { PYVM_FILE_I, PYVM_FILE_F, PYVM_FILE_B, PYVM_FILES };
+/* Register files, in the order of nregs: I (int64), F (double), B (uint8),
+ * C (complex: two doubles; register r's real parts are lanes [2r * L, 2r *
+ * L + L), its imaginary parts the next L, so both vectorise like F).
+ * PYVM_FILES, pyvm_file_of and pyvm_file_size are the places that know the
+ * list. */
+enum { PYVM_FILE_I, PYVM_FILE_F, PYVM_FILE_B, PYVM_FILE_C, PYVM_FILES };
 
-/* The file of a signature character ('I' 'F' 'B'), or -1 for none. */
+/* The file of a signature character ('I' 'F' 'B' 'C'), or -1 for none. */
 static inline int pyvm_file_of(char kind) {
   return kind == 'I' ? PYVM_FILE_I
          : kind == 'F' ? PYVM_FILE_F
          : kind == 'B' ? PYVM_FILE_B
+         : kind == 'C' ? PYVM_FILE_C
                        : -1;
 }
 
 /* Bytes of one lane of a register of file f. */
-static inline size_t pyvm_file_size(int f) { return f == PYVM_FILE_B ? 1 : 8; }
+static inline size_t pyvm_file_size(int f) {
+  return f == PYVM_FILE_B ? 1 : f == PYVM_FILE_C ? 16 : 8;
+}
 
 /* Facts about an instruction, from the dataflow of pf_prog_create. */
 enum {
@@ -40,6 +45,9 @@ enum {
   /* Its destination is read only by the RET_F / RET_I right after it: the
    * value may be written straight into the output. */
   PYVM_TO_OUT = 2,
+  /* Nothing to run: the instruction before it computed its result too (a
+   * C_ABS whose only reader is this comparison became a C_ABS_*_F). */
+  PYVM_SKIP = 4,
 };
 
 struct pf_prog {
@@ -71,6 +79,7 @@ typedef struct pyvm_lanes {
   int64_t *ireg;
   double *freg;
   uint8_t *breg;
+  double *creg; /* register r: re at creg + 2r * L, im L further */
   size_t L;
   const int32_t *list;
   int cnt, dense, lo;
@@ -81,7 +90,7 @@ typedef struct pyvm_lanes {
   size_t isz;
   uint64_t *masks; /* nblocks * words: lanes waiting at each block */
   int words;
-  int32_t *pending; /* lowest block with waiting lanes (lowered by jumps) */
+  uint64_t *busy;  /* bit b: block b has waiting lanes (its mask is not 0) */
 } pyvm_lanes;
 
 /* Runs instruction `in` over the lanes of c; returns how many of them (in
@@ -102,18 +111,39 @@ extern const pyvm_op_fn pf__pyvm_ops_avx2[PF__OP_COUNT];
 extern const pyvm_op_fn pf__pyvm_ops_avx512[PF__OP_COUNT];
 
 /* Adds the lanes of c (those below `count` in list order) to block b's
- * mask and lowers *pending to b if needed (a back edge makes an earlier
- * block pending again). */
+ * mask and marks b busy. */
 static inline void pyvm_lanes_send(const pyvm_lanes *c, int count, int32_t b) {
+  if (count <= 0) return;
   uint64_t *m = c->masks + (size_t)b * (size_t)c->words;
   if (c->dense) {
-    for (int k = c->lo; k < c->lo + count; k++)
-      m[k >> 6] |= UINT64_C(1) << (k & 63);
+    /* Whole words at a time: [lo, lo + count). */
+    int k = c->lo;
+    const int end = c->lo + count;
+    while (k < end) {
+      const int bit = k & 63;
+      const int take = end - k < 64 - bit ? end - k : 64 - bit;
+      const uint64_t ones =
+          take == 64 ? ~UINT64_C(0) : ((UINT64_C(1) << take) - 1) << bit;
+      m[k >> 6] |= ones;
+      k += take;
+    }
   } else {
     for (int j = 0; j < count; j++)
       m[c->list[j] >> 6] |= UINT64_C(1) << (c->list[j] & 63);
   }
-  if (count > 0 && b < *c->pending) *c->pending = b;
+  c->busy[b >> 6] |= UINT64_C(1) << (b & 63);
+}
+
+/* 1 when neither block t nor any block before it has waiting lanes: lanes
+ * going to t may run there at once, as they are (no block the work list
+ * would take first, nothing to merge with). */
+static inline int pyvm_may_chain(const pyvm_lanes *c, int32_t t) {
+  for (int w = 0; w < (t >> 6); w++)
+    if (c->busy[w] != 0) return 0;
+  const int bit = t & 63;
+  const uint64_t upto =
+      bit == 63 ? ~UINT64_C(0) : (UINT64_C(1) << (bit + 1)) - 1;
+  return (c->busy[t >> 6] & upto) == 0;
 }
 
 /* pf_prog_fill with the instruction set capped at `isa` (PYVM_ISA_*; -1:

@@ -32,6 +32,9 @@
 #define RI(x) (c->ireg + (size_t)(x) * c->L)
 #define RF(x) (c->freg + (size_t)(x) * c->L)
 #define RB(x) (c->breg + (size_t)(x) * c->L)
+/* Real and imaginary parts of complex register x. */
+#define RCR(x) (c->creg + (size_t)(x) * 2 * c->L)
+#define RCI(x) (c->creg + (size_t)(x) * 2 * c->L + c->L)
 /* An I or F destination: its register, or the output (PYVM_TO_OUT). */
 #define DI() (c->dst != NULL ? (int64_t *)c->dst : RI(in->dst))
 #define DF() (c->dst != NULL ? (double *)c->dst : RF(in->dst))
@@ -45,7 +48,8 @@
       PF__SIMD for (int k = lo_; k < lo_ + n_; k++) { BODY }                \
     } else {                                                                \
       const int32_t *l_ = c->list;                                          \
-      for (int j_ = 0; j_ < n_; j_++) {                                     \
+      /* Lane numbers are distinct: no two iterations touch one lane. */    \
+      PF__SIMD for (int j_ = 0; j_ < n_; j_++) {                            \
         const int k = l_[j_];                                               \
         BODY                                                                \
       }                                                                     \
@@ -192,11 +196,30 @@ CMP6IF(FI, double, RF, int64_t, RI, S_FI)
 /* Wrapping sums and their int64 overflow, branch-free (vectorises). */
 #define WRAP_ADD(a, b) ((int64_t)((uint64_t)(a) + (uint64_t)(b)))
 #define WRAP_SUB(a, b) ((int64_t)((uint64_t)(a) - (uint64_t)(b)))
+/* One pass that computes every lane and ORs the guard in, then (rarely)
+ * the search for the first bad lane -- whose result and those past it are
+ * not needed -- when the destination is not an operand (the guard is then
+ * still readable); two passes (FIRST_BAD, then compute) when it is. */
 #define CHECKED2(NAME, DT, DST, T, R, COND, W, EXPR)                        \
   OPFN(NAME) {                                                              \
     DT *d = DST;                                                            \
     const T *x = R(in->a), *y = R(in->b);                                   \
     int n;                                                                  \
+    if ((void *)d != (void *)x && (void *)d != (void *)y) {                 \
+      int bad_ = 0;                                                         \
+      if (c->dense) {                                                       \
+        const int lo_ = c->lo, hi_ = c->lo + c->cnt;                        \
+        _Pragma("omp simd reduction(|:bad_)")                               \
+        for (int k = lo_; k < hi_; k++) {                                   \
+          bad_ |= (COND) ? 1 : 0;                                           \
+          d[k] = EXPR;                                                      \
+        }                                                                   \
+        if (!bad_) return c->cnt;                                           \
+      }                                                                     \
+      FIRST_BAD(n, COND, W);                                                \
+      if (!c->dense) FOR_LANES(n, d[k] = EXPR;);                            \
+      return n;                                                             \
+    }                                                                       \
     FIRST_BAD(n, COND, W);                                                  \
     FOR_LANES(n, d[k] = EXPR;);                                             \
     return n;                                                               \
@@ -367,6 +390,265 @@ OPFN(F_CALL2) {
   GUARD_LANES(w = pf__py_math2(fn, x[k], y[k], &d[k]));
 }
 
+/* -------------------------------------------------------------- complex */
+
+/* dst parts (dr, di) from operand parts; each lane reads its operands
+ * before it writes, so dst may be an operand. */
+#define CPURE1(NAME, EXPR_RE, EXPR_IM)                                      \
+  OPFN(NAME) {                                                              \
+    double *dr = RCR(in->dst), *di = RCI(in->dst);                          \
+    const double *xr = RCR(in->a), *xi = RCI(in->a);                        \
+    FOR_LANES(c->cnt, {                                                     \
+      const double r_ = EXPR_RE;                                            \
+      const double i_ = EXPR_IM;                                            \
+      dr[k] = r_;                                                           \
+      di[k] = i_;                                                           \
+    });                                                                     \
+    return c->cnt;                                                          \
+  }
+#define CPURE2(NAME, EXPR_RE, EXPR_IM)                                      \
+  OPFN(NAME) {                                                              \
+    double *dr = RCR(in->dst), *di = RCI(in->dst);                          \
+    const double *xr = RCR(in->a), *xi = RCI(in->a);                        \
+    const double *yr = RCR(in->b), *yi = RCI(in->b);                        \
+    FOR_LANES(c->cnt, {                                                     \
+      const double r_ = EXPR_RE;                                            \
+      const double i_ = EXPR_IM;                                            \
+      dr[k] = r_;                                                           \
+      di[k] = i_;                                                           \
+    });                                                                     \
+    return c->cnt;                                                          \
+  }
+
+OPFN(C_CONST) {
+  double *dr = RCR(in->dst), *di = RCI(in->dst);
+  const double re = c->p->fconsts[in->a], im = c->p->fconsts[in->a + 1];
+  FOR_LANES(c->cnt, {
+    dr[k] = re;
+    di[k] = im;
+  });
+  return c->cnt;
+}
+CPURE1(C_MOV, xr[k], xi[k])
+CPURE1(C_NEG, -xr[k], -xi[k])
+CPURE1(C_CONJ, xr[k], -xi[k])
+/* _Py_c_diff: a subtraction keeps its operand order, so the NaN it returns
+ * for two NaNs is the first operand's in CPython and here alike. */
+CPURE2(C_SUB, xr[k] - yr[k], xi[k] - yi[k])
+
+OPFN(I2C) {
+  double *dr = RCR(in->dst), *di = RCI(in->dst);
+  const int64_t *x = RI(in->a);
+  FOR_LANES(c->cnt, {
+    dr[k] = (double)x[k];
+    di[k] = 0.0;
+  });
+  return c->cnt;
+}
+OPFN(F2C) {
+  double *dr = RCR(in->dst), *di = RCI(in->dst);
+  const double *x = RF(in->a);
+  FOR_LANES(c->cnt, {
+    dr[k] = x[k];
+    di[k] = 0.0;
+  });
+  return c->cnt;
+}
+OPFN(B2C) {
+  double *dr = RCR(in->dst), *di = RCI(in->dst);
+  const uint8_t *x = RB(in->a);
+  FOR_LANES(c->cnt, {
+    dr[k] = (double)x[k];
+    di[k] = 0.0;
+  });
+  return c->cnt;
+}
+OPFN(C_MAKE) {
+  double *dr = RCR(in->dst), *di = RCI(in->dst);
+  const double *x = RF(in->a), *y = RF(in->b);
+  FOR_LANES(c->cnt, {
+    const double r_ = x[k];
+    const double i_ = y[k];
+    dr[k] = r_;
+    di[k] = i_;
+  });
+  return c->cnt;
+}
+OPFN(C_REAL) {
+  double *d = DF();
+  const double *x = RCR(in->a);
+  FOR_LANES(c->cnt, d[k] = x[k];);
+  return c->cnt;
+}
+OPFN(C_IMAG) {
+  double *d = DF();
+  const double *x = RCI(in->a);
+  FOR_LANES(c->cnt, d[k] = x[k];);
+  return c->cnt;
+}
+OPFN(C_EQ) {
+  uint8_t *d = RB(in->dst);
+  const double *xr = RCR(in->a), *xi = RCI(in->a);
+  const double *yr = RCR(in->b), *yi = RCI(in->b);
+  FOR_LANES(c->cnt, d[k] = (xr[k] == yr[k]) & (xi[k] == yi[k]););
+  return c->cnt;
+}
+OPFN(C_NE) {
+  uint8_t *d = RB(in->dst);
+  const double *xr = RCR(in->a), *xi = RCI(in->a);
+  const double *yr = RCR(in->b), *yi = RCI(in->b);
+  FOR_LANES(c->cnt, d[k] = !((xr[k] == yr[k]) & (xi[k] == yi[k])););
+  return c->cnt;
+}
+OPFN(C_TRUTH) {
+  uint8_t *d = RB(in->dst);
+  const double *xr = RCR(in->a), *xi = RCI(in->a);
+  FOR_LANES(c->cnt, d[k] = (xr[k] != 0.0) | (xi[k] != 0.0);); /* NaN: True */
+  return c->cnt;
+}
+
+/* _Py_c_sum: the addition may commute, so a NaN pair bails (F_ADD). One
+ * pass computes and notes pairs; if there is one, the first lane with a
+ * NaN part bails (a pair gives a NaN, so that lane is at or before it;
+ * bailing on a lone NaN as well is allowed -- Python redoes it exactly). */
+OPFN(C_ADD) {
+  double *dr = RCR(in->dst), *di = RCI(in->dst);
+  const double *xr = RCR(in->a), *xi = RCI(in->a);
+  const double *yr = RCR(in->b), *yi = RCI(in->b);
+  int any = 0;
+#define C_ADD_LANE                                                          \
+  const int pair_ = ((xr[k] != xr[k]) & (yr[k] != yr[k])) |                 \
+                    ((xi[k] != xi[k]) & (yi[k] != yi[k]));                  \
+  const double r_ = xr[k] + yr[k];                                          \
+  const double i_ = xi[k] + yi[k];                                          \
+  dr[k] = r_;                                                               \
+  di[k] = i_;                                                               \
+  any |= pair_;
+  if (c->dense) {
+    const int lo = c->lo, hi = c->lo + c->cnt;
+    _Pragma("omp simd reduction(|:any)")
+    for (int k = lo; k < hi; k++) { C_ADD_LANE }
+  } else {
+    _Pragma("omp simd reduction(|:any)")
+    for (int j = 0; j < c->cnt; j++) {
+      const int k = c->list[j];
+      C_ADD_LANE
+    }
+  }
+#undef C_ADD_LANE
+  for (int j = 0; any && j < c->cnt; j++) {
+    const int k = c->dense ? c->lo + j : c->list[j];
+    if (dr[k] != dr[k] || di[k] != di[k]) {
+      *why = PF__W_NAN_PAIR;
+      return j;
+    }
+  }
+  return c->cnt;
+}
+
+/* _Py_c_prod over every lane, then the first lane with a NaN part bails
+ * (pyvm_ops.h: which NaN an IEEE product or sum of two NaNs gives depends
+ * on the compiler). The lanes past it need not finish, so computing them
+ * first is harmless. */
+OPFN(C_MUL) {
+  double *dr = RCR(in->dst), *di = RCI(in->dst);
+  const double *xr = RCR(in->a), *xi = RCI(in->a);
+  const double *yr = RCR(in->b), *yi = RCI(in->b);
+  int any = 0;
+  if (c->dense) {
+    const int lo = c->lo, hi = c->lo + c->cnt;
+    _Pragma("omp simd reduction(|:any)")
+    for (int k = lo; k < hi; k++) {
+      const double r_ = xr[k] * yr[k] - xi[k] * yi[k];
+    const double i_ = xr[k] * yi[k] + xi[k] * yr[k];
+      dr[k] = r_;
+      di[k] = i_;
+      any |= (r_ != r_) | (i_ != i_);
+    }
+  } else {
+    _Pragma("omp simd reduction(|:any)")
+    for (int j = 0; j < c->cnt; j++) {
+      const int k = c->list[j];
+      const double r_ = xr[k] * yr[k] - xi[k] * yi[k];
+    const double i_ = xr[k] * yi[k] + xi[k] * yr[k];
+      dr[k] = r_;
+      di[k] = i_;
+      any |= (r_ != r_) | (i_ != i_);
+    }
+  }
+  for (int j = 0; any && j < c->cnt; j++) {
+    const int k = c->dense ? c->lo + j : c->list[j];
+    if (dr[k] != dr[k] || di[k] != di[k]) {
+      *why = PF__W_NAN_COMPLEX;
+      return j;
+    }
+  }
+  return c->cnt;
+}
+
+OPFN(C_DIV) {
+  double *dr = RCR(in->dst), *di = RCI(in->dst);
+  const double *xr = RCR(in->a), *xi = RCI(in->a);
+  const double *yr = RCR(in->b), *yi = RCI(in->b);
+  GUARD_LANES(w = pf__py_cquot(xr[k], xi[k], yr[k], yi[k], &dr[k], &di[k]));
+}
+
+OPFN(C_POW) {
+  double *dr = RCR(in->dst), *di = RCI(in->dst);
+  const double *xr = RCR(in->a), *xi = RCI(in->a);
+  const double *yr = RCR(in->b), *yi = RCI(in->b);
+  GUARD_LANES(w = pf__py_cpow(xr[k], xi[k], yr[k], yi[k], &dr[k], &di[k]));
+}
+
+OPFN(C_ABS) {
+  double *d = DF();
+  const double *xr = RCR(in->a), *xi = RCI(in->a);
+  GUARD_LANES(w = pf__py_cabs(xr[k], xi[k], &d[k]));
+}
+
+/* abs(z) OP x: decided from re*re + im*im where that is certain
+ * (pf__py_cabs_sign, vectorised), the exact abs for the other lanes in list
+ * order (its bail is C_ABS's). SIGN_TRUE: the result when |z| > x. */
+#define CABS_CMP(NAME, SIGN_TRUE, CMP)                                      \
+  OPFN(NAME) {                                                              \
+    uint8_t *d = RB(in->dst);                                               \
+    const double *xr = RCR(in->a), *xi = RCI(in->a), *y = RF(in->b);        \
+    int und = 0;                                                            \
+    if (c->dense) {                                                         \
+      const int lo = c->lo, hi = c->lo + c->cnt;                            \
+      _Pragma("omp simd reduction(|:und)")                                  \
+      for (int k = lo; k < hi; k++) {                                       \
+        const int s_ = pf__py_cabs_sign(xr[k], xi[k], y[k]);                \
+        d[k] = (uint8_t)((s_ > 0) == (SIGN_TRUE));                          \
+        und |= s_ == 0;                                                     \
+      }                                                                     \
+    } else {                                                                \
+      _Pragma("omp simd reduction(|:und)")                                  \
+      for (int j = 0; j < c->cnt; j++) {                                    \
+        const int k = c->list[j];                                           \
+        const int s_ = pf__py_cabs_sign(xr[k], xi[k], y[k]);                \
+        d[k] = (uint8_t)((s_ > 0) == (SIGN_TRUE));                          \
+        und |= s_ == 0;                                                     \
+      }                                                                     \
+    }                                                                       \
+    for (int j = 0; und && j < c->cnt; j++) {                               \
+      const int k = c->dense ? c->lo + j : c->list[j];                      \
+      if (pf__py_cabs_sign(xr[k], xi[k], y[k]) != 0) continue;              \
+      double h;                                                             \
+      const int w = pf__py_cabs(xr[k], xi[k], &h);                          \
+      if (w != 0) {                                                         \
+        *why = w;                                                           \
+        return j;                                                           \
+      }                                                                     \
+      d[k] = h CMP y[k];                                                    \
+    }                                                                       \
+    return c->cnt;                                                          \
+  }
+CABS_CMP(C_ABS_LT_F, 0, <)
+CABS_CMP(C_ABS_LE_F, 0, <=)
+CABS_CMP(C_ABS_GT_F, 1, >)
+CABS_CMP(C_ABS_GE_F, 1, >=)
+
 /* -------------------------------------------------------------- control */
 
 OPFN(JMP) {
@@ -386,8 +668,8 @@ OPFN(BR) {
     mf[k >> 6] |= bit & ~t;
     nt += s[k] != 0;
   });
-  if (nt > 0 && in->b < *c->pending) *c->pending = in->b;
-  if (nt < c->cnt && in->c < *c->pending) *c->pending = in->c;
+  if (nt > 0) c->busy[in->b >> 6] |= UINT64_C(1) << (in->b & 63);
+  if (nt < c->cnt) c->busy[in->c >> 6] |= UINT64_C(1) << (in->c & 63);
   return c->cnt;
 }
 
@@ -437,6 +719,22 @@ OPFN(RET_B) {
   GUARD_LANES(w = pf__py_store_bool(dt, x[k], out + (size_t)k * isz));
 }
 
+OPFN(RET_C) {
+  const double *xr = RCR(in->a), *xi = RCI(in->a);
+  char *out = c->out;
+  if (c->dtype == PF_COMPLEX128) {
+    FOR_LANES(c->cnt, {
+      memcpy(out + (size_t)k * 16, &xr[k], 8);
+      memcpy(out + (size_t)k * 16 + 8, &xi[k], 8);
+    });
+    return c->cnt;
+  }
+  const pf_dtype dt = c->dtype;
+  const size_t isz = c->isz;
+  GUARD_LANES(w = pf__py_store_complex(dt, xr[k], xi[k],
+                                       out + (size_t)k * isz));
+}
+
 OPFN(BAIL) {
   (void)in;
   *why = PF__W_BAIL;
@@ -458,6 +756,11 @@ const pyvm_op_fn PN(pf__pyvm_ops)[PF__OP_COUNT] = {
 #undef RI
 #undef RF
 #undef RB
+#undef RCR
+#undef RCI
+#undef CPURE1
+#undef CPURE2
+#undef CABS_CMP
 #undef DI
 #undef DF
 #undef FOR_LANES
@@ -477,3 +780,4 @@ const pyvm_op_fn PN(pf__pyvm_ops)[PF__OP_COUNT] = {
 #undef SCALAR2
 #undef SCALAR1
 #undef CALL1
+

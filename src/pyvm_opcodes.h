@@ -4,10 +4,12 @@
  *
  * X(NAME, SIG, DOC): SIG is four characters, one per operand word after the
  * opcode (dst, a, b, c):
- *   'I' 'F' 'B'  a register of that file (int64, double, bool)
+ *   'I' 'F' 'B' 'C'  a register of that file (int64, double, bool,
+ *                complex)
  *   'i' 'f'      an index into the int / float constant pool
+ *   'c'          a complex constant: fconsts[a] (real), fconsts[a + 1]
  *   'm'          an immediate 0 or 1
- *   't'          a jump target: an instruction index, forward
+ *   't'          a jump target: any instruction index (backward: a loop)
  *   '1' '2'      a math function id (PF_PYVM_FUNCTIONS) of that arity
  *   '-'          unused: must be 0
  * The numbering (enum pf__pyvm_op) follows the table; the extension gives
@@ -82,11 +84,35 @@
   X(F_ISNAN, "BF--", "math.isnan(a)")                                         \
   X(F_ISINF, "BF--", "math.isinf(a)")                                         \
   X(F_ISFINITE, "BF--", "math.isfinite(a)")                                   \
+  X(C_CONST, "Cc--", "dst = complex(fconsts[a], fconsts[a + 1])")           \
+  X(C_MOV, "CC--", "dst = a")                                                 \
+  X(I2C, "CI--", "complex(a) (int)")                                          \
+  X(F2C, "CF--", "complex(a) (float)")                                        \
+  X(B2C, "CB--", "complex(a) (bool)")                                         \
+  X(C_MAKE, "CFF-", "complex(a, b) (floats)")                                 \
+  X(C_ADD, "CCC-", "a + b (complex)")                                         \
+  X(C_SUB, "CCC-", "a - b (complex)")                                         \
+  X(C_MUL, "CCC-", "a * b (complex)")                                         \
+  X(C_DIV, "CCC-", "a / b (complex)")                                         \
+  X(C_POW, "CCC-", "a ** b (complex)")                                        \
+  X(C_NEG, "CC--", "-a (complex)")                                            \
+  X(C_CONJ, "CC--", "a.conjugate()")                                          \
+  X(C_REAL, "FC--", "a.real")                                                 \
+  X(C_IMAG, "FC--", "a.imag")                                                 \
+  X(C_ABS, "FC--", "abs(a) (complex)")                                        \
+  X(C_EQ, "BCC-", "a == b (complex)")                                         \
+  X(C_NE, "BCC-", "a != b (complex)")                                         \
+  X(C_TRUTH, "BC--", "bool(a) (complex)")                                     \
+  X(C_ABS_LT_F, "BCF-", "abs(a) < b (complex a, float b)")                    \
+  X(C_ABS_LE_F, "BCF-", "abs(a) <= b (complex a, float b)")                   \
+  X(C_ABS_GT_F, "BCF-", "abs(a) > b (complex a, float b)")                    \
+  X(C_ABS_GE_F, "BCF-", "abs(a) >= b (complex a, float b)")                   \
   X(JMP, "-t--", "goto a")                                                    \
   X(BR, "-Btt", "goto b if a else c")                                         \
   X(RET_I, "-I--", "return a (int)")                                          \
   X(RET_F, "-F--", "return a (float)")                                        \
   X(RET_B, "-B--", "return a (bool)")                                         \
+  X(RET_C, "-C--", "return a (complex)")                                      \
   X(BAIL, "----", "this element needs Python")
 
 /* X(NAME, ARITY): the math functions of F_CALL1 (arity 1) and F_CALL2

@@ -530,3 +530,132 @@ int pf__py_store_float(pf_dtype dtype, double x, void *dst) {
 int pf__py_store_bool(pf_dtype dtype, int v, void *dst) {
   return pf__py_store_int(dtype, v != 0, dst);
 }
+
+/* ------------------------------------------------------------ complex */
+
+/* _Py_c_prod (schoolbook; no contraction: -std=c11). */
+static void c_prod(double ar, double ai, double br, double bi, double *rr,
+                   double *ri) {
+  *rr = ar * br - ai * bi;
+  *ri = ar * bi + ai * br;
+}
+
+/* _Py_c_quot with its errno (EDOM for a zero divisor). */
+static void c_quot_errno(double ar, double ai, double br, double bi,
+                         double *rr, double *ri) {
+  const double abs_breal = br < 0 ? -br : br;
+  const double abs_bimag = bi < 0 ? -bi : bi;
+  if (abs_breal >= abs_bimag) {
+    if (abs_breal == 0.0) {
+      errno = EDOM;
+      *rr = *ri = 0.0;
+    } else {
+      const double ratio = bi / br;
+      const double denom = br + bi * ratio;
+      *rr = (ar + ai * ratio) / denom;
+      *ri = (ai - ar * ratio) / denom;
+    }
+  } else if (abs_bimag >= abs_breal) {
+    const double ratio = br / bi;
+    const double denom = br * ratio + bi;
+    *rr = (ar * ratio + ai) / denom;
+    *ri = (ai * ratio - ar) / denom;
+  } else {
+    *rr = *ri = NAN; /* Py_NAN */
+  }
+}
+
+/* c_powu: binary powering, r starting at c_1 (so x**1 is 1 * x, whose
+ * zero signs and inf * 0 NaNs differ from x itself). */
+static void c_powu(double xr, double xi, long n, double *rr, double *ri) {
+  double r_re = 1.0, r_im = 0.0, p_re = xr, p_im = xi;
+  long mask = 1;
+  while (mask > 0 && n >= mask) {
+    if (n & mask) c_prod(r_re, r_im, p_re, p_im, &r_re, &r_im);
+    mask <<= 1;
+    c_prod(p_re, p_im, p_re, p_im, &p_re, &p_im);
+  }
+  *rr = r_re;
+  *ri = r_im;
+}
+
+/* _Py_c_pow. */
+static void c_pow(double ar, double ai, double br, double bi, double *rr,
+                  double *ri) {
+  if (br == 0. && bi == 0.) {
+    *rr = 1.;
+    *ri = 0.;
+  } else if (ar == 0. && ai == 0.) {
+    if (bi != 0. || br < 0.) errno = EDOM;
+    *rr = 0.;
+    *ri = 0.;
+  } else {
+    double vabs = hypot(ar, ai);
+    double len = pow(vabs, br);
+    double at = atan2(ai, ar);
+    double phase = at * br;
+    if (bi != 0.0) {
+      len /= exp(at * bi);
+      phase += bi * log(vabs);
+    }
+    *rr = len * cos(phase);
+    *ri = len * sin(phase);
+  }
+}
+
+int pf__py_cpow(double ar, double ai, double br, double bi, double *rr,
+                double *ri) {
+  double pr, pi;
+  errno = 0;
+  if (bi == 0.0 && br == floor(br) && fabs(br) <= 100.0) {
+    const long n = (long)br;
+    if (n > 0) {
+      c_powu(ar, ai, n, &pr, &pi);
+    } else {
+      double qr, qi;
+      c_powu(ar, ai, -n, &qr, &qi);
+      c_quot_errno(1.0, 0.0, qr, qi, &pr, &pi);
+    }
+  } else {
+    c_pow(ar, ai, br, bi, &pr, &pi);
+  }
+  int err = errno;
+  /* _Py_ADJUST_ERANGE2 */
+  if (fabs(pr) == INFINITY || fabs(pi) == INFINITY) {
+    if (err == 0) err = ERANGE;
+  } else if (err == ERANGE) {
+    err = 0;
+  }
+  if (err == EDOM) return PF__W_CPOW_ZERO;
+  if (err != 0) return PF__W_CPOW_RANGE;
+  if (pr != pr || pi != pi) return PF__W_NAN_COMPLEX;
+  *rr = pr;
+  *ri = pi;
+  return 0;
+}
+
+int pf__py_store_complex(pf_dtype dtype, double re, double im, void *dst) {
+  switch (dtype) {
+  case PF_COMPLEX128: {
+    double c[2] = {re, im};
+    memcpy(dst, c, sizeof c);
+    return 0;
+  }
+  case PF_COMPLEX64: {
+    float f[2];
+    if (store_single(re, &f[0]) != 0 || store_single(im, &f[1]) != 0)
+      return PF__W_STORE_OVERFLOW;
+    memcpy(dst, f, sizeof f);
+    return 0;
+  }
+  case PF_CLONGDOUBLE:
+    store_longdouble(re, dst);
+    store_longdouble(im, (char *)dst + sizeof(long double));
+    return 0;
+  case PF_BOOL:
+    PF__STORE(uint8_t, re != 0 || im != 0); /* truth: NaN is True */
+    return 0;
+  default:
+    return PF__W_STORE_COMPLEX;
+  }
+}

@@ -44,6 +44,12 @@
   X(STORE_RANGE, "value out of bounds for the output dtype")                  \
   X(STORE_NAN, "NaN stored into an integer dtype")                            \
   X(STORE_OVERFLOW, "overflow converting to the output dtype (NumPy warns)")  \
+  X(STORE_COMPLEX, "complex stored into a real dtype (NumPy raises TypeError)")\
+  X(CZERO_DIV, "complex division by zero")                                    \
+  X(CPOW_ZERO, "0.0 to a negative or complex power")                          \
+  X(CPOW_RANGE, "complex exponentiation overflow")                            \
+  X(CABS_RANGE, "absolute value too large")                                   \
+  X(NAN_COMPLEX, "NaN in a complex result (its sign bit depends on CPython's build)") \
   X(BAIL, "this path is left to Python")
 
 enum {
@@ -272,6 +278,104 @@ int pf__py_math_arity(int fn);
 /* Its name ("sin"), or NULL. */
 const char *pf__py_math_name(int fn);
 
+/* -------------------------------------------------------------- complex */
+
+/* Objects/complexobject.c of CPython 3.11-3.13 (the same in the three;
+ * 3.14's mixed real/complex rules are not supported by the front end).
+ * Real operands reach these as complex(x, 0.0): the front end converts
+ * first, as those versions do (to_complex).
+ *
+ * NaN results: an IEEE operation on two NaNs returns one of them, which
+ * one depends on the order the compiler gave the commutative operands
+ * (CPython's binary and this VM may differ), so a product, quotient or
+ * power with a NaN part bails; sums bail on a NaN pair (as F_ADD). */
+
+/* _Py_c_quot (Smith's algorithm, scaled by the larger part of b): b == 0
+ * is complex_div's ZeroDivisionError (errno EDOM). */
+PF__PYOP int pf__py_cquot(double ar, double ai, double br, double bi,
+                          double *rr, double *ri) {
+  const double abs_breal = br < 0 ? -br : br;
+  const double abs_bimag = bi < 0 ? -bi : bi;
+  double r, i;
+  if (abs_breal >= abs_bimag) {
+    if (abs_breal == 0.0) return PF__W_CZERO_DIV;
+    const double ratio = bi / br;
+    const double denom = br + bi * ratio;
+    r = (ar + ai * ratio) / denom;
+    i = (ai - ar * ratio) / denom;
+  } else if (abs_bimag >= abs_breal) {
+    const double ratio = br / bi;
+    const double denom = br * ratio + bi;
+    r = (ar * ratio + ai) / denom;
+    i = (ai * ratio - ar) / denom;
+  } else {
+    return PF__W_NAN_COMPLEX; /* a NaN part of b: Py_NAN, Py_NAN */
+  }
+  if (r != r || i != i) return PF__W_NAN_COMPLEX;
+  *rr = r;
+  *ri = i;
+  return 0;
+}
+
+/* _Py_c_abs and complex_abs: an infinite part gives inf (even with a NaN
+ * other part), a NaN part Py_NAN (a positive quiet NaN in 3.11-3.13,
+ * checked by the tests), else libm's hypot -- the function CPython calls --
+ * and an infinite hypot of finite parts is "absolute value too large". */
+PF__PYOP int pf__py_cabs(double re, double im, double *r) {
+  if (!(fabs(re) < INFINITY) || !(fabs(im) < INFINITY)) {
+    if (fabs(re) == INFINITY)
+      *r = fabs(re);
+    else if (fabs(im) == INFINITY)
+      *r = fabs(im);
+    else
+      *r = NAN;
+    return 0;
+  }
+  const double h = hypot(re, im);
+  if (!(fabs(h) < INFINITY)) return PF__W_CABS_RANGE;
+  *r = h;
+  return 0;
+}
+
+/* abs(z) OP x without the hypot when the sign of |z| - x is certain.
+ * Returns 1 (|z| > x), -1 (|z| < x) or 0 (undecided: compute abs exactly).
+ *
+ * Proof. Let u = 2**-53, S = re**2 + im**2 exactly, s = fl(fl(re*re) +
+ * fl(im*im)) and t = fl(x*x). Decided only for finite re, im, s and for
+ * 2**-450 <= x <= 2**450, so t is normal and |t - x**2| <= u x**2. Each
+ * square has relative error <= u plus, when it underflows, an absolute
+ * error <= 2**-1075; the sum of two non-negative doubles adds relative
+ * error <= u (it is exact when subnormal), so |s - S| <= 3u S + 2**-1073.
+ * libm's hypot h is within 1 ulp of sqrt(S) (glibc's documented bound;
+ * only |h - sqrt(S)| <= 2**-40 sqrt(S) is used, and nothing can overflow:
+ * s finite means sqrt(S) < 2**513).
+ *  - s > fl(t * (1 + 2**-20)): S > x**2 (1 + 2**-20)(1 - u)**2 (1 - 3u)
+ *    - 2**-1073 >= x**2 (1 + 2**-21) (x**2 >= 2**-900 makes 2**-1073
+ *    negligible), so sqrt(S) > x (1 + 2**-23) and h > x.
+ *  - s < fl(t * (1 - 2**-20)): symmetrically sqrt(S) < x (1 - 2**-22), so
+ *    h < x.
+ * Otherwise (near the circle, NaN, inf, tiny or huge x) the caller computes
+ * pf__py_cabs and compares: the same value and the same bail as C_ABS
+ * followed by the comparison. The differential tests check millions of
+ * points near the circle against CPython. */
+PF__PYOP int pf__py_cabs_sign(double re, double im, double x) {
+  /* Branch-free (& not &&), so that lane loops vectorise it. */
+  const double s = re * re + im * im;
+  const double t = x * x;
+  const int ok = (fabs(re) < INFINITY) & (fabs(im) < INFINITY) &
+                 (s < INFINITY) & (x >= 0x1p-450) & (x <= 0x1p450);
+  const double hi = t * (1.0 + 0x1p-20), lo = t * (1.0 - 0x1p-20);
+  return ok * ((s > hi) - (s < lo));
+}
+
+/* complex_pow: c_powi (binary powering from 1 by _Py_c_prod, then
+ * _Py_c_quot(1, .) for a negative exponent) for an exponent with imag 0
+ * and an integral real part of magnitude <= 100, else _Py_c_pow (libm's
+ * hypot, pow, atan2, exp, log, cos, sin); then _Py_ADJUST_ERANGE2 and its
+ * errors (pyvm_ops.c). */
+int pf__py_cpow(double ar, double ai, double br, double bi, double *rr,
+                double *ri);
+
 /* ----------------------------------------------------------- NumPy store */
 
 /* a[k] = value as NumPy's setitem (PyArray_Pack) stores a Python int, float
@@ -280,5 +384,9 @@ const char *pf__py_math_name(int fn);
 int pf__py_store_int(pf_dtype dtype, int64_t v, void *dst);
 int pf__py_store_float(pf_dtype dtype, double x, void *dst);
 int pf__py_store_bool(pf_dtype dtype, int v, void *dst);
+/* ... a Python complex: complex dtypes take each part as a float of their
+ * width (complex64 warns on a finite part that overflows); bool takes its
+ * truth; every other dtype raises TypeError. */
+int pf__py_store_complex(pf_dtype dtype, double re, double im, void *dst);
 
 #endif /* PF_PYVM_OPS_H */

@@ -4,13 +4,21 @@
  *
  * DESIGN
  * Programs are validated completely before they run (pf_prog_create): every
- * opcode, operand, constant, function id and jump target, forward jumps, and
- * a last instruction that ends its path, so that no input crashes the VM
- * (tests/fuzz/fuzz_pyvm.c). The instructions are then cut into basic blocks
- * (leaders: 0, every target, every instruction after a terminator) and each
- * target is rewritten as a block number. Nothing here assumes the jumps go
- * forward except check_operand's 't' rule: back edges (issue 12) need only
- * that rule relaxed and the "every path ends" check made a graph search.
+ * opcode, operand, constant, function id and jump target (any instruction:
+ * backward jumps are loops), and a last instruction that ends its path, so
+ * that no input crashes the VM (tests/fuzz/fuzz_pyvm.c). That last rule is
+ * all "every path ends in a RET_*, a BAIL or a cycle" needs: control leaves
+ * an instruction only by a checked jump, an end, or by falling through to
+ * the next one, which exists for all but the last. A cycle is legal (an
+ * endless `while`): the VM polls the fill's limit on backward steps. The
+ * instructions are then cut into basic blocks (leaders: 0, every target,
+ * every instruction after a terminator) and each target is rewritten as a
+ * block number.
+ *
+ * One rewrite (fuse): a C_ABS whose result only the comparison right after
+ * it reads (abs(z) <= 2.0) becomes C_ABS_*_F, which decides most lanes
+ * without the hypot (pyvm_ops.h: pf__py_cabs_sign), and the comparison is
+ * marked PYVM_SKIP. Same values, same bails.
  *
  * Two facts are computed once per program (analyse), because the front end
  * does not say them and the VM would otherwise rediscover them per block:
@@ -60,7 +68,8 @@ const char *pf_prog_function_name(int fn, int *arity) {
 
 int pf__pyvm_is_terminator(int op) {
   return op == PF__OP_JMP || op == PF__OP_BR || op == PF__OP_RET_I ||
-         op == PF__OP_RET_F || op == PF__OP_RET_B || op == PF__OP_BAIL;
+         op == PF__OP_RET_F || op == PF__OP_RET_B || op == PF__OP_RET_C ||
+         op == PF__OP_BAIL;
 }
 
 /* ----------------------------------------------------------- validation */
@@ -83,7 +92,11 @@ static int check_operand(const pf_prog *p, int32_t pc, int op, int w,
   case 'I':
   case 'F':
   case 'B':
+  case 'C':
     bound = p->nreg[pyvm_file_of(kind)];
+    break;
+  case 'c': /* two consecutive entries */
+    bound = (int64_t)p->nfconsts - 1;
     break;
   case 'i':
     bound = (int64_t)p->niconsts;
@@ -95,10 +108,10 @@ static int check_operand(const pf_prog *p, int32_t pc, int op, int w,
     bound = 2;
     break;
   case 't':
-    if (v <= pc || v >= p->ncode)
+    if (v < 0 || v >= p->ncode)
       return pf__error_set(err, PF_EINVAL, pc,
-                           "instruction %d (%s): jump target %d is not a "
-                           "later instruction", (int)pc, name, (int)v);
+                           "instruction %d (%s): jump target %d outside "
+                           "[0, %d)", (int)pc, name, (int)v, (int)p->ncode);
     return 0;
   default: /* '1' '2': a function of that arity */
     if (pf__py_math_arity(v) != kind - '0')
@@ -154,6 +167,55 @@ static int make_blocks(pf_prog *p) {
   return 0;
 }
 
+/* The C_ABS + comparison rewrite (DESIGN); after make_blocks. */
+static int fuse(pf_prog *p) {
+  int32_t nf = p->nreg[PYVM_FILE_F];
+  int32_t *reads = pf__calloc((size_t)nf + (size_t)p->ncode + 1,
+                              sizeof *reads);
+  if (reads == NULL) return PF_ENOMEM;
+  int32_t *leader = reads + nf;
+  for (int32_t b = 0; b < p->nblocks; b++) leader[p->block_first[b]] = 1;
+  for (int32_t pc = 0; pc < p->ncode; pc++) {
+    const pyvm_ins *in = &p->code[pc];
+    const char *sig = pf__pyvm_op_sig[in->op];
+    const int32_t w[4] = {in->dst, in->a, in->b, in->c};
+    for (int k = 1; k < 4; k++)
+      if (sig[k] == 'F') reads[w[k]]++;
+  }
+  for (int32_t pc = 0; pc + 1 < p->ncode; pc++) {
+    pyvm_ins *in = &p->code[pc];
+    const pyvm_ins *next = in + 1;
+    if (in->op != PF__OP_C_ABS || leader[pc + 1] || reads[in->dst] != 1)
+      continue;
+    /* abs(z) OP y, or y OP abs(z) read as abs(z) OP' y. */
+    int op = next->op, other;
+    if (next->a == in->dst && next->b != in->dst) {
+      other = next->b;
+    } else if (next->b == in->dst && next->a != in->dst) {
+      other = next->a;
+      op = op == PF__OP_F_LT   ? PF__OP_F_GT
+           : op == PF__OP_F_LE ? PF__OP_F_GE
+           : op == PF__OP_F_GT ? PF__OP_F_LT
+           : op == PF__OP_F_GE ? PF__OP_F_LE
+                               : -1;
+    } else {
+      continue;
+    }
+    const int fused = op == PF__OP_F_LT   ? PF__OP_C_ABS_LT_F
+                      : op == PF__OP_F_LE ? PF__OP_C_ABS_LE_F
+                      : op == PF__OP_F_GT ? PF__OP_C_ABS_GT_F
+                      : op == PF__OP_F_GE ? PF__OP_C_ABS_GE_F
+                                          : -1;
+    if (fused < 0) continue;
+    /* `other` is not C_ABS's destination, so it holds the same value one
+     * instruction earlier. */
+    *in = (pyvm_ins){fused, next->dst, in->a, other, 0};
+    p->flags[pc + 1] |= PYVM_SKIP;
+  }
+  free(reads);
+  return 0;
+}
+
 /* Sets p->flags (DESIGN): PYVM_INVARIANT and PYVM_TO_OUT. Uses counts of
  * definitions and reads per register, in one allocation. */
 static int analyse(pf_prog *p) {
@@ -169,6 +231,7 @@ static int analyse(pf_prog *p) {
   for (int32_t b = 0; b < p->nblocks; b++) leader[p->block_first[b]] = 1;
   for (int32_t pc = 0; pc < p->ncode; pc++) {
     const pyvm_ins *in = &p->code[pc];
+    if (p->flags[pc] & PYVM_SKIP) continue;
     const char *sig = pf__pyvm_op_sig[in->op];
     const int32_t w[4] = {in->dst, in->a, in->b, in->c};
     int f = pyvm_file_of(sig[0]);
@@ -183,7 +246,9 @@ static int analyse(pf_prog *p) {
     const char *sig = pf__pyvm_op_sig[in->op];
     const int32_t w[4] = {in->dst, in->a, in->b, in->c};
     int fd = pyvm_file_of(sig[0]);
-    if (fd < 0 || pf__pyvm_is_terminator(in->op)) continue;
+    if (fd < 0 || pf__pyvm_is_terminator(in->op) ||
+        (p->flags[pc] & PYVM_SKIP))
+      continue;
     int ok = defs[base[fd] + (size_t)w[0]] == 1;
     for (int k = 1; k < 4 && ok; k++) {
       int f = pyvm_file_of(sig[k]);
@@ -224,7 +289,7 @@ void pf_prog_free(pf_prog *prog) {
 int pf_prog_create(pf_prog **prog, const int32_t *code, size_t nwords,
                    const int64_t *iconsts, size_t niconsts,
                    const double *fconsts, size_t nfconsts, int ndim,
-                   const int32_t nregs[3], pf_error *err) {
+                   const int32_t nregs[4], pf_error *err) {
   if (prog == NULL) return pf__error_set(err, PF_EINVAL, -1, "no program");
   *prog = NULL;
   if (code == NULL || nregs == NULL || (iconsts == NULL && niconsts > 0) ||
@@ -288,6 +353,7 @@ int pf_prog_create(pf_prog **prog, const int32_t *code, size_t nwords,
     goto fail;
   }
   rc = make_blocks(p);
+  if (rc == 0) rc = fuse(p);
   if (rc == 0) rc = analyse(p);
   if (rc != 0) goto fail;
   *prog = p;

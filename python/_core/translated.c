@@ -39,15 +39,18 @@ static void *copy_le(const Py_buffer *buf, size_t size, size_t count) {
   return mem;
 }
 
-/* (nI, nF, nB) into nregs; TypeError / ValueError naming the argument. */
-static int nregs_from_object(PyObject *obj, int32_t nregs[3]) {
-  if (!PyTuple_Check(obj) || PyTuple_GET_SIZE(obj) != 3) {
+/* (nI, nF, nB) or (nI, nF, nB, nC) into nregs (nC = 0 for three);
+ * TypeError / ValueError naming the argument. */
+static int nregs_from_object(PyObject *obj, int32_t nregs[4]) {
+  if (!PyTuple_Check(obj) ||
+      (PyTuple_GET_SIZE(obj) != 3 && PyTuple_GET_SIZE(obj) != 4)) {
     PyErr_Format(PyExc_TypeError,
-                 "nregs must be a tuple (nI, nF, nB), not %.100s",
-                 Py_TYPE(obj)->tp_name);
+                 "nregs must be a tuple (nI, nF, nB) or (nI, nF, nB, nC), "
+                 "not %.100s", Py_TYPE(obj)->tp_name);
     return -1;
   }
-  for (int k = 0; k < 3; k++) {
+  nregs[3] = 0;
+  for (int k = 0; k < (int)PyTuple_GET_SIZE(obj); k++) {
     PyObject *item = PyTuple_GET_ITEM(obj, k);
     if (!PyLong_Check(item)) {
       PyErr_Format(PyExc_TypeError, "nregs[%d] must be an int, not %.100s", k,
@@ -94,7 +97,7 @@ static PyObject *fill_translated_impl(PyObject *module, Py_buffer *code,
                                       PyObject *progress, double timeout,
                                       long long first, int isa,
                                       const pf_window *window) {
-  int32_t nregs[3];
+  int32_t nregs[4];
   if (nregs_from_object(nregs_obj, nregs) < 0) return NULL;
   if (code->len % 20 != 0 || iconsts->len % 8 != 0 || fconsts->len % 8 != 0) {
     PyErr_SetString(PyExc_ValueError,

@@ -48,7 +48,7 @@ static int create(pf_prog **p, const ins *code, size_t n, const int64_t *ik,
                   int32_t ni_regs, int32_t nf_regs, int32_t nb_regs,
                   pf_error *err) {
   int32_t *w = assemble(code, n);
-  int32_t nregs[3] = {ni_regs, nf_regs, nb_regs};
+  int32_t nregs[4] = {ni_regs, nf_regs, nb_regs, 0};
   int rc = pf_prog_create(p, w, 5 * n, ik, ni, fk, nf, ndim, nregs, err);
   free(w);
   return rc;
@@ -92,11 +92,15 @@ static void test_validation(void **state) {
        "out of range"},
       {{{"B_CONST", 0, 2, 0, 0}, {"RET_B", 0, 0, 0, 0}}, 2, 0, {0, 0, 1},
        "out of range"},
-      {{{"JMP", 0, 0, 0, 0}}, 1, 0, {0, 0, 0}, "later instruction"},
       {{{"JMP", 0, 5, 0, 0}, {"BAIL", 0, 0, 0, 0}}, 2, 0, {0, 0, 0},
-       "later instruction"},
-      {{{"BR", 0, 0, 1, 0}, {"BAIL", 0, 0, 0, 0}}, 2, 0, {0, 0, 1},
-       "later instruction"},
+       "outside"},
+      {{{"JMP", 0, -1, 0, 0}, {"BAIL", 0, 0, 0, 0}}, 2, 0, {0, 0, 0},
+       "outside"},
+      {{{"BR", 0, 0, 1, 2}, {"BAIL", 0, 0, 0, 0}}, 2, 0, {0, 0, 1},
+       "outside"},
+      {{{"C_MOV", 0, 0, 0, 0}, {"BAIL", 0, 0, 0, 0}}, 2, 0, {0, 0, 0},
+       "out of range"},
+      {{{"RET_C", 0, 0, 0, 0}}, 1, 0, {0, 0, 0}, "out of range"},
       {{{"I_MOV", 0, 0, 0, 0}}, 1, 1, {1, 0, 0}, "off the end"},
       {{{"BAIL", 1, 0, 0, 0}}, 1, 0, {0, 0, 0}, "unused operand"},
       {{{"RET_I", 0, 0, 7, 0}}, 1, 1, {1, 0, 0}, "unused operand"},
@@ -124,7 +128,7 @@ static void test_validation(void **state) {
   }
   /* Unknown opcodes, word counts, NULL pools. */
   int32_t words[10] = {-1, 0, 0, 0, 0};
-  int32_t nregs[3] = {0, 0, 0};
+  int32_t nregs[4] = {0, 0, 0, 0};
   assert_int_equal(pf_prog_create(&p, words, 5, NULL, 0, NULL, 0, 0, nregs,
                                   &err), PF_EINVAL);
   assert_non_null(strstr(err.message, "unknown opcode"));
@@ -549,7 +553,7 @@ static void test_arguments(void **state) {
   (void)state;
   pf_prog *p;
   pf_error err;
-  const int32_t nregs[3] = {1, 0, 0};
+  const int32_t nregs[4] = {1, 0, 0, 0};
   int32_t bail[5] = {op("BAIL"), 0, 0, 0, 0};
   assert_int_equal(pf_prog_create(&p, bail, 5, NULL, 0, NULL, 0, -1, nregs,
                                   &err), PF_EINVAL);
@@ -647,6 +651,320 @@ static void test_out_of_memory(void **state) {
     assert_true(out[k] == hoisted(k / C, k % C));
 }
 
+/* ---------------------------------------------------------------- loops */
+
+/* Collatz steps of i + 1: a while loop with an if/else inside, lanes
+ * leaving after different trip counts. */
+static int64_t collatz(int64_t i) {
+  int64_t n = i + 1, s = 0;
+  while (n != 1) {
+    n = n % 2 ? 3 * n + 1 : n / 2;
+    s++;
+  }
+  return s;
+}
+
+static void test_loop_collatz(void **state) {
+  (void)state;
+  const ins code[] = {
+      {"I_CONST", 1, 0, 0, 0},     /* 0: I1 = 1 */
+      {"I_CONST", 5, 1, 0, 0},     /* 1: I5 = 2 */
+      {"I_CONST", 6, 2, 0, 0},     /* 2: I6 = 3 */
+      {"I_ADD", 2, 0, 1, 0},       /* 3: n = i + 1 */
+      {"I_CONST", 3, 3, 0, 0},     /* 4: s = 0 */
+      {"I_NE", 0, 2, 1, 0},        /* 5: while n != 1 */
+      {"BR", 0, 0, 7, 16},         /* 6 */
+      {"I_MOD", 4, 2, 5, 0},       /* 7 */
+      {"I_TRUTH", 1, 4, 0, 0},     /* 8 */
+      {"BR", 0, 1, 12, 10},        /* 9 */
+      {"I_FLOORDIV", 2, 2, 5, 0},  /* 10: n //= 2 */
+      {"JMP", 0, 14, 0, 0},        /* 11 */
+      {"I_MUL", 2, 6, 2, 0},       /* 12: n = 3 * n + 1 */
+      {"I_ADD", 2, 2, 1, 0},       /* 13 */
+      {"I_ADD", 3, 3, 1, 0},       /* 14: s += 1 */
+      {"JMP", 0, 5, 0, 0},         /* 15: back edge */
+      {"RET_I", 0, 3, 0, 0},       /* 16 */
+  };
+  const int64_t ik[4] = {1, 2, 3, 0};
+  pf_prog *p;
+  pf_error err;
+  assert_int_equal(create(&p, code, PF_ARRAY_LEN(code), ik, 4, NULL, 0, 1, 7,
+                          0, 2, &err), 0);
+  enum { N = 30011 };
+  int64_t *out = malloc(sizeof(int64_t) * N);
+  const int64_t shape[1] = {N};
+  for (int run = 0; run < 9; run++) {
+    memset(out, 0xff, sizeof(int64_t) * N);
+    pf_array a = array_of(out, PF_INT64, 1, shape);
+    pf_fill_options o = PF_FILL_OPTIONS_DEFAULTS;
+    o.workers = 1 + run % 3;
+    o.schedule = (pf_schedule)(run % 3);
+    o.chunk = run % 3 == 0 ? 0 : 999;
+    assert_int_equal(pf__prog_fill_isa(p, &a, &o, run / 3, &err), 0);
+    for (int64_t i = 0; i < N; i++)
+      if (out[i] != collatz(i))
+        fail_msg("run %d: collatz(%lld) = %lld, want %lld", run,
+                 (long long)i, (long long)out[i], (long long)collatz(i));
+  }
+  free(out);
+  pf_prog_free(p);
+}
+
+/* A guard inside a loop: acc += (i == 1234 && k == 50 ? INT64_MAX : 1) for
+ * k in range(100) overflows at iteration 50 of element 1234 only. */
+static void test_loop_bail_midway(void **state) {
+  (void)state;
+  const ins code[] = {
+      {"I_CONST", 1, 0, 0, 0},   /* 0: acc = 0 */
+      {"I_CONST", 2, 0, 0, 0},   /* 1: k = 0 */
+      {"I_CONST", 3, 1, 0, 0},   /* 2: I3 = 100 */
+      {"I_CONST", 4, 2, 0, 0},   /* 3: I4 = 1 */
+      {"I_CONST", 5, 3, 0, 0},   /* 4: I5 = INT64_MAX */
+      {"I_CONST", 6, 4, 0, 0},   /* 5: I6 = 1234 */
+      {"I_CONST", 7, 5, 0, 0},   /* 6: I7 = 50 */
+      {"I_LT", 0, 2, 3, 0},      /* 7: while k < 100 */
+      {"BR", 0, 0, 9, 16},       /* 8 */
+      {"I_EQ", 1, 0, 6, 0},      /* 9: i == 1234 */
+      {"I_EQ", 2, 2, 7, 0},      /* 10: k == 50 */
+      {"B_AND", 1, 1, 2, 0},     /* 11 */
+      {"I_SELECT", 8, 1, 5, 4},  /* 12 */
+      {"I_ADD", 1, 1, 8, 0},     /* 13: acc += ... (guarded) */
+      {"I_ADD", 2, 2, 4, 0},     /* 14: k += 1 */
+      {"JMP", 0, 7, 0, 0},       /* 15 */
+      {"RET_I", 0, 1, 0, 0},     /* 16 */
+  };
+  const int64_t ik[6] = {0, 100, 1, INT64_MAX, 1234, 50};
+  pf_prog *p;
+  pf_error err;
+  assert_int_equal(create(&p, code, PF_ARRAY_LEN(code), ik, 6, NULL, 0, 1, 9,
+                          0, 3, &err), 0);
+  enum { N = 5000 };
+  int64_t *out = malloc(sizeof(int64_t) * N);
+  const int64_t shape[1] = {N};
+  for (int run = 0; run < 9; run++) {
+    memset(out, 0, sizeof(int64_t) * N);
+    pf_array a = array_of(out, PF_INT64, 1, shape);
+    pf_fill_options o = PF_FILL_OPTIONS_DEFAULTS;
+    o.workers = 1 + run % 3;
+    o.schedule = (pf_schedule)(run % 3);
+    o.chunk = 100 + 37 * run;
+    memset(&err, 0, sizeof err);
+    assert_int_equal(pf__prog_fill_isa(p, &a, &o, run / 3, &err), PF_EBAIL);
+    assert_int_equal(err.position, 1234);
+    assert_string_equal(err.message, "I_ADD: integer result outside int64");
+    for (int i = 0; i < 1234; i++) assert_int_equal(out[i], 100);
+  }
+  free(out);
+  pf_prog_free(p);
+}
+
+/* An element that loops forever is stopped by the fill's timeout, on one
+ * worker and on several (the others finish their elements). */
+static void test_endless_loop_times_out(void **state) {
+  (void)state;
+  /* f(i) = 1 if i != 777 else (loop forever) */
+  const ins code[] = {
+      {"I_CONST", 1, 0, 0, 0}, {"I_EQ", 0, 0, 1, 0}, {"BR", 0, 0, 3, 4},
+      {"JMP", 0, 3, 0, 0},     {"B_CONST", 0, 1, 0, 0}, {"RET_B", 0, 0, 0, 0},
+  };
+  const int64_t ik[1] = {777};
+  pf_prog *p;
+  pf_error err;
+  assert_int_equal(create(&p, code, PF_ARRAY_LEN(code), ik, 1, NULL, 0, 1, 2,
+                          0, 1, &err), 0);
+  uint8_t out[3000];
+  const int64_t shape[1] = {3000};
+  for (int workers = 1; workers <= 3; workers++) {
+    pf_array a = array_of(out, PF_UINT8, 1, shape);
+    pf_fill_options o = PF_FILL_OPTIONS_DEFAULTS;
+    o.workers = workers;
+    o.timeout = 0.2;
+    memset(&err, 0, sizeof err);
+    assert_int_equal(pf_prog_fill(p, &a, &o, &err), PF_ETIMEDOUT);
+  }
+  pf_prog_free(p);
+}
+
+/* -------------------------------------------------------------- complex */
+
+/* The escape count of c = (j * 0.01 - 2, i * 0.01 - 1) in 100 iterations of
+ * z = z * z + c while abs(z) <= 2: C_MUL, C_ADD, C_ABS + F_LE (fused). */
+static int64_t escape(int64_t i, int64_t j) {
+  const double cr = (double)j * 0.01 - 2.0, ci = (double)i * 0.01 - 1.0;
+  double zr = 0, zi = 0;
+  int64_t n = 0;
+  while (n < 100) {
+    const double r = zr * zr - zi * zi, m = zr * zi + zi * zr;
+    zr = r + cr;
+    zi = m + ci;
+    if (!(hypot(zr, zi) <= 2.0)) break;
+    n++;
+  }
+  return n;
+}
+
+static void test_complex_escape(void **state) {
+  (void)state;
+  const ins code[] = {
+      {"I2F", 0, 1, 0, 0},      /* 0: F0 = j */
+      {"F_CONST", 1, 0, 0, 0},  /* 1: 0.01 */
+      {"F_MUL", 0, 0, 1, 0},    /* 2 */
+      {"F_CONST", 2, 1, 0, 0},  /* 3: 2.0 */
+      {"F_SUB", 0, 0, 2, 0},    /* 4: re */
+      {"I2F", 3, 0, 0, 0},      /* 5: F3 = i */
+      {"F_MUL", 3, 3, 1, 0},    /* 6 */
+      {"F_CONST", 4, 2, 0, 0},  /* 7: 1.0 */
+      {"F_SUB", 3, 3, 4, 0},    /* 8: im */
+      {"C_MAKE", 0, 0, 3, 0},   /* 9: c */
+      {"C_CONST", 1, 3, 0, 0},  /* 10: z = 0j */
+      {"I_CONST", 2, 0, 0, 0},  /* 11: n = 0 */
+      {"I_CONST", 3, 1, 0, 0},  /* 12: 100 */
+      {"I_CONST", 4, 2, 0, 0},  /* 13: 1 */
+      {"I_LT", 0, 2, 3, 0},     /* 14: while n < 100 */
+      {"BR", 0, 0, 16, 23},     /* 15 */
+      {"C_MUL", 1, 1, 1, 0},    /* 16: z = z * z + c */
+      {"C_ADD", 1, 1, 0, 0},    /* 17 */
+      {"C_ABS", 5, 1, 0, 0},    /* 18: abs(z) */
+      {"F_GE", 1, 2, 5, 0},     /* 19: 2.0 >= abs(z) (fused, swapped) */
+      {"BR", 0, 1, 21, 23},     /* 20 */
+      {"I_ADD", 2, 2, 4, 0},    /* 21: n += 1 */
+      {"JMP", 0, 14, 0, 0},     /* 22 */
+      {"RET_I", 0, 2, 0, 0},    /* 23 */
+  };
+  const int64_t ik[3] = {0, 100, 1};
+  const double fk[5] = {0.01, 2.0, 1.0, 0.0, 0.0};
+  pf_prog *p;
+  pf_error err;
+  int32_t *w = assemble(code, PF_ARRAY_LEN(code));
+  const int32_t nregs[4] = {5, 6, 2, 2};
+  assert_int_equal(pf_prog_create(&p, w, 5 * PF_ARRAY_LEN(code), ik, 3, fk,
+                                  5, 2, nregs, &err), 0);
+  free(w);
+  enum { H = 201, W = 301 };
+  int16_t *out = malloc(sizeof(int16_t) * H * W);
+  const int64_t shape[2] = {H, W};
+  for (int run = 0; run < 9; run++) {
+    memset(out, 0xff, sizeof(int16_t) * H * W);
+    pf_array a = array_of(out, PF_INT16, 2, shape);
+    pf_fill_options o = PF_FILL_OPTIONS_DEFAULTS;
+    o.workers = 1 + run % 3;
+    o.schedule = (pf_schedule)(run % 3);
+    assert_int_equal(pf__prog_fill_isa(p, &a, &o, run / 3, &err), 0);
+    for (int64_t i = 0; i < H; i++)
+      for (int64_t j = 0; j < W; j++)
+        if (out[i * W + j] != escape(i, j))
+          fail_msg("run %d: (%lld, %lld) = %d, want %lld", run, (long long)i,
+                   (long long)j, out[i * W + j], (long long)escape(i, j));
+  }
+  free(out);
+  pf_prog_free(p);
+}
+
+/* The fused abs(z) OP x against hypot on points within a few ulps of the
+ * circle |z| = x (pf__py_cabs_sign's proof), every ISA. */
+static void test_abs_compare_near_circle(void **state) {
+  (void)state;
+  const char *cmp[4] = {"F_LT", "F_LE", "F_GT", "F_GE"};
+  enum { N = 20000 };
+  double *fk = malloc(sizeof(double) * 2 * N);
+  double *x = malloc(sizeof(double) * N);
+  uint64_t seed = 12345;
+  for (int k = 0; k < N; k++) {
+    seed = seed * 6364136223846793005ULL + 1442695040888963407ULL;
+    const double t = (double)(seed >> 11) * 0x1p-53 * 6.283185307179586;
+    const double r = k % 3 == 0 ? 2.0 : k % 3 == 1 ? 1e-3 : 7.5e100;
+    double re = r * cos(t), im = r * sin(t);
+    for (int u = (int)(seed % 7); u > 0; u--)
+      re = nextafter(re, (seed >> 5) & 1 ? INFINITY : -INFINITY);
+    /* Just outside the fast path's margin (2**-20 in |z|**2), both ways. */
+    if (k % 5 == 4) re *= (seed >> 6) & 1 ? 1.0 + 0x1p-19 : 1.0 - 0x1p-19;
+    fk[2 * k] = re;
+    fk[2 * k + 1] = im;
+    x[k] = r;
+  }
+  for (int c = 0; c < 4; c++) {
+    /* One program per point: z and x are its constants. */
+    for (int k = 0; k < N; k += 7) {
+      const double pool[3] = {fk[2 * k], fk[2 * k + 1], x[k]};
+      const ins code[] = {
+          {"C_CONST", 0, 0, 0, 0}, {"F_CONST", 1, 2, 0, 0},
+          {"C_ABS", 0, 0, 0, 0},   {cmp[c], 0, 0, 1, 0},
+          {"RET_B", 0, 0, 0, 0},
+      };
+      int32_t *w = assemble(code, PF_ARRAY_LEN(code));
+      const int32_t nregs[4] = {0, 2, 1, 1};
+      pf_prog *p;
+      pf_error err;
+      assert_int_equal(pf_prog_create(&p, w, 5 * 5, NULL, 0, pool, 3, 0,
+                                      nregs, &err), 0);
+      free(w);
+      const double h = hypot(pool[0], pool[1]);
+      const int want = c == 0 ? h < x[k] : c == 1 ? h <= x[k]
+                       : c == 2 ? h > x[k] : h >= x[k];
+      for (int isa = 0; isa < 3; isa++) {
+        uint8_t got = 9;
+        pf_array a = array_of(&got, PF_BOOL, 0, NULL);
+        assert_int_equal(pf__prog_fill_isa(p, &a, NULL, isa, &err), 0);
+        if (got != want)
+          fail_msg("%s: abs(%a, %a) vs %a: %d, want %d", cmp[c], pool[0],
+                   pool[1], x[k], got, want);
+      }
+      pf_prog_free(p);
+    }
+  }
+  free(fk);
+  free(x);
+}
+
+/* Complex division by zero bails with ZeroDivisionError's reason; RET_C
+ * stores into complex dtypes and bails for a real one. */
+static void test_complex_div_and_store(void **state) {
+  (void)state;
+  /* f(i) = complex(1.5, i) / complex(i - 3, 0.0) */
+  const ins code[] = {
+      {"F_CONST", 0, 0, 0, 0}, {"I2F", 1, 0, 0, 0},
+      {"C_MAKE", 0, 0, 1, 0},  {"I_CONST", 1, 0, 0, 0},
+      {"I_SUB", 1, 0, 1, 0},   {"I2C", 1, 1, 0, 0},
+      {"C_DIV", 0, 0, 1, 0},   {"RET_C", 0, 0, 0, 0},
+  };
+  const int64_t ik[1] = {3};
+  const double fk[1] = {1.5};
+  int32_t *w = assemble(code, PF_ARRAY_LEN(code));
+  const int32_t nregs[4] = {2, 2, 0, 2};
+  pf_prog *p;
+  pf_error err;
+  assert_int_equal(pf_prog_create(&p, w, 5 * PF_ARRAY_LEN(code), ik, 1, fk,
+                                  1, 1, nregs, &err), 0);
+  free(w);
+  double out[2 * 10];
+  const int64_t shape[1] = {10};
+  pf_array a = array_of(out, PF_COMPLEX128, 1, shape);
+  assert_int_equal(pf_prog_fill(p, &a, NULL, &err), PF_EBAIL);
+  assert_int_equal(err.position, 3);
+  assert_string_equal(err.message, "C_DIV: complex division by zero");
+  for (int i = 0; i < 3; i++) {
+    /* _Py_c_quot with b = (i - 3, 0): |b.real| >= |b.imag|, ratio 0 */
+    const double br = (double)(i - 3), ratio = 0.0 / br,
+                 denom = br + 0.0 * ratio;
+    const double wr = (1.5 + (double)i * ratio) / denom,
+                 wi = ((double)i - 1.5 * ratio) / denom;
+    assert_memory_equal(&out[2 * i], &wr, 8);
+    assert_memory_equal(&out[2 * i + 1], &wi, 8);
+  }
+  float out32[2 * 10];
+  a = array_of(out32, PF_COMPLEX64, 1, shape);
+  pf_fill_options o = PF_FILL_OPTIONS_DEFAULTS;
+  o.first = 4;
+  assert_int_equal(pf_prog_fill(p, &a, &o, &err), 0);
+  assert_true(out32[2 * 9] == (float)(1.5 / 6.0));
+  double real[10];
+  a = array_of(real, PF_FLOAT64, 1, shape);
+  assert_int_equal(pf_prog_fill(p, &a, &o, &err), PF_EBAIL);
+  assert_int_equal(err.position, 4);
+  assert_non_null(strstr(err.message, "RET_C: complex stored into a real"));
+  pf_prog_free(p);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_tables),
@@ -660,6 +978,12 @@ int main(void) {
       cmocka_unit_test(test_many_registers),
       cmocka_unit_test(test_arguments),
       cmocka_unit_test(test_out_of_memory),
+      cmocka_unit_test(test_loop_collatz),
+      cmocka_unit_test(test_loop_bail_midway),
+      cmocka_unit_test(test_endless_loop_times_out),
+      cmocka_unit_test(test_complex_escape),
+      cmocka_unit_test(test_abs_compare_near_circle),
+      cmocka_unit_test(test_complex_div_and_store),
   };
   return PF_RUN_TESTS(tests, NULL, NULL);
 }

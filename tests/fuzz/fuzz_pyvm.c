@@ -4,13 +4,15 @@
  *
  *   make fuzz && build/fuzz/fuzz_pyvm -max_total_time=600 tests/fuzz/corpus/pyvm
  *
- * Input: 8 header bytes (ndim, nI, nF, nB, int constants, float constants,
- * dtype, shape seed), the constants (8 bytes each), then instructions of 5
+ * Input: 8 header bytes (ndim, nI, nF, nB (its high nibble: nC), int
+ * constants, float constants, dtype, shape seed), the constants (8 bytes each), then instructions of 5
  * bytes: the opcode, then dst, a, b, c as signed bytes -- small operands, so
  * that many inputs are valid programs and run. Any input must be accepted or
  * refused with PF_EINVAL and a message, never crash; an accepted program
  * must fill a small array with 0 or PF_EBAIL (at an element of the array,
- * with a message), serially and on two workers, never crash, hang or leak.
+ * with a message), serially and on two workers, never crash or leak; a
+ * program that loops forever (legal: backward jumps) is stopped by a short
+ * timeout (PF_ETIMEDOUT), so it cannot hang either.
  */
 #include <stdint.h>
 #include <stdlib.h>
@@ -28,7 +30,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   if (size < 8) return 0;
   int ndim = data[0] % 4;
-  int32_t nregs[3] = {data[1] % 16, data[2] % 16, data[3] % 16};
+  int32_t nregs[4] = {data[1] % 16, data[2] % 16, data[3] % 16,
+                      (data[3] >> 4) % 8};
   size_t ni = data[4] % 8, nf = data[5] % 8;
   pf_dtype dtype = (pf_dtype)(data[6] % PF_DTYPE_COUNT);
   unsigned seed = data[7];
@@ -77,9 +80,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     o.workers = workers;
     o.chunk = 64;
     o.first = workers == 2 ? total / 3 : 0;
+    o.timeout = 0.05;
     memset(&err, 0, sizeof err);
     rc = pf_prog_fill(prog, &a, &o, &err);
-    CHECK(rc == 0 || rc == PF_EBAIL);
+    CHECK(rc == 0 || rc == PF_EBAIL || rc == PF_ETIMEDOUT);
     if (rc == PF_EBAIL) {
       CHECK(err.position >= o.first && err.position < total);
       CHECK(err.message[0] != '\0');

@@ -128,13 +128,16 @@ def load(kind, reg, value, iconsts, fconsts):
     if kind == "F":
         fconsts.append(value)
         return ("F_CONST", reg, len(fconsts) - 1)
+    if kind == "C":
+        fconsts += [value.real, value.imag]
+        return ("C_CONST", reg, len(fconsts) - 2)
     return ("B_CONST", reg, int(value))
 
 
 def vm(op, kinds, result, args, fn=None):
     """Runs `op` on constant operands; the value, or raises Bail."""
     iconsts, fconsts, code = [], [], []
-    count = {"I": 0, "F": 0, "B": 0}
+    count = {"I": 0, "F": 0, "B": 0, "C": 0}
     regs = []
     for kind, value in zip(kinds, args):
         regs.append(count[kind])
@@ -145,9 +148,11 @@ def vm(op, kinds, result, args, fn=None):
     operands = regs + ([FNS[fn]] if fn is not None else [])
     code.append((op, dst, *operands))
     code.append(("RET_" + result, 0, dst))
-    dtype = {"I": np.int64, "F": np.float64, "B": np.bool_}[result]
+    dtype = {"I": np.int64, "F": np.float64, "B": np.bool_,
+             "C": np.complex128}[result]
     out = np.zeros((), dtype)
-    k = run(code, iconsts, fconsts, (count["I"], count["F"], count["B"]), out)
+    k = run(code, iconsts, fconsts,
+            (count["I"], count["F"], count["B"], count["C"]), out)
     if k != -1:
         assert k == 0
         raise Bail
@@ -155,6 +160,8 @@ def vm(op, kinds, result, args, fn=None):
         return int(out)
     if result == "F":
         return float(out)
+    if result == "C":
+        return complex(out)
     return bool(out)
 
 
@@ -169,6 +176,9 @@ def python(ref, args):
 
 
 def same(kind, got, want):
+    if kind == "C":
+        return type(want) is complex and fbits(got.real) == fbits(
+            want.real) and fbits(got.imag) == fbits(want.imag)
     if kind == "F":
         return type(want) is float and fbits(got) == fbits(want)
     if kind == "I":
@@ -379,6 +389,123 @@ def test_math2(fn):
         assert BAILS.get("F_CALL2:hypot", 0) <= len(pairs) // 100
 
 
+# -------------------------------------------------------------- complex
+
+C_PARTS = [0.0, -0.0, 1.0, -1.0, 0.5, 2.0, -2.5, 3.0, 0.1, 1e-300, 5e-324,
+           1e308, -1e308, 1e154, 1.5e154, float("inf"), float("-inf"),
+           float("nan")]
+COMPLEXES = [complex(a, b) for a in C_PARTS for b in C_PARTS] + [
+    complex(x, y) for x, y in zip(rand_floats(200), rand_floats(200))]
+
+
+def complex_pairs(n=9000):
+    pairs = [(a, b) for a in COMPLEXES[:60] for b in COMPLEXES[:60]]
+    pairs += [(rng.choice(COMPLEXES), rng.choice(COMPLEXES))
+              for _ in range(n - len(pairs))]
+    return pairs
+
+
+def has_nan(z):
+    return math.isnan(z.real) or math.isnan(z.imag)
+
+
+def nan_result(args, want):
+    """The contract's complex bail: a NaN part (which NaN an IEEE op on two
+    NaNs returns depends on the compiler)."""
+    return type(want) is complex and has_nan(want)
+
+
+COMPLEX_BINARY = {
+    "C_ADD": lambda a, b: a + b, "C_SUB": lambda a, b: a - b,
+    "C_MUL": lambda a, b: a * b, "C_DIV": lambda a, b: a / b,
+}
+
+
+@pytest.mark.parametrize("op", sorted(COMPLEX_BINARY))
+def test_complex_binary(op):
+    allowed = never if op == "C_SUB" else nan_result
+    check(op, "CC", "C", COMPLEX_BINARY[op], complex_pairs(), allowed)
+
+
+def test_complex_pow():
+    # Integral exponents up to 100 (c_powi) and past it, halves, complex.
+    exps = [complex(float(n), 0.0) for n in (-101, -100, -3, -2, -1, 0, 1, 2,
+                                             3, 7, 100, 101)]
+    exps += [0.5 + 0j, -0.5 + 0j, 2.5 + 0j, 1j, 1 + 1j, -0.0 + 0j,
+             complex(2.0, -0.0)]
+    bases = COMPLEXES[:80] + [rng.choice(COMPLEXES) for _ in range(200)]
+    check("C_POW", "CC", "C", lambda a, b: a ** b,
+          [(a, b) for a in bases for b in exps], nan_result)
+
+
+def test_complex_unary_and_parts():
+    values = [(z,) for z in COMPLEXES]
+    check("C_NEG", "C", "C", lambda a: -a, values, never)
+    check("C_CONJ", "C", "C", lambda a: a.conjugate(), values, never)
+    check("C_MOV", "C", "C", lambda a: a, values, never)
+    check("C_REAL", "C", "F", lambda a: a.real, values, never)
+    check("C_IMAG", "C", "F", lambda a: a.imag, values, never)
+    check("C_ABS", "C", "F", abs, values, never)
+    check("C_TRUTH", "C", "B", bool, values, never)
+    check("I2C", "I", "C", complex, [(a,) for a in INTS], never)
+    check("F2C", "F", "C", complex, [(a,) for a in FLOATS], never)
+    check("B2C", "B", "C", complex, [(False,), (True,)], never)
+    check("C_MAKE", "FF", "C", complex, float_pairs()[::3], never)
+    pairs = complex_pairs(3000)
+    check("C_EQ", "CC", "B", lambda a, b: a == b, pairs, never)
+    check("C_NE", "CC", "B", lambda a, b: a != b, pairs, never)
+
+
+@pytest.mark.parametrize("cmp", ["LT", "LE", "GT", "GE"])
+def test_complex_abs_compare_fused_near_the_circle(cmp):
+    """C_ABS then F_<cmp> (fused by the VM into C_ABS_<cmp>_F when the abs
+    has no other reader) against Python on points within a few ulps of the
+    circle, just outside the fast path's margin, far from it, and edge
+    values; the direct fused op as well."""
+    ref = CMPS[cmp]
+    pts = []
+    for _ in range(3000):
+        t = rng.uniform(0, 2 * math.pi)
+        r = rng.choice([2.0, 1e-3, 1e100, 3.5, 1e-140])
+        x, y = r * math.cos(t), r * math.sin(t)
+        x = rng.choice([x, math.nextafter(x, math.inf),
+                        math.nextafter(x, -math.inf), x * (1 + 2**-19),
+                        x * (1 - 2**-19), x * 1.5])
+        pts.append((complex(x, y), r))
+    pts += [(z, b) for z in COMPLEXES[::7] for b in (2.0, 0.0, -1.0,
+                                                     float("nan"), 1e300)]
+    bad = []
+    for z, b in pts:
+        iconsts, fconsts = [], []
+        code = [load("C", 0, z, iconsts, fconsts),
+                load("F", 1, b, iconsts, fconsts),
+                ("C_ABS", 0, 0), ("F_" + cmp, 0, 0, 1), ("RET_B", 0, 0)]
+        out = np.zeros((), np.bool_)
+        assert run(code, iconsts, fconsts, (0, 2, 1, 1), out) == -1
+        direct = np.zeros((), np.bool_)
+        code2 = code[:2] + [("C_ABS_" + cmp + "_F", 0, 0, 1), ("RET_B", 0, 0)]
+        assert run(code2, iconsts, fconsts, (0, 2, 1, 1), direct) == -1
+        want = ref(abs(z), b)
+        if bool(out) != want or bool(direct) != want:
+            bad.append((z, b, bool(out), bool(direct), want))
+    assert not bad, bad[:8]
+
+
+def test_complex_abs_overflow_bails():
+    z = complex(1.5e308, 1.5e308)
+    with pytest.raises(OverflowError):
+        abs(z)
+    with pytest.raises(Bail):
+        vm("C_ABS", "C", "F", (z,))
+    for cmp in ("LT", "GT"):  # fused: the same bail
+        iconsts, fconsts = [], []
+        code = [load("C", 0, z, iconsts, fconsts),
+                load("F", 1, 2.0, iconsts, fconsts),
+                ("C_ABS", 0, 0), ("F_" + cmp, 0, 0, 1), ("RET_B", 0, 0)]
+        assert run(code, iconsts, fconsts, (1, 2, 1, 1),
+                   np.zeros(1, np.bool_), ndim=1) == 0
+
+
 # --------------------------------------------------------------- stores
 
 DTYPES = ["bool", "int8", "int16", "int32", "int64", "uint8", "uint16",
@@ -417,6 +544,9 @@ def test_store(dtype):
     bad = []
     cases = [("I", v) for v in STORE_INTS] + [("F", v) for v in STORE_FLOATS]
     cases += [("B", False), ("B", True)]
+    cases += [("C", z) for z in COMPLEXES[::3]] + [
+        ("C", complex(v, w)) for v in STORE_FLOATS[::17]
+        for w in (0.0, -0.0, 3.5e38, 1e39)]
     for kind, value in cases:
         want = np.zeros(1, dtype)
         try:
@@ -428,7 +558,8 @@ def test_store(dtype):
             expect = None
         iconsts, fconsts = [], []
         code = [load(kind, 0, value, iconsts, fconsts), ("RET_" + kind, 0, 0)]
-        nregs = {"I": (1, 0, 0), "F": (1, 1, 0), "B": (1, 0, 1)}[kind]
+        nregs = {"I": (1, 0, 0), "F": (1, 1, 0), "B": (1, 0, 1),
+                 "C": (1, 0, 0, 1)}[kind]
         got = np.zeros(1, dtype)
         k = run(code, iconsts, fconsts, nregs, got, ndim=1)
         if k == 0:
@@ -517,8 +648,13 @@ def test_malformed_programs_are_value_errors():
     with pytest.raises(ValueError, match="unknown opcode"):
         _core.fill_translated(struct.pack("<5i", 9999, 0, 0, 0, 0), b"", b"",
                               1, (1, 0, 0), out)
-    with pytest.raises(ValueError, match="later instruction"):
-        run([("JMP", 0, 0)], out=out, ndim=1, nregs=(1, 0, 0))
+    with pytest.raises(ValueError, match="outside"):
+        run([("JMP", 0, 1)], out=out, ndim=1, nregs=(1, 0, 0))
+    # A backward jump is a loop (legal); this one never ends: the timeout
+    # stops it.
+    import parfill
+    with pytest.raises(parfill.TimeoutError):
+        run([("JMP", 0, 0)], out=out, ndim=1, nregs=(1, 0, 0), timeout=0.2)
     with pytest.raises(ValueError, match="off the end"):
         run([("I_MOV", 0, 0)], out=out, ndim=1, nregs=(1, 0, 0))
     with pytest.raises(ValueError, match="out of range"):

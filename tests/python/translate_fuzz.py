@@ -1,10 +1,14 @@
-"""The translator's differential fuzzer (issue 11).
+"""The translator's differential fuzzer (issues 11 and 12).
 
-Builds random straight-line functions from the grammar the translator
-supports -- nested int/float/bool expressions, locals, augmented and tuple
+Builds random functions from the grammar the translator supports -- nested
+int/float/bool/complex expressions, locals, augmented and tuple
 assignment, ``if``/``elif``/``else`` with early returns, conditional
 expressions, ``and``/``or`` (operand-returning), chained comparisons,
-builtins (abs min max int float bool round pow divmod) and math functions --
+builtins (abs min max int float bool round pow divmod complex) and math
+functions, complex arithmetic (``+ - * / **``, ``abs`` also compared with
+a bound, ``.real .imag .conjugate()``), and loops (``for v in range(..)``,
+bounded ``while``, with ``break``, ``continue`` and ``return`` inside,
+nested) that update the locals --
 with hostile constants (huge ints, -0.0, NaN, inf, subnormals, values near
 2**53 and 2**63), as source text compiled with ``exec`` (real functions, as
 a REPL or notebook makes them), and compares
@@ -70,8 +74,10 @@ class Gen:
     def __init__(self, rng: random.Random, ndim: int) -> None:
         self.r = rng
         self.params = PARAMS[:ndim]
-        self.vars: dict[str, str] = {}      # name -> "int" | "float" | "bool"
+        self.vars: dict[str, str] = {}      # name -> "int" | "float" | "bool" | "complex"
         self.n = 0
+        self.complex_ok = rng.random() < 0.4
+        self.loop_depth = 0
 
     # -- leaves
     def int_const(self) -> str:
@@ -118,11 +124,47 @@ class Gen:
             return f"({p} % {r.randint(2, 5)} == {r.randint(0, 1)})"
         return r.choice(["True", "False"])
 
+    def complex_leaf(self) -> str:
+        r = self.r
+        names = [v for v, vt in self.vars.items() if vt == "complex"]
+        if names and r.random() < 0.6:
+            return r.choice(names)
+        k = r.randrange(4)
+        if k == 0 and self.params:
+            return f"complex({r.choice(self.params)} * {self.float_const()}, {self.leaf('float')})"
+        if k == 1 and self.params:
+            return f"({r.choice(self.params)} * 1j)"
+        if k == 2:
+            return r.choice(["1j", "0j", "(1+2j)", "(-0.5-0.25j)", "(2j)",
+                             "complex(-0.0, 0.0)", "complex(math.inf, 1.0)",
+                             "complex(math.nan, 0.0)", "(1e300+1e300j)"])
+        return f"complex({self.leaf('float')}, {self.leaf('float')})"
+
+    def e_complex(self, d: int) -> str:
+        r, e = self.r, self.expr
+        k = r.randrange(9)
+        num = lambda: e(r.choice(["complex", "complex", "float", "int"]), d)  # noqa: E731
+        if k < 3:
+            return f"({e('complex', d)} {r.choice('+-*')} {num()})"
+        if k == 3:
+            return f"({num()} / {e('complex', d)})"
+        if k == 4:
+            exp = r.choice(["2", "3", "-1", "-2", "0", "1", "0.5", "101",
+                            "(1+1j)", f"({e('int', d)} % 5 - 2)"])
+            return f"({e('complex', d)} ** {exp})"
+        if k == 5:
+            return f"{e('complex', d)}.conjugate()"
+        if k == 6:
+            return f"complex({e('float', d)}, {e(r.choice(['float', 'int']), d)})"
+        if k == 7:
+            return f"({e('complex', d)} if {e('bool', d)} else {e('complex', d)})"
+        return f"-{e('complex', d)}"
+
     # -- expressions
     def expr(self, t: str, depth: int) -> str:
         r = self.r
         if depth <= 0 or r.random() < 0.25:
-            return self.leaf(t)
+            return self.complex_leaf() if t == "complex" else self.leaf(t)
         d = depth - 1
         return getattr(self, "e_" + t)(d)
 
@@ -191,6 +233,10 @@ class Gen:
             return f"({e('float', d)} if {e('bool', d)} else {e('float', d)})"
         if k == 13:
             return f"({e('float', d)} {r.choice(['or', 'and'])} {e('float', d)})"
+        if k == 14 and self.complex_ok and r.random() < 0.6:
+            return r.choice([f"abs({e('complex', d)})",
+                             f"{e('complex', d)}.real",
+                             f"{e('complex', d)}.imag"])
         return f"{r.choice(['abs', '-', '+'])}({e('float', d)})"
 
     def e_bool(self, d: int) -> str:
@@ -208,6 +254,12 @@ class Gen:
             return f"({e('bool', d)} {r.choice(['and', 'or', '&', '|', '^'])} {e('bool', d)})"
         if k == 6:
             return f"math.{r.choice(['isnan', 'isinf', 'isfinite'])}({e('float', d)})"
+        if self.complex_ok and r.random() < 0.3:
+            c = e("complex", d)
+            return r.choice([f"(abs({c}) {cmp()} {e('float', d)})",
+                             f"({e('float', d)} {cmp()} abs({c}))",
+                             f"({c} {r.choice(['==', '!='])} {e(r.choice(['complex', 'int', 'float']), d)})",
+                             f"bool({c})"])
         return f"bool({e(ty(), d)})"
 
     # -- statements
@@ -217,44 +269,107 @@ class Gen:
         self.vars[name] = t
         return name
 
+    def types(self) -> list[str]:
+        return ["int", "float", "bool"] + (["complex"] if self.complex_ok else [])
+
     def function(self) -> str:
         r = self.r
         lines = [f"def f({', '.join(self.params)}):"]
         depth = r.randint(1, 4)
         for _ in range(r.randint(0, 4)):
-            kind = r.randrange(6)
+            kind = r.randrange(8)
             if kind <= 1 or not self.vars:
-                t = r.choice(["int", "float", "bool"])
+                t = r.choice(self.types())
                 value = self.expr(t, depth)
                 lines.append(f"    {self.new_var(t)} = {value}")
             elif kind == 2:
-                name = r.choice(list(self.vars))
-                t = self.vars[name]
-                if t == "int":
-                    op = r.choice(["+=", "-=", "*=", "//=", "%="])
-                    lines.append(f"    {name} {op} {self.expr('int', depth)}")
-                elif t == "float":
-                    op = r.choice(["+=", "-=", "*=", "/="])
-                    val = self.expr(r.choice(["float", "int"]), depth)
-                    lines.append(f"    {name} {op} {val}")
-                else:
-                    lines.append(f"    {name} = not {name}")
+                lines.append("    " + self.update(depth))
             elif kind == 3:
-                ts = [r.choice(["int", "float", "bool"]) for _ in range(2)]
+                ts = [r.choice(self.types()) for _ in range(2)]
                 values = [self.expr(t, depth) for t in ts]
                 names = [self.new_var(t) for t in ts]
                 lines.append(f"    {names[0]}, {names[1]} = {values[0]}, {values[1]}")
                 if r.random() < 0.5 and ts[0] == ts[1]:
                     lines.append(f"    {names[0]}, {names[1]} = {names[1]}, {names[0]}")
+            elif kind <= 5:
+                lines += self.loop(depth, "    ")
             else:
                 lines += self.if_block(depth)
-        t = r.choice(["int", "float", "bool", "float", "int"])
+        t = r.choice(self.types() + ["float", "int"])
         lines.append(f"    return {self.expr(t, depth)}")
         return "\n".join(lines) + "\n"
 
+    def update(self, depth: int) -> str:
+        """An assignment to an existing local that keeps its type."""
+        r = self.r
+        name = r.choice(list(self.vars))
+        t = self.vars[name]
+        if t == "int" and self.loop_depth > 0:
+            # Reduced modulo M each iteration: the magnitudes stay bounded
+            # (Python's big ints must not grow without end in a loop), and
+            # name * expr may still leave int64 before the modulo (a bail).
+            m = r.choice(["1000003", "2 ** 31", "(2 ** 63 - 1)", "97"])
+            return (f"{name} = ({name} {r.choice('+-*')} "
+                    f"{self.expr('int', depth)}) % {m}")
+        if t == "int":
+            op = r.choice(["+=", "-=", "*=", "//=", "%="])
+            return f"{name} {op} {self.expr('int', depth)}"
+        if t == "float":
+            op = r.choice(["+=", "-=", "*=", "/="])
+            return f"{name} {op} {self.expr(r.choice(['float', 'int']), depth)}"
+        if t == "complex":
+            op = r.choice(["+=", "-=", "*=", "/=", "="])
+            return f"{name} {op} {self.expr('complex', depth)}"
+        return f"{name} = not {name}"
+
+    def loop(self, depth: int, ind: str) -> list[str]:
+        """A bounded loop over existing locals: for over a small range (its
+        counter usable inside), or a while with a counter and a random
+        condition; break / continue / return inside, maybe nested."""
+        r = self.r
+        if not self.vars or self.loop_depth >= 2:
+            return []
+        self.loop_depth += 1
+        lines: list[str] = []
+        counter = f"w{self.n}"
+        self.n += 1
+        if r.random() < 0.6:
+            bound = r.choice([str(r.randint(0, 9)),
+                              f"{r.choice(self.params)} % {r.randint(1, 9)}"
+                              if self.params else "3",
+                              f"{r.randint(-3, 2)}, {r.randint(0, 12)}",
+                              f"{r.randint(8, 12)}, {r.randint(-3, 2)}, -{r.randint(1, 3)}"])
+            lines.append(f"{ind}for {counter} in range({bound}):")
+            self.params.append(counter)      # an int inside the body only
+        else:
+            lines.append(f"{ind}{counter} = 0")
+            lines.append(f"{ind}while {counter} < {r.randint(1, 12)} and "
+                         f"{self.expr('bool', 1)}:")
+            lines.append(f"{ind}    {counter} += 1")
+            self.params.append(counter)
+        header = len(lines)
+        for _ in range(r.randint(1, 3)):
+            k = r.randrange(8)
+            if k < 4:
+                lines.append(f"{ind}    {self.update(depth)}")
+            elif k == 4:
+                lines.append(f"{ind}    if {self.expr('bool', depth)}:")
+                lines.append(f"{ind}        {r.choice(['break', 'continue'])}")
+            elif k == 5:
+                lines.append(f"{ind}    if {self.expr('bool', depth)}:")
+                rt = r.choice(self.types())
+                lines.append(f"{ind}        return {self.expr(rt, depth)}")
+            else:
+                lines += self.loop(depth, ind + "    ")
+        if len(lines) == header:             # only nested loops, too deep
+            lines.append(f"{ind}    pass")
+        self.params.remove(counter)
+        self.loop_depth -= 1
+        return lines
+
     def if_block(self, depth: int) -> list[str]:
         r = self.r
-        t = r.choice(["int", "float", "bool"])
+        t = r.choice(self.types())
         target = f"v{self.n}"
         branches = r.randint(1, 3)
         has_else = r.random() < 0.7
@@ -273,7 +388,7 @@ class Gen:
         r = self.r
         out = [f"        {target} = {self.expr(t, depth)}"]
         if r.random() < 0.2:
-            rt = r.choice(["int", "float", "bool"])
+            rt = r.choice(self.types())
             out.append(f"        return {self.expr(rt, depth)}")
         return out
 

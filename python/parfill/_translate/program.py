@@ -98,9 +98,10 @@ MATH1 = ("sin", "cos", "tan", "asin", "acos", "atan", "sinh", "cosh", "tanh",
          "log10", "log1p", "sqrt", "cbrt", "fabs")
 MATH2 = ("atan2", "hypot", "copysign", "fmod", "pow")
 
-#: Whether the VM runs programs with backward jumps (loops). Until it does,
-#: serialising a program with a loop fails and populate calls Python.
-VM_BACK_EDGES = False
+#: Whether the VM runs programs with backward jumps (loops; issue 12: it
+#: does). False makes serialising a program with a loop a TranslationError,
+#: so that populate calls Python.
+VM_BACK_EDGES = True
 
 TERMINATORS = frozenset({"JMP", "BR", "RET_I", "RET_F", "RET_B", "RET_C",
                          "BAIL"})
