@@ -539,6 +539,10 @@ static int write_slabs(mpi_job *j, mpi_failure *f) {
     buf[0] = aligned_alloc(4096, cap);
     buf[1] = aligned_alloc(4096, cap);
     if (buf[0] == NULL || buf[1] == NULL) fail(f, CLI_FAILED, "out of memory");
+    /* Long double's padding bytes are never stored: zero them once, so
+     * the file is the same bytes as the single-process command's. */
+    memset(buf[0], 0, cap);
+    memset(buf[1], 0, cap);
   }
   mpi_pending pending = {.active = 0};
   int64_t done_here = 0, nth = 0;

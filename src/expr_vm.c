@@ -30,6 +30,7 @@
  */
 #include <assert.h>
 #include <math.h>
+#include <float.h>
 #include <string.h>
 
 #include "expr.h"
@@ -597,9 +598,27 @@ typedef struct {
 typedef struct {
   double re, im;
 } pf__c128;
+/* long double's value bytes, padding zeroed: x86's 80-bit format fills 10
+ * of its 16 bytes, and a copy of a long double variable would carry
+ * whatever the stack held in the other 6 (a .npy file would then differ
+ * from run to run). */
+#if LDBL_MANT_DIG == 64
+#define PF__LD_VALUE_BYTES 10
+#else
+#define PF__LD_VALUE_BYTES sizeof(long double)
+#endif
 typedef struct {
-  long double re, im;
+  unsigned char b[sizeof(long double)];
+} pf__ld;
+typedef struct {
+  pf__ld re, im;
 } pf__c256;
+PF__INLINE pf__ld ld_bytes(long double x) {
+  pf__ld r;
+  memset(&r, 0, sizeof r);
+  memcpy(&r, &x, PF__LD_VALUE_BYTES);
+  return r;
+}
 
 /* X(dtype, C type, from int64 x, from double x) */
 #define PF__STORES(X)                                                       \
@@ -615,13 +634,14 @@ typedef struct {
   X(PF_FLOAT16, uint16_t, half_from_double((double)x), half_from_double(x)) \
   X(PF_FLOAT32, float, (float)x, (float)x)                                  \
   X(PF_FLOAT64, double, (double)x, x)                                       \
-  X(PF_LONGDOUBLE, long double, (long double)x, (long double)x)             \
+  X(PF_LONGDOUBLE, pf__ld, ld_bytes((long double)x), ld_bytes((long double)x)) \
   X(PF_COMPLEX64, pf__c64, ((pf__c64){(float)x, 0.0f}),                     \
     ((pf__c64){(float)x, 0.0f}))                                            \
   X(PF_COMPLEX128, pf__c128, ((pf__c128){(double)x, 0.0}),                  \
     ((pf__c128){x, 0.0}))                                                   \
-  X(PF_CLONGDOUBLE, pf__c256, ((pf__c256){(long double)x, 0.0L}),           \
-    ((pf__c256){(long double)x, 0.0L}))
+  X(PF_CLONGDOUBLE, pf__c256,                                                \
+    ((pf__c256){ld_bytes((long double)x), ld_bytes(0.0L)}),                 \
+    ((pf__c256){ld_bytes((long double)x), ld_bytes(0.0L)}))
 
 /* Copies the first element over the rest, doubling the copied span. */
 PF__INLINE void replicate(char *out, size_t itemsize, int64_t n) {

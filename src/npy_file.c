@@ -272,6 +272,9 @@ static int write_blocks(void *ctx, int64_t start, int64_t count, void *out,
     if (w->buffer == NULL)
       return pf_fill_worker_fail(handle, PF_ENOMEM, -1,
                                  "out of memory for a block buffer");
+    /* Stores leave long double's padding bytes alone: zero, not whatever
+     * the heap held, so the same call writes the same file. */
+    memset(w->buffer, 0, (size_t)BLOCK);
   }
   pf_fill_worker inner;
   pf__fill_worker_mapped(&inner, handle, element_to_block, block_to_element,

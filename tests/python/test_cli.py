@@ -109,6 +109,23 @@ def test_every_dtype_equals_numpy(tmp_path, dtype):
     assert listing(tmp_path) == ["a.npy"]
 
 
+@pytest.mark.parametrize("dtype", ["longdouble", "clongdouble"])
+def test_padded_dtypes_give_the_same_bytes_every_run(tmp_path, dtype):
+    # x86's 80-bit long double fills 10 of its 16 bytes: the other 6 must be
+    # zeros (as NumPy's own arange writes them), not what the heap held.
+    files = []
+    for k in range(2):
+        files.append(tmp_path / f"{k}.npy")
+        r = run("fill", "i * 0.5 + uniform()", "--shape", 50000, "--dtype",
+                dtype, "-o", files[-1])
+        assert r.returncode == 0, r.stderr
+    assert files[0].read_bytes() == files[1].read_bytes()
+    a = np.load(files[0])
+    assert np.array_equal(a, np.load(files[1]))
+    padding = a.view(np.uint8).reshape(-1, 16)[:, 10:]
+    assert not padding.any()
+
+
 @pytest.mark.parametrize("spelling,dtype", [("f4", "float32"), ("<f8", "float64"),
                                             ("double", "float64"), ("u1", "uint8"),
                                             ("?", "bool"), ("c16", "complex128"),
