@@ -1045,6 +1045,13 @@ static void test_fork(void **state) {
   if (pid == 0) child_fills();
   assert_int_equal(wait_child(pid, 20.0), 0);
 
+#if defined(__SANITIZE_ADDRESS__) && defined(__GNUC__) && !defined(__clang__)
+  /* GCC 12's libasan has no fork interceptor (LLVM added one in 15): a
+   * child forked while another thread is inside ASan's allocator inherits
+   * its lock held and hangs in its first malloc. The plain and TSan builds
+   * run the rest of this test. */
+  return;
+#endif
   /* Pools in use by another thread at the moment of the fork. */
   busy_arg b = {0};
   pthread_t busy;
