@@ -606,7 +606,8 @@ typedef struct pf_expr pf_expr;
 int pf_expr_compile(pf_expr **expr, const char *text, int ndim,
                     const pf_param *params, size_t nparams, pf_error *err);
 
-/* Fills every element of `out` (whose ndim must equal the compiled one) with
+/* Fills every element of `out` (whose ndim -- with options->window, the
+ * whole's -- must equal the compiled one) with
  * the expression, cast to out's dtype as ndarray.astype casts, on the pool
  * under the options (options->release is not used). Returns 0 or a code as
  * pf_fill; a run-time error (PF_ETYPE, an integer to a negative power) is the
