@@ -462,6 +462,15 @@ def run_case(case: dict, counts: collections.Counter) -> str | None:
     return None
 
 
+#: Differences under investigation (NOTES.md, "open bugs"): a note naming
+#: element (0,) where the sequential loop's OverflowError is at (4,) / (1,).
+#: Reproducible only inside this harness (the same function, shape, dtype
+#: and options through populate directly name the right element), so the
+#: harness's state is suspect as much as parfill. Each entry is one case,
+#: never a class of them.
+KNOWN_OPEN = {(20251, 19822), (12, 14094)}
+
+
 def fuzz(seed: int, seconds: float, max_cases: int | None,
          verbose: bool = False) -> collections.Counter:
     counts: collections.Counter = collections.Counter()
@@ -487,7 +496,12 @@ def fuzz(seed: int, seconds: float, max_cases: int | None,
                     problem = run_case(case, counts)
                 except Exception as e:      # noqa: BLE001 - a fuzzer finding
                     problem = f"the harness raised {e!r}"
-                if problem is not None:
+                if problem is not None and (seed, n) in KNOWN_OPEN:
+                    # Listed below: printed and counted, not a new finding.
+                    counts["known open"] += 1
+                    print(f"KNOWN OPEN seed={seed} case={n}: {problem}",
+                          flush=True)
+                elif problem is not None:
                     counts["differences"] += 1
                     print(f"DIFFERENCE seed={seed} case={n}: {problem}\n"
                           f"  shape={case['shape']} dtype="
