@@ -51,7 +51,7 @@ import traceback
 
 import numpy as np
 
-from references import same_bits, sequential
+from references import dev_shm_in_use, same_bits, sequential
 
 KINDS = ("values", "vectorized", "expression", "arguments", "death",
          "timeout", "interrupt", "threads", "random")
@@ -550,25 +550,16 @@ def run_case(seed, parfill, scratch):
 # ------------------------------------------------------------------ leaks
 
 def dev_shm_ours():
-    """What under /dev/shm could be this run's: files this process maps or
+    """What under /dev/shm could be this run's: what this process maps or
     holds open, and Python's shared_memory segments ("psm_", what the
     article's approach 2 makes); parfill itself never creates files there.
     Other programs on the machine (Open MPI's "vader_segment" files from a
     concurrent mpiexec) come and go on their own."""
     if not os.path.isdir("/dev/shm"):
         return []
-    with open("/proc/self/maps") as f:
-        ours = {line.split()[-1] for line in f if "/dev/shm/" in line}
-    for fd in os.listdir("/proc/self/fd"):
-        try:
-            target = os.readlink(f"/proc/self/fd/{fd}")
-        except OSError:
-            continue
-        if target.startswith("/dev/shm/"):
-            ours.add(target)
-    ours |= {"/dev/shm/" + name for name in os.listdir("/dev/shm")
-             if name.startswith("psm_")}
-    return sorted(ours)
+    return sorted(set(dev_shm_in_use()) |
+                  {"/dev/shm/" + name for name in os.listdir("/dev/shm")
+                   if name.startswith("psm_")})
 
 
 def resources(pool_threads_allowed):

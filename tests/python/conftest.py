@@ -8,6 +8,8 @@ import subprocess
 import numpy as np
 import pytest
 
+from references import dev_shm_in_use
+
 
 def reference(func, shape, dtype):
     """The SPEC's sequential reference: a[idx] = func(*idx) for every idx."""
@@ -37,22 +39,6 @@ def shared_mappings():
         return sorted(line.split()[0] for line in f
                       if (line.split()[1][3] == "s" and "/dev/zero" in line)
                       or "/memfd:parfill" in line)
-
-
-def dev_shm_in_use():
-    """Files under /dev/shm this process maps or holds open (other processes
-    on the machine may create their own there)."""
-    with open("/proc/self/maps") as f:
-        mapped = {line.split()[-1] for line in f if "/dev/shm/" in line}
-    opened = set()
-    for fd in os.listdir("/proc/self/fd"):
-        try:
-            target = os.readlink(f"/proc/self/fd/{fd}")
-        except OSError:
-            continue
-        if target.startswith("/dev/shm/"):
-            opened.add(target)
-    return sorted(mapped | opened)
 
 
 def resources():

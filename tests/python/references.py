@@ -1,8 +1,10 @@
 """Independent references that the Python tests, the adversarial run and the
 translator's fuzzer compare parfill with: the sequential loop of SPEC §2, and
-a bit-for-bit comparison of arrays."""
+a bit-for-bit comparison of arrays; and what of /dev/shm this process holds,
+which the suite's and the adversarial run's leak checks compare."""
 from __future__ import annotations
 
+import os
 import warnings
 from typing import Any, Callable
 
@@ -46,3 +48,19 @@ def bits(a: Any) -> Any:
 def same_bits(a: Any, b: Any) -> bool:
     """Same shape, dtype and bits (see `bits`)."""
     return a.shape == b.shape and a.dtype == b.dtype and bits(a) == bits(b)
+
+
+def dev_shm_in_use():
+    """Files under /dev/shm this process maps or holds open (other processes
+    on the machine may create their own there)."""
+    with open("/proc/self/maps") as f:
+        mapped = {line.split()[-1] for line in f if "/dev/shm/" in line}
+    opened = set()
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            target = os.readlink(f"/proc/self/fd/{fd}")
+        except OSError:
+            continue
+        if target.startswith("/dev/shm/"):
+            opened.add(target)
+    return sorted(mapped | opened)
