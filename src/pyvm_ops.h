@@ -49,6 +49,7 @@
   X(CPOW_ZERO, "0.0 to a negative or complex power")                          \
   X(CPOW_RANGE, "complex exponentiation overflow")                            \
   X(CABS_RANGE, "absolute value too large")                                   \
+  X(CABS_NAN, "abs() of a complex with a NaN part (CPython < 3.15 reads a stale errno: gh-155526)") \
   X(NAN_COMPLEX, "NaN in a complex result (its sign bit depends on CPython's build)") \
   X(BAIL, "this path is left to Python")
 
@@ -318,17 +319,23 @@ PF__PYOP int pf__py_cquot(double ar, double ai, double br, double bi,
 }
 
 /* _Py_c_abs and complex_abs: an infinite part gives inf (even with a NaN
- * other part), a NaN part Py_NAN (a positive quiet NaN in 3.11-3.13,
- * checked by the tests), else libm's hypot -- the function CPython calls --
- * and an infinite hypot of finite parts is "absolute value too large". */
+ * other part), else libm's hypot -- the function CPython calls -- and an
+ * infinite hypot of finite parts is "absolute value too large". A NaN part
+ * (and no infinite one) is left to Python: _Py_c_abs returns Py_NAN there
+ * without clearing errno, and complex_abs of 3.11-3.14 then raises
+ * OverflowError if anything earlier in the element left errno at ERANGE
+ * (an underflowing math.exp, say; CPython gh-155526, fixed in 3.15) -- a
+ * state the VM does not track. Each element starts with errno 0
+ * (python/_core/callable.c), so Python's redo is the sequential loop's. */
 PF__PYOP int pf__py_cabs(double re, double im, double *r) {
   if (!(fabs(re) < INFINITY) || !(fabs(im) < INFINITY)) {
-    if (fabs(re) == INFINITY)
+    if (fabs(re) == INFINITY) {
       *r = fabs(re);
-    else if (fabs(im) == INFINITY)
+    } else if (fabs(im) == INFINITY) {
       *r = fabs(im);
-    else
-      *r = NAN;
+    } else {
+      return PF__W_CABS_NAN;
+    }
     return 0;
   }
   const double h = hypot(re, im);

@@ -52,6 +52,7 @@
  */
 #include "core.h"
 
+#include <errno.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
@@ -304,6 +305,11 @@ static int run_elements(job *j, int64_t start, int64_t stop, char *block,
   for (; k < stop; k++) {
     if (k >= bound_limit(j, b) || canceled(j)) break;
     set_inside(j, worker, ident);
+    /* Every element starts with errno 0, as if it were the first: CPython
+     * before 3.15 lets abs() of a complex with a NaN part read errno left
+     * by earlier code (gh-155526), and a thread's errno cannot follow the
+     * C order across workers. */
+    errno = 0;
     PyObject *value = PyObject_Vectorcall(j->func, args, nargs, NULL);
     set_inside(j, worker, 0);
     if (canceled(j)) { /* the caller returned: store nothing */
@@ -374,6 +380,7 @@ static int run_block(job *j, int64_t start, int64_t stop, char *block,
   }
   const unsigned long ident = j->inside != NULL ? PyThread_get_thread_ident() : 0;
   set_inside(j, worker, ident);
+  errno = 0; /* as for each element in run_elements */
   result = PyObject_Vectorcall(j->func, args,
                                (size_t)ndim | PY_VECTORCALL_ARGUMENTS_OFFSET,
                                NULL);

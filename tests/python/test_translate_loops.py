@@ -8,6 +8,7 @@ demo's pixel function; an endless loop stopped by timeout and Ctrl-C.
 """
 from __future__ import annotations
 
+import math
 import os
 import signal
 import threading
@@ -164,6 +165,33 @@ def test_complex_operations_and_parts():
 
     for dtype in (np.float64, np.float32, np.complex128):
         check(f, (17, 19), dtype, workers=2, translate="always")
+
+
+def _stale_errno_reader(i):
+    """abs() of a complex with a NaN part: on CPython < 3.15 an
+    OverflowError if errno was left at ERANGE (gh-155526), which the
+    underflowing math.exp of an even element does."""
+    if i % 2 == 0:
+        return math.exp(-1000.0)
+    return abs(complex(math.nan, 1.0))
+
+
+def _stale_errno_in_one_element(i):
+    a = math.exp(-1000.0) if i % 3 == 2 else 1.0
+    return abs(complex(math.nan, a)) + i
+
+
+@pytest.mark.parametrize("backend", ["serial", "threads", "processes"])
+def test_every_element_starts_with_errno_zero(backend):
+    """An element does not see errno left by the element before it (a
+    plain loop without clear_errno does on 3.11-3.14: element 1 raises)
+    but does see what its own earlier calls left (element 2 raises on
+    3.11-3.14): the same as the reference for every backend and the VM,
+    which leaves a NaN abs to Python."""
+    for translate in ("never", "always"):
+        for f in (_stale_errno_reader, _stale_errno_in_one_element):
+            check(f, (12,), np.float64, workers=2, backend=backend,
+                  translate=translate)
 
 
 def test_complex64_overflow_warns_so_python_stores_it():
