@@ -50,25 +50,24 @@
  * That rank's message (and caret position) is broadcast and rank 0 prints
  * it; every rank exits with the same status.
  *
- * The file: rank 0 checks the target (an existing OUT.npy without --force
- * is refused before anything is created), creates the hidden temporary file
- * ".OUT.npy.mpi-XXXXXX.tmp" next to it (O_EXCL; the same directory, so the
- * rename cannot cross file systems), reserves its whole size (fallocate: a
+ * The file: rank 0 makes it a pf_file with a named temporary file, as the
+ * single-process command's (the target checked -- an existing OUT.npy
+ * without --force is refused before anything is created -- the hidden
+ * ".OUT.npy.XXXXXX.tmp" created next to it and its whole size reserved: a
  * full disk shows up before any work) and broadcasts its name; all ranks
  * open it with MPI_File_open. After the last round: MPI_File_sync (every
  * rank's data durable), MPI_File_close (collective: every rank is done),
- * then rank 0 alone renames it into place -- renameat2 RENAME_NOREPLACE
- * (link + unlink where the file system lacks it), so an OUT.npy that
- * appeared meanwhile is never replaced -- or, with --force, rename over a
- * regular file -- and fsyncs the directory. On any failure rank 0 unlinks
- * the temporary file after every rank has closed it.
+ * then rank 0 alone publishes it (pf_file_publish: a no-replace rename, so
+ * an OUT.npy that appeared meanwhile is never replaced, or with --force an
+ * atomic rename over a regular file). On any failure rank 0 removes the
+ * temporary file after every rank has closed it.
  *
  * A rank killed outright (SIGKILL, a crash, a lost node) cannot agree on
  * anything: Open MPI aborts the job, sending the other ranks SIGTERM (then
  * SIGKILL). Rank 0's SIGTERM handler unlinks the temporary file at once
  * (unlink is async-signal-safe; main.c's handler calls it, so it works even
  * while rank 0 waits in a collective), so only the death of rank 0 itself
- * by an uncatchable signal can leave ".OUT.npy.mpi-XXXXXX.tmp" behind.
+ * by an uncatchable signal can leave ".OUT.npy.XXXXXX.tmp" behind.
  * OUT.npy is never created or touched by a failed job.
  *
  * Test knobs (environment, read on rank 0 / every rank; the tests use them
@@ -123,7 +122,8 @@ typedef struct mpi_job {
   int64_t block;  /* B: bytes per write */
   int64_t lo, hi; /* this rank's slab: file bytes [lo, hi) */
   int64_t rounds; /* writes every rank makes: the most blocks of any slab */
-  char tmp[PATH_MAX];
+  pf_file *file;      /* rank 0: the file being written */
+  char tmp[PATH_MAX]; /* its temporary name, on every rank */
   MPI_File fh;
   int open;       /* fh is open */
   int wfd;        /* a plain descriptor of the file, for write-back, or -1 */
@@ -214,153 +214,69 @@ static void read_fail_seam(mpi_job *j) {
   if (strcmp(what, "kill") == 0) j->fail_kill = n;
 }
 
-/* The directory of `path` into dir[cap]: "." for a bare name. */
-static int dir_of(const char *path, char *dir, size_t cap) {
-  const char *slash = strrchr(path, '/');
-  int n = slash == NULL    ? snprintf(dir, cap, ".")
-          : slash == path ? snprintf(dir, cap, "/")
-                          : snprintf(dir, cap, "%.*s", (int)(slash - path),
-                                     path);
-  return n > 0 && (size_t)n < cap ? 0 : -1;
+/* The exit status and message of a pf_file failure, as the single-process
+ * command gives them. */
+static void file_failed(mpi_failure *f, int rc, const pf_error *err,
+                        int force) {
+  if (rc == PF_EEXIST)
+    fail(f, CLI_USAGE, "%s%s", err->message,
+         force ? "" : " (use --force to replace it)");
+  else
+    fail(f, CLI_FAILED, "%s", err->message);
 }
 
-/* ".OUT.npy.mpi-XXXXXX.tmp" next to path. */
-static int temp_name(const char *path, char *tmp, size_t cap) {
-  const char *slash = strrchr(path, '/');
-  int dir_len = slash != NULL ? (int)(slash - path + 1) : 0;
-  static const char alphabet[] =
-      "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
-  unsigned char r[6];
-  if (getrandom(r, sizeof r, GRND_NONBLOCK) != (ssize_t)sizeof r) {
-    uint64_t x = (uint64_t)time(NULL) * 1000003u ^ (uint64_t)getpid() << 20 ^
-                 (uint64_t)clock();
-    for (size_t k = 0; k < sizeof r; k++) r[k] = (unsigned char)(x >> 8 * k);
-  }
-  char suffix[7];
-  for (size_t k = 0; k < sizeof r; k++)
-    suffix[k] = alphabet[r[k] % (sizeof alphabet - 1)];
-  suffix[6] = '\0';
-  /* Within NAME_MAX (255): a long base name is cut. */
-  int n = snprintf(tmp, cap, "%.*s.%.200s.mpi-%s.tmp", dir_len, path,
-                   path + dir_len, suffix);
-  return n > 0 && (size_t)n < cap ? 0 : -1;
-}
-
-/* Rank 0, before any rank writes: the overwrite policy, the temporary file,
- * its reservation; j->tmp and j->align on success. */
+/* Rank 0, before any rank writes: the file (its name checked, a named
+ * temporary file, its reservation); j->file, j->tmp, j->align on success. */
 static void create_file(mpi_job *j, mpi_failure *f) {
-  const char *path = j->a.output;
-  size_t len = strlen(path);
-  if (path[len - 1] == '/') {
-    fail(f, CLI_FAILED, "'%s' names a directory", path);
-    return;
+  pf_error err;
+  memset(&err, 0, sizeof err);
+  int rc = pf_file_create(j->a.output, j->file_bytes,
+                          PF_NPY_NAMED_TEMP | (j->a.force ? PF_NPY_FORCE : 0),
+                          &j->file, &err);
+  if (rc == 0 && snprintf(j->tmp, sizeof j->tmp, "%s",
+                          pf_file_path(j->file)) >= (int)sizeof j->tmp) {
+    rc = PF_EIO;
+    snprintf(err.message, sizeof err.message, "cannot create '%.100s...': %s",
+             j->a.output, strerror(ENAMETOOLONG));
   }
-  char dir[PATH_MAX];
-  long name_max = -1;
-  if (dir_of(path, dir, sizeof dir) == 0) name_max = pathconf(dir, _PC_NAME_MAX);
-  if (name_max <= 0) name_max = NAME_MAX;
-  const char *slash = strrchr(path, '/');
-  const char *base = slash != NULL ? slash + 1 : path;
-  if (len >= PATH_MAX - 32 || strlen(base) > (size_t)name_max) {
-    fail(f, CLI_FAILED, "cannot create '%.100s%s': %s", path,
-         len > 100 ? "..." : "", strerror(ENAMETOOLONG));
-    return;
-  }
-  struct stat st;
-  if (lstat(path, &st) == 0) {
-    if (!j->a.force)
-      fail(f, CLI_USAGE, "'%s' exists (use --force to replace it)", path);
-    else if (!S_ISREG(st.st_mode))
-      fail(f, CLI_USAGE, "'%s' exists and is not a regular file (only "
-           "regular files are replaced)", path);
-    if (f->status != 0) return;
-  }
-  int fd = -1;
-  for (int attempt = 0; attempt < 100 && fd < 0; attempt++) {
-    if (temp_name(path, j->tmp, sizeof j->tmp) != 0) {
-      fail(f, CLI_FAILED, "cannot create '%.100s...': %s", path,
-           strerror(ENAMETOOLONG));
-      return;
-    }
-    fd = open(j->tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
-    if (fd < 0 && errno != EEXIST && errno != EINTR) break;
-  }
-  if (fd < 0) {
-    fail(f, CLI_FAILED, "cannot create a temporary file next to '%s': %s",
-         path, strerror(errno));
+  if (rc != 0) {
+    file_failed(f, rc, &err, j->a.force);
+    pf_file_close(j->file);
+    j->file = NULL;
     j->tmp[0] = '\0';
     return;
   }
   /* From here a SIGTERM (Open MPI aborting the job) removes it. */
   cli_arm_unlink(j->tmp);
-  int e;
-  do e = fallocate(fd, 0, 0, (off_t)j->file_bytes) == 0 ? 0 : errno;
-  while (e == EINTR);
-  if (e == EOPNOTSUPP || e == ENOSYS)
-    e = ftruncate(fd, (off_t)j->file_bytes) == 0 ? 0 : errno;
-  if (e != 0)
-    fail(f, CLI_FAILED, "cannot reserve %" PRId64 " bytes for '%s': %s",
-         j->file_bytes, path, strerror(e));
-  if (fstat(fd, &st) != 0) st.st_blksize = 4096;
+  struct stat st;
+  if (fstat(pf_file_fd(j->file), &st) != 0) st.st_blksize = 4096;
   int64_t blk = env_bytes("PARFILL_MPI_ALIGN",
                           st.st_blksize > 0 && st.st_blksize <= (1 << 30)
                               ? (int64_t)st.st_blksize
                               : 4096);
   j->align = blk / gcd64(blk, (int64_t)j->itemsize) * (int64_t)j->itemsize;
-  if (close(fd) != 0)
-    fail(f, CLI_FAILED, "cannot write '%s': %s", path, strerror(errno));
 }
 
-/* Rank 0, after every rank closed the file: removes it. */
+/* Rank 0, after every rank closed the file: removes it (unless published). */
 static void remove_temp(mpi_job *j) {
-  if (j->rank != 0 || j->tmp[0] == '\0') return;
+  if (j->rank != 0 || j->file == NULL) return;
   cli_disarm_unlink();
-  unlink(j->tmp);
+  pf_file_close(j->file);
+  j->file = NULL;
   j->tmp[0] = '\0';
 }
 
 /* Rank 0, after every rank's data is durable: gives it its name. */
 static void publish(mpi_job *j, mpi_failure *f) {
-  const char *path = j->a.output;
   cli_disarm_unlink();
   if (cli_interrupted) {
     fail(f, CLI_INTERRUPTED, "interrupted");
     return;
   }
-  int rc;
-  if (j->a.force) {
-    struct stat st;
-    if (lstat(path, &st) == 0 && !S_ISREG(st.st_mode)) {
-      fail(f, CLI_USAGE, "'%s' exists and is not a regular file (only "
-           "regular files are replaced)", path);
-      return;
-    }
-    rc = rename(j->tmp, path);
-  } else {
-    rc = renameat2(AT_FDCWD, j->tmp, AT_FDCWD, path, RENAME_NOREPLACE);
-    if (rc != 0 && (errno == EINVAL || errno == ENOSYS)) {
-      /* No renameat2 here: link() fails if path exists. */
-      rc = link(j->tmp, path);
-      if (rc == 0) unlink(j->tmp);
-    }
-  }
-  if (rc != 0) {
-    if (errno == EEXIST)
-      fail(f, CLI_USAGE, "'%s' exists (use --force to replace it)", path);
-    else
-      fail(f, CLI_FAILED, "cannot create '%s': %s", path, strerror(errno));
-    return;
-  }
-  j->tmp[0] = '\0';
-  /* The new name durable: best effort, the data already is. */
-  char dir[PATH_MAX];
-  if (dir_of(path, dir, sizeof dir) == 0) {
-    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd >= 0) {
-      fsync(fd);
-      close(fd);
-    }
-  }
+  pf_error err;
+  memset(&err, 0, sizeof err);
+  int rc = pf_file_publish(j->file, &err);
+  if (rc != 0) file_failed(f, rc, &err, j->a.force);
 }
 
 /* An MPI-IO error as a sentence. */

@@ -79,7 +79,7 @@ void cli_print_help(FILE *f) {
       "  the CPUs the rank may use); the file is the one `parfill` writes.\n"
       "  Rank 0 prints; every rank exits with the same status. A rank killed\n"
       "  by SIGKILL fails the job; if it was rank 0, OUT.npy is not created\n"
-      "  but '.OUT.npy.mpi-XXXXXX.tmp' may be left next to it: remove it.\n"
+      "  but '.OUT.npy.XXXXXX.tmp' may be left next to it: remove it.\n"
       "  Without mpiexec it runs as one rank.\n"
       "\n"
 #endif

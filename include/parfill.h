@@ -786,7 +786,7 @@ int pf_npy_header_read(const void *buf, size_t size, pf_npy_header *h,
  * err->sys_errno) / PF_ENOMEM. Thread-safe for distinct descriptors. */
 int pf_npy_header_read_fd(int fd, pf_npy_header *h, pf_error *err);
 
-/* Flags of the .npy fills. */
+/* Flags of the .npy fills and of pf_file_create. */
 #define PF_NPY_FORCE 1u    /* replace a file that exists at the path */
 #define PF_NPY_BUFFERED 2u /* write through the page cache, not O_DIRECT */
 #define PF_NPY_NAMED_TEMP 4u /* a named temporary file even where O_TMPFILE
@@ -862,6 +862,46 @@ int pf_npy_fill_expr(const char *path, const pf_expr *expr, pf_dtype dtype,
                      int ndim, const int64_t *shape,
                      const pf_fill_options *options, unsigned flags,
                      pf_error *err);
+
+/* ------------------------------------------------ files published complete */
+
+/* A file for `path` that is written under a temporary name and appears under
+ * `path` only complete -- what pf_npy_fill writes through, for callers that
+ * write a file their own way (the MPI command's ranks write one together). */
+typedef struct pf_file pf_file;
+
+/* Checks `path` as pf_npy_fill does (a directory name, a name longer than
+ * the directory allows, or -- without PF_NPY_FORCE -- one that exists, or
+ * with it one that is not a regular file: errors before anything is made),
+ * creates the temporary file (unnamed, or with PF_NPY_NAMED_TEMP always a
+ * hidden ".NAME.XXXXXX.tmp" next to `path` that other processes can open
+ * by pf_file_path) and reserves `bytes` (a full disk or the file size limit
+ * fails here). *out is the file on success, else NULL. Returns 0, PF_EEXIST,
+ * PF_ENOSPC, PF_EIO (err->sys_errno says why), PF_EINVAL (bad arguments or
+ * flags other than PF_NPY_*) or PF_ENOMEM; nothing is left behind on
+ * failure. Thread-safe for different paths. */
+int pf_file_create(const char *path, int64_t bytes, unsigned flags,
+                   pf_file **out, pf_error *err);
+
+/* Its descriptor (read and write; the library closes it), -1 for NULL. */
+int pf_file_fd(const pf_file *f);
+
+/* A name that opens the temporary file: its hidden name, or for an unnamed
+ * file "/proc/self/fd/N" (this process only). Valid until pf_file_close. */
+const char *pf_file_path(const pf_file *f);
+
+/* fsyncs the file (a write error shows up here) and binds it to its path:
+ * without PF_NPY_FORCE never replacing anything, even a file that appeared
+ * meanwhile (PF_EEXIST); with it replacing a regular file atomically. Then
+ * the directory is synced. Returns 0, PF_EEXIST, PF_ENOSPC, PF_EIO or
+ * PF_EINVAL (NULL, or published already); the file stays unpublished on
+ * failure. */
+int pf_file_publish(pf_file *f, pf_error *err);
+
+/* Closes the file and, unless it was published, removes it; frees f. NULL
+ * is fine. A named temporary file survives only a kill the process cannot
+ * catch (SIGKILL): handlers of other signals must see that this runs. */
+void pf_file_close(pf_file *f);
 
 #ifdef __cplusplus
 }

@@ -13,13 +13,15 @@
  *   pyvm_ops.c pyvm_prog.c pyvm.c            translated programs: CPython-exact
  *                                            ops, validation, the VM (use fills)
  *   npy_header.c                             .npy headers (write, strict read)
- *   npy_file.c                               .npy fills (use headers, expressions,
- *                                            fills)
+ *   output_file.c                            files published complete (pf_file)
+ *   npy_file.c                               .npy fills (use headers, pf_file,
+ *                                            expressions, fills)
  */
 #ifndef PF_INTERNAL_H
 #define PF_INTERNAL_H
 
 #include <stdarg.h>
+#include <sys/types.h>
 
 #include "parfill.h"
 
@@ -43,6 +45,12 @@ int pf__error_set(pf_error *err, int code, int64_t position, const char *fmt,
 /* Same, with errno recorded as sys_errno and strerror appended. */
 int pf__error_sys(pf_error *err, int code, int sys_errno, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
+
+/* pwrite through output_file.c's test seam (pf__file_fail_call). */
+ssize_t pf__file_pwrite(int fd, const void *p, size_t n, off_t offset);
+/* An errno as a code: a full disk (ENOSPC, EDQUOT) is PF_ENOSPC, anything
+ * else PF_EIO. */
+int pf__io_code(int e);
 
 /* Monotonic clock in seconds. */
 double pf__now(void);

@@ -4,16 +4,10 @@
  * complete file.
  *
  * DESIGN
- * A file is never filled under its final name. It is written unnamed
- * (O_TMPFILE in the target's directory: it vanishes with the process, even
- * on SIGKILL) or, where the filesystem has no O_TMPFILE, as a hidden named
- * file next to the target (same directory, so the final rename cannot cross
- * filesystems) that every failure path unlinks. Its full size is reserved
- * with fallocate (a full disk or the file size limit shows up before any
- * work; ftruncate where the filesystem cannot reserve), then it is written,
- * fsync'd and bound to its name: with a no-replace rename or link (an
- * existing file is never touched, even one that appeared while we worked),
- * or with --force by an atomic rename over a regular file.
+ * A file is never filled under its final name: it is a pf_file
+ * (output_file.c: checked name and overwrite policy, an unnamed or hidden
+ * temporary file, its whole size reserved before any work, fsync and a
+ * no-replace or atomic rename at the end).
  *
  * The file is written in blocks of PF_NPY_BLOCK_BYTES of file offsets, each
  * computed into one buffer per worker and written with pwrite -- not through
@@ -51,14 +45,11 @@
 #include <assert.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <limits.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/random.h>
 #include <sys/stat.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "expr.h"
@@ -72,57 +63,6 @@
 
 /* Page-cache writeback is started per worker every this many bytes. */
 #define WRITEBACK_BYTES (8 << 20)
-
-/* Test seam (tests/c/test_npy.c; declared there, as nothing else calls it):
- * pf__npy_fail_call(call, after, e) makes the system call `call` fail once,
- * with errno `e`, after `after` more calls of it succeed -- pwrite (e == 0:
- * it writes nothing), fsync, renameat2 -- so the tests reach the failures
- * a full or broken disk gives. Off (-1) unless a test arms it; a fired seam
- * disarms itself. */
-enum { PF__NPY_PWRITE, PF__NPY_FSYNC, PF__NPY_RENAMEAT2 };
-static _Atomic int seam_call = -1, seam_after, seam_errno;
-
-void pf__npy_fail_call(int call, int after, int e) {
-  atomic_store(&seam_errno, e);
-  atomic_store(&seam_after, after);
-  atomic_store(&seam_call, call);
-}
-
-/* 1 (with *e the errno to give) when this call of `call` is to fail. */
-static int seam_fires(int call, int *e) {
-  if (atomic_load_explicit(&seam_call, memory_order_relaxed) != call) return 0;
-  if (atomic_fetch_sub(&seam_after, 1) != 0) return 0;
-  atomic_store(&seam_call, -1);
-  *e = atomic_load(&seam_errno);
-  return 1;
-}
-
-static ssize_t sys_pwrite(int fd, const void *p, size_t n, off_t offset) {
-  int e;
-  if (!seam_fires(PF__NPY_PWRITE, &e)) return pwrite(fd, p, n, offset);
-  errno = e;
-  return e == 0 ? 0 : -1;
-}
-
-static int sys_fsync(int fd) {
-  int e;
-  if (!seam_fires(PF__NPY_FSYNC, &e)) return fsync(fd);
-  errno = e;
-  return -1;
-}
-
-static int sys_renameat2(const char *from, const char *to, unsigned flags) {
-  int e;
-  if (!seam_fires(PF__NPY_RENAMEAT2, &e))
-    return renameat2(AT_FDCWD, from, AT_FDCWD, to, flags);
-  errno = e;
-  return -1;
-}
-
-/* An errno as a code: a full disk is PF_ENOSPC, anything else PF_EIO. */
-static int io_code(int e) {
-  return e == ENOSPC || e == EDQUOT ? PF_ENOSPC : PF_EIO;
-}
 
 /* ------------------------------------------------------------ blocks */
 
@@ -160,7 +100,7 @@ static int io_fail(npy_job *job, pf_fill_worker *handle, int e) {
   atomic_compare_exchange_strong(&job->io_errno, &none, e);
   char text[128];
   /* GNU strerror_r returns the message pointer (maybe not text). */
-  return pf_fill_worker_fail(handle, io_code(e), -1, "cannot write '%s': %s",
+  return pf_fill_worker_fail(handle, pf__io_code(e), -1, "cannot write '%s': %s",
                              job->path, strerror_r(e, text, sizeof text));
 }
 
@@ -169,7 +109,7 @@ static int write_at(int fd, const char *p, int64_t n, int64_t offset,
                     int64_t *done) {
   *done = 0;
   while (*done < n) {
-    ssize_t w = sys_pwrite(fd, p + *done, (size_t)(n - *done),
+    ssize_t w = pf__file_pwrite(fd, p + *done, (size_t)(n - *done),
                            (off_t)(offset + *done));
     if (w < 0 && errno == EINTR) continue;
     if (w < 0) return errno;
@@ -350,185 +290,6 @@ static int open_direct(const char *name, int fd) {
   return dfd;
 }
 
-/* "dir/.name.XXXXXX.tmp" for "dir/name" into tmp (PATH_MAX-ish buffer). */
-static int temp_name(const char *path, char *tmp, size_t cap) {
-  const char *slash = strrchr(path, '/');
-  int dir_len = slash != NULL ? (int)(slash - path + 1) : 0;
-  const char *base = path + dir_len;
-  static const char alphabet[] =
-      "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
-  unsigned char r[6];
-  if (getrandom(r, sizeof r, GRND_NONBLOCK) != (ssize_t)sizeof r) {
-    /* No entropy yet (early boot): time and pid are unique enough, and
-     * O_EXCL catches a clash anyway. */
-    uint64_t x = (uint64_t)pf__now() * 1000003u ^ (uint64_t)getpid() << 20 ^
-                 (uint64_t)clock();
-    for (size_t k = 0; k < sizeof r; k++) r[k] = (unsigned char)(x >> 8 * k);
-  }
-  char suffix[7];
-  for (size_t k = 0; k < sizeof r; k++)
-    suffix[k] = alphabet[r[k] % (sizeof alphabet - 1)];
-  suffix[6] = '\0';
-  /* Keep the name within NAME_MAX (255): cut a long base name. */
-  int n = snprintf(tmp, cap, "%.*s.%.200s.%s.tmp", dir_len, path, base,
-                   suffix);
-  return n > 0 && (size_t)n < cap ? 0 : -1;
-}
-
-/* The directory of `path` into dir[cap]: "." for a bare name, "/" for
- * "/name". 0, or -1 when it does not fit. */
-static int dir_of(const char *path, char *dir, size_t cap) {
-  const char *slash = strrchr(path, '/');
-  int n;
-  if (slash == NULL)
-    n = snprintf(dir, cap, ".");
-  else
-    n = snprintf(dir, cap, "%.*s",
-                 slash == path ? 1 : (int)(slash - path), path);
-  return n > 0 && (size_t)n < cap ? 0 : -1;
-}
-
-/* Fails, before any work, for a name the final link or rename could never
- * bind: a last component longer than the directory allows (the temporary
- * names are cut to fit, so only the end would notice), a path over
- * PATH_MAX. A missing directory or one we may not write is reported when
- * the temporary file is created, also before any work. */
-static int check_name(const char *path, pf_error *err) {
-  const char *slash = strrchr(path, '/');
-  const char *base = slash != NULL ? slash + 1 : path;
-  if (strlen(path) >= PATH_MAX)
-    return pf__error_sys(err, PF_EIO, ENAMETOOLONG, "cannot create '%.100s...'",
-                         path);
-  char dir[PATH_MAX];
-  long name_max = -1;
-  if (dir_of(path, dir, sizeof dir) == 0) name_max = pathconf(dir, _PC_NAME_MAX);
-  if (name_max <= 0) name_max = NAME_MAX;
-  if (strlen(base) > (size_t)name_max)
-    return pf__error_sys(err, PF_EIO, ENAMETOOLONG,
-                         "cannot create '%s' (a name of %zu bytes; at most "
-                         "%ld here)", path, strlen(base), name_max);
-  return 0;
-}
-
-/* The file being written: unnamed (O_TMPFILE: it vanishes with the process,
- * even on SIGKILL, and is linked to its name at the end) or, where the
- * filesystem has no O_TMPFILE, a hidden named file next to the target that
- * every failure path unlinks. */
-typedef struct npy_temp {
-  int fd;
-  int named;           /* 1: `name` exists in the directory */
-  char proc[32];       /* "/proc/self/fd/N" of an unnamed file */
-  char *name;          /* the named file, or a scratch buffer for --force */
-  size_t cap;
-} npy_temp;
-
-/* Creates the temporary file for `path`. 0, or an error with err filled. */
-static int temp_create(npy_temp *t, const char *path, unsigned flags,
-                       pf_error *err) {
-  t->fd = -1;
-  t->named = 0;
-  t->cap = strlen(path) + 32;
-  t->name = pf__malloc(t->cap);
-  if (t->name == NULL)
-    return pf__error_set(err, PF_ENOMEM, -1, "out of memory");
-  if (!(flags & PF_NPY_NAMED_TEMP)) {
-    char dir[PATH_MAX];
-    if (dir_of(path, dir, sizeof dir) != 0)
-      return pf__error_sys(err, PF_EIO, ENAMETOOLONG,
-                           "cannot create a file next to '%s'", path);
-    int fd;
-    do fd = open(dir, O_TMPFILE | O_RDWR | O_CLOEXEC, 0666);
-    while (fd < 0 && errno == EINTR);
-    if (fd < 0 && errno != EOPNOTSUPP && errno != EISDIR && errno != EINVAL)
-      return pf__error_sys(err, io_code(errno), errno,
-                           "cannot create a temporary file next to '%s'",
-                           path);
-    if (fd >= 0) {
-      /* It is linked through /proc (linkat with AT_EMPTY_PATH would need
-       * CAP_DAC_READ_SEARCH): without /proc, use a named file instead. */
-      snprintf(t->proc, sizeof t->proc, "/proc/self/fd/%d", fd);
-      struct stat a, b;
-      if (fstat(fd, &a) == 0 && stat(t->proc, &b) == 0 &&
-          a.st_dev == b.st_dev && a.st_ino == b.st_ino) {
-        t->fd = fd;
-        return 0;
-      }
-      close(fd);
-    }
-  }
-  for (int attempt = 0; attempt < 100 && t->fd < 0; attempt++) {
-    if (temp_name(path, t->name, t->cap) != 0)
-      return pf__error_set(err, PF_EINVAL, -1, "path too long");
-    t->fd = open(t->name, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
-    if (t->fd < 0 && errno != EEXIST && errno != EINTR) break;
-  }
-  if (t->fd < 0)
-    return pf__error_sys(err, io_code(errno), errno,
-                         "cannot create a temporary file next to '%s'", path);
-  t->named = 1;
-  return 0;
-}
-
-/* Closes the file (if still open) and removes whatever of it has a name. */
-static void temp_discard(npy_temp *t) {
-  if (t->fd >= 0) close(t->fd);
-  t->fd = -1;
-  if (t->named) unlink(t->name);
-  t->named = 0;
-  free(t->name);
-  t->name = NULL;
-}
-
-/* Binds the finished (closed) temporary file to `path`: without
- * PF_NPY_FORCE never replacing anything (renameat2 RENAME_NOREPLACE, or
- * link, which fails on an existing name), with it replacing atomically by
- * rename. An unnamed file is first given a name: `path` itself, or for
- * --force a hidden temporary name that is then renamed over `path` (there
- * is no "link, replacing"). -1 with errno on failure; nothing is left. */
-static int temp_publish(npy_temp *t, const char *path, unsigned flags) {
-  if (!t->named) {
-    if (!(flags & PF_NPY_FORCE))
-      return linkat(AT_FDCWD, t->proc, AT_FDCWD, path, AT_SYMLINK_FOLLOW);
-    for (int attempt = 0;; attempt++) {
-      if (temp_name(path, t->name, t->cap) != 0) {
-        errno = ENAMETOOLONG;
-        return -1;
-      }
-      if (linkat(AT_FDCWD, t->proc, AT_FDCWD, t->name, AT_SYMLINK_FOLLOW) ==
-          0)
-        break;
-      if (errno != EEXIST || attempt == 100) return -1;
-    }
-    t->named = 1;
-  }
-  if (flags & PF_NPY_FORCE) {
-    if (rename(t->name, path) != 0) return -1;
-    t->named = 0;
-    return 0;
-  }
-  if (sys_renameat2(t->name, path, RENAME_NOREPLACE) == 0) {
-    t->named = 0;
-    return 0;
-  }
-  if (errno != EINVAL && errno != ENOSYS) return -1;
-  /* No renameat2 on this filesystem: link() fails if path exists. */
-  if (link(t->name, path) != 0) return -1;
-  unlink(t->name);
-  t->named = 0;
-  return 0;
-}
-
-/* Makes the new name durable: best effort (some filesystems cannot sync a
- * directory, and the data itself is already on disk). */
-static void sync_dir(const char *path) {
-  char dir[PATH_MAX];
-  if (dir_of(path, dir, sizeof dir) != 0) return;
-  int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (fd < 0) return;
-  fsync(fd);
-  close(fd);
-}
-
 /* ------------------------------------------------------------ pf_npy_fill */
 
 /* What is known before touching the file system. */
@@ -549,8 +310,6 @@ static int plan_file(npy_plan *p, const char *path, pf_dtype dtype, int ndim,
       o->chunk < 0 || o->workers < 0 ||
       (unsigned)o->schedule > PF_SCHEDULE_GUIDED)
     return pf__error_set(err, PF_EINVAL, -1, "invalid arguments");
-  if (path[strlen(path) - 1] == '/')
-    return pf__error_set(err, PF_EINVAL, -1, "'%s' names a directory", path);
   if (o->window != NULL)
     return pf__error_set(err, PF_EINVAL, -1,
                          "a .npy fill writes the whole file: no window");
@@ -570,51 +329,15 @@ static int plan_file(npy_plan *p, const char *path, pf_dtype dtype, int ndim,
   return 0;
 }
 
-/* The overwrite policy, before any work: a taken name fails without
- * PF_NPY_FORCE (checked again, atomically, by the final no-replace link or
- * rename), and with it only a regular file may be replaced. */
-static int check_target(const char *path, unsigned flags, pf_error *err) {
-  int rc = check_name(path, err);
-  if (rc != 0) return rc;
-  struct stat st;
-  if (lstat(path, &st) != 0) return 0;
-  if (!(flags & PF_NPY_FORCE))
-    return pf__error_set(err, PF_EEXIST, -1, "'%s' exists", path);
-  /* The rename would replace the name itself: a device (/dev/null), a
-   * directory or a symlink would be swapped for a file, not written to. */
-  if (!S_ISREG(st.st_mode))
-    return pf__error_set(err, PF_EEXIST, -1,
-                         "'%s' exists and is not a regular file (only "
-                         "regular files are replaced)", path);
-  return 0;
-}
-
-/* Reserves the whole file, so a full disk or the file size limit shows up
- * now; a filesystem that cannot reserve gets the size without reservation
- * (a full disk is then a failed write during the fill). */
-static int reserve(const npy_temp *t, const char *path, int64_t bytes,
-                   pf_error *err) {
-  int e;
-  do e = fallocate(t->fd, 0, 0, (off_t)bytes) == 0 ? 0 : errno;
-  while (e == EINTR);
-  if (e == EOPNOTSUPP || e == ENOSYS)
-    e = ftruncate(t->fd, (off_t)bytes) == 0 ? 0 : errno;
-  if (e != 0)
-    return pf__error_sys(err, io_code(e), e,
-                         "cannot reserve %lld bytes for '%s'",
-                         (long long)bytes, path);
-  return 0;
-}
-
 /* Writes the planned file into the temporary file with the kernel. */
-static int write_file(const npy_temp *t, const char *path,
+static int write_file(const pf_file *t, const char *path,
                       const npy_plan *p, pf_dtype dtype, pf_kernel_fn kernel,
                       void *ctx, const pf_fill_options *o, unsigned flags,
                       pf_error *err) {
   int dfd = -1;
   if (!(flags & PF_NPY_BUFFERED))
-    dfd = open_direct(t->named ? t->name : t->proc, t->fd);
-  npy_job job = {.path = path, .fd = t->fd, .dfd = dfd, .kernel = kernel,
+    dfd = open_direct(pf_file_path(t), pf_file_fd(t));
+  npy_job job = {.path = path, .fd = pf_file_fd(t), .dfd = dfd, .kernel = kernel,
                  .ctx = ctx, .itemsize = pf_dtype_size(dtype),
                  .size = p->size, .header = p->header,
                  .header_len = (int64_t)p->header_len,
@@ -624,28 +347,10 @@ static int write_file(const npy_temp *t, const char *path,
   atomic_init(&job.io_errno, 0);
   int rc = fill_blocks(&job, err);
   int e = atomic_load(&job.io_errno);
-  if (rc != 0 && e != 0 && rc == io_code(e) && err != NULL)
+  if (rc != 0 && e != 0 && rc == pf__io_code(e) && err != NULL)
     err->sys_errno = e; /* the fill keeps code and message only */
   if (dfd >= 0) close(dfd);
   return rc;
-}
-
-/* Makes the written file durable and gives it its name. */
-static int publish(npy_temp *t, const char *path, unsigned flags,
-                   pf_error *err) {
-  if (sys_fsync(t->fd) != 0)
-    return pf__error_sys(err, io_code(errno), errno, "cannot write '%s'",
-                         path);
-  /* Published while still open: an unnamed file is linked through its
-   * descriptor. Write errors were all reported by fsync. */
-  if (temp_publish(t, path, flags) != 0) {
-    int e = errno;
-    return e == EEXIST
-               ? pf__error_set(err, PF_EEXIST, -1, "'%s' exists", path)
-               : pf__error_sys(err, PF_EIO, e, "cannot create '%s'", path);
-  }
-  sync_dir(path);
-  return 0;
 }
 
 int pf_npy_fill(const char *path, pf_dtype dtype, int ndim,
@@ -656,15 +361,13 @@ int pf_npy_fill(const char *path, pf_dtype dtype, int ndim,
   const pf_fill_options *o = options != NULL ? options : &defaults;
   npy_plan plan;
   int rc = plan_file(&plan, path, dtype, ndim, shape, kernel, o, flags, err);
-  if (rc == 0) rc = check_target(path, flags, err);
   if (rc != 0) return rc;
-  npy_temp t;
-  rc = temp_create(&t, path, flags, err);
-  if (rc == 0) rc = reserve(&t, path, plan.file_bytes, err);
-  if (rc == 0)
-    rc = write_file(&t, path, &plan, dtype, kernel, ctx, o, flags, err);
-  if (rc == 0) rc = publish(&t, path, flags, err);
-  temp_discard(&t); /* after publish: only closes it */
+  pf_file *file;
+  rc = pf_file_create(path, plan.file_bytes, flags, &file, err);
+  if (rc != 0) return rc;
+  rc = write_file(file, path, &plan, dtype, kernel, ctx, o, flags, err);
+  if (rc == 0) rc = pf_file_publish(file, err);
+  pf_file_close(file); /* after publish: only closes it */
   return rc;
 }
 

@@ -436,33 +436,21 @@ CPURE1(C_CONJ, xr[k], -xi[k])
  * for two NaNs is the first operand's in CPython and here alike. */
 CPURE2(C_SUB, xr[k] - yr[k], xi[k] - yi[k])
 
-OPFN(I2C) {
-  double *dr = RCR(in->dst), *di = RCI(in->dst);
-  const int64_t *x = RI(in->a);
-  FOR_LANES(c->cnt, {
-    dr[k] = (double)x[k];
-    di[k] = 0.0;
-  });
-  return c->cnt;
-}
-OPFN(F2C) {
-  double *dr = RCR(in->dst), *di = RCI(in->dst);
-  const double *x = RF(in->a);
-  FOR_LANES(c->cnt, {
-    dr[k] = x[k];
-    di[k] = 0.0;
-  });
-  return c->cnt;
-}
-OPFN(B2C) {
-  double *dr = RCR(in->dst), *di = RCI(in->dst);
-  const uint8_t *x = RB(in->a);
-  FOR_LANES(c->cnt, {
-    dr[k] = (double)x[k];
-    di[k] = 0.0;
-  });
-  return c->cnt;
-}
+/* A real register as a complex one, imaginary part 0. */
+#define TO_COMPLEX(NAME, T, R)                                              \
+  OPFN(NAME) {                                                              \
+    double *dr = RCR(in->dst), *di = RCI(in->dst);                          \
+    const T *x = R(in->a);                                                  \
+    FOR_LANES(c->cnt, {                                                     \
+      dr[k] = (double)x[k];                                                 \
+      di[k] = 0.0;                                                          \
+    });                                                                     \
+    return c->cnt;                                                          \
+  }
+TO_COMPLEX(I2C, int64_t, RI)
+TO_COMPLEX(F2C, double, RF)
+TO_COMPLEX(B2C, uint8_t, RB)
+#undef TO_COMPLEX
 OPFN(C_MAKE) {
   double *dr = RCR(in->dst), *di = RCI(in->dst);
   const double *x = RF(in->a), *y = RF(in->b);
@@ -507,84 +495,63 @@ OPFN(C_TRUTH) {
   return c->cnt;
 }
 
-/* _Py_c_sum: the addition may commute, so a NaN pair bails (F_ADD). One
- * pass computes and notes pairs; if there is one, the first lane with a
- * NaN part bails (a pair gives a NaN, so that lane is at or before it;
- * bailing on a lone NaN as well is allowed -- Python redoes it exactly). */
-OPFN(C_ADD) {
-  double *dr = RCR(in->dst), *di = RCI(in->dst);
-  const double *xr = RCR(in->a), *xi = RCI(in->a);
-  const double *yr = RCR(in->b), *yi = RCI(in->b);
-  int any = 0;
-#define C_ADD_LANE                                                          \
-  const int pair_ = ((xr[k] != xr[k]) & (yr[k] != yr[k])) |                 \
-                    ((xi[k] != xi[k]) & (yi[k] != yi[k]));                  \
-  const double r_ = xr[k] + yr[k];                                          \
-  const double i_ = xi[k] + yi[k];                                          \
+/* NAME: dst = RE + IM j over every lane (both read lane k of xr, xi, yr,
+ * yi); if FLAG (which may also read the lane's parts r_ and i_) held for
+ * any lane, the first lane with a NaN part bails with WHY. The lanes past
+ * it need not finish, so computing them first is harmless. */
+#define CBIN_NAN_BAILS(NAME, RE, IM, FLAG, WHY)                             \
+  OPFN(NAME) {                                                              \
+    double *dr = RCR(in->dst), *di = RCI(in->dst);                          \
+    const double *xr = RCR(in->a), *xi = RCI(in->a);                        \
+    const double *yr = RCR(in->b), *yi = RCI(in->b);                        \
+    int any = 0;                                                            \
+    if (c->dense) {                                                         \
+      const int lo = c->lo, hi = c->lo + c->cnt;                            \
+      _Pragma("omp simd reduction(|:any)")                                  \
+      for (int k = lo; k < hi; k++) {                                       \
+        CBIN_LANE(RE, IM, FLAG)                                             \
+      }                                                                     \
+    } else {                                                                \
+      _Pragma("omp simd reduction(|:any)")                                  \
+      for (int j = 0; j < c->cnt; j++) {                                    \
+        const int k = c->list[j];                                           \
+        CBIN_LANE(RE, IM, FLAG)                                             \
+      }                                                                     \
+    }                                                                       \
+    for (int j = 0; any && j < c->cnt; j++) {                               \
+      const int k = c->dense ? c->lo + j : c->list[j];                      \
+      if (dr[k] != dr[k] || di[k] != di[k]) {                               \
+        *why = (WHY);                                                       \
+        return j;                                                           \
+      }                                                                     \
+    }                                                                       \
+    return c->cnt;                                                          \
+  }
+/* Everything read before the stores: dst may be an operand. */
+#define CBIN_LANE(RE, IM, FLAG)                                             \
+  const double r_ = (RE);                                                   \
+  const double i_ = (IM);                                                   \
+  const int flag_ = (FLAG);                                                 \
   dr[k] = r_;                                                               \
   di[k] = i_;                                                               \
-  any |= pair_;
-  if (c->dense) {
-    const int lo = c->lo, hi = c->lo + c->cnt;
-    _Pragma("omp simd reduction(|:any)")
-    for (int k = lo; k < hi; k++) { C_ADD_LANE }
-  } else {
-    _Pragma("omp simd reduction(|:any)")
-    for (int j = 0; j < c->cnt; j++) {
-      const int k = c->list[j];
-      C_ADD_LANE
-    }
-  }
-#undef C_ADD_LANE
-  for (int j = 0; any && j < c->cnt; j++) {
-    const int k = c->dense ? c->lo + j : c->list[j];
-    if (dr[k] != dr[k] || di[k] != di[k]) {
-      *why = PF__W_NAN_PAIR;
-      return j;
-    }
-  }
-  return c->cnt;
-}
+  any |= flag_;
 
-/* _Py_c_prod over every lane, then the first lane with a NaN part bails
- * (pyvm_ops.h: which NaN an IEEE product or sum of two NaNs gives depends
- * on the compiler). The lanes past it need not finish, so computing them
- * first is harmless. */
-OPFN(C_MUL) {
-  double *dr = RCR(in->dst), *di = RCI(in->dst);
-  const double *xr = RCR(in->a), *xi = RCI(in->a);
-  const double *yr = RCR(in->b), *yi = RCI(in->b);
-  int any = 0;
-  if (c->dense) {
-    const int lo = c->lo, hi = c->lo + c->cnt;
-    _Pragma("omp simd reduction(|:any)")
-    for (int k = lo; k < hi; k++) {
-      const double r_ = xr[k] * yr[k] - xi[k] * yi[k];
-    const double i_ = xr[k] * yi[k] + xi[k] * yr[k];
-      dr[k] = r_;
-      di[k] = i_;
-      any |= (r_ != r_) | (i_ != i_);
-    }
-  } else {
-    _Pragma("omp simd reduction(|:any)")
-    for (int j = 0; j < c->cnt; j++) {
-      const int k = c->list[j];
-      const double r_ = xr[k] * yr[k] - xi[k] * yi[k];
-    const double i_ = xr[k] * yi[k] + xi[k] * yr[k];
-      dr[k] = r_;
-      di[k] = i_;
-      any |= (r_ != r_) | (i_ != i_);
-    }
-  }
-  for (int j = 0; any && j < c->cnt; j++) {
-    const int k = c->dense ? c->lo + j : c->list[j];
-    if (dr[k] != dr[k] || di[k] != di[k]) {
-      *why = PF__W_NAN_COMPLEX;
-      return j;
-    }
-  }
-  return c->cnt;
-}
+/* _Py_c_sum: the addition may commute, so a NaN pair bails (F_ADD); if
+ * there is one, the first lane with a NaN part bails (a pair gives a NaN,
+ * so that lane is at or before it; bailing on a lone NaN as well is
+ * allowed -- Python redoes it exactly). */
+CBIN_NAN_BAILS(C_ADD, xr[k] + yr[k], xi[k] + yi[k],
+               ((xr[k] != xr[k]) & (yr[k] != yr[k])) |
+                   ((xi[k] != xi[k]) & (yi[k] != yi[k])),
+               PF__W_NAN_PAIR)
+
+/* _Py_c_prod; any NaN part bails (pyvm_ops.h: which NaN an IEEE product or
+ * sum of two NaNs gives depends on the compiler). */
+CBIN_NAN_BAILS(C_MUL, xr[k] * yr[k] - xi[k] * yi[k],
+               xr[k] * yi[k] + xi[k] * yr[k], (r_ != r_) | (i_ != i_),
+               PF__W_NAN_COMPLEX)
+#undef CBIN_NAN_BAILS
+#undef CBIN_LANE
 
 OPFN(C_DIV) {
   double *dr = RCR(in->dst), *di = RCI(in->dst);

@@ -52,6 +52,8 @@ OVERLAP_MESSAGE = (
 
 def is_int(value: object) -> TypeGuard[numbers.Integral]:
     """An integral number that is not a bool (``True`` is no count)."""
+    if type(value) is int:  # the common case, without the ABC's check
+        return True
     return isinstance(value, numbers.Integral) and not isinstance(
         value, (bool, np.bool_))
 
@@ -125,8 +127,8 @@ def _overlaps(a: npt.NDArray[Any]) -> bool:
     each axis of length > 1 must step over the extent of the smaller ones.
     Checked here too because a private ``out`` of a process fill is only
     copied into, never described to C."""
-    if 0 in a.shape:
-        return False
+    if a.flags.c_contiguous or a.flags.f_contiguous or 0 in a.shape:
+        return False  # (NumPy's contiguity ignores axes of length 1, as here)
     extent = a.itemsize
     for stride, n in sorted((abs(s), n) for s, n in zip(a.strides, a.shape)
                             if n > 1):

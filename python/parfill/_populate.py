@@ -213,16 +213,15 @@ def populate(
         Whatever ``func`` raised, as the same type, with a note naming the
         element and worker (its remote traceback as ``__cause__``).
     """
-    return fill(func, shape, dtype, None, out=out, workers=workers,
-                schedule=schedule, chunk=chunk, backend=backend,
-                vectorized=vectorized, params=params, ctx=ctx,
-                progress=progress, retries=retries, timeout=timeout,
-                translate=translate)
+    # Positionally: keywords cost every call a dict (fill's order).
+    return fill(func, shape, dtype, None, out, workers, schedule, chunk,
+                backend, vectorized, params, ctx, progress, retries, timeout,
+                translate)
 
 
 def fill(func: str | Callable[..., object] | NativeFunctionLike,
          shape: ShapeLike | None, dtype: npt.DTypeLike | None,
-         window: Window | None, *, out: npt.NDArray[Any] | None = None,
+         window: Window | None, out: npt.NDArray[Any] | None = None,
          workers: int | None = None, schedule: Schedule = "dynamic",
          chunk: int | None = None, backend: Backend = "auto",
          vectorized: bool = False,

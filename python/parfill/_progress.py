@@ -1,10 +1,9 @@
 """Progress reporting for long fills: tqdm when installed, else a plain bar."""
 from __future__ import annotations
 
-import contextlib
 import sys
 import time
-from typing import Any, Callable, Iterator, Protocol
+from typing import Any, Callable, Protocol
 
 __all__ = ["Reporter", "make_progress", "reporting"]
 
@@ -120,13 +119,19 @@ def make_progress(progress: object, total: int) -> Reporter | None:
         f"{progress!r}")
 
 
-@contextlib.contextmanager
-def reporting(progress: object, total: int) -> Iterator[Reporter | None]:
+class reporting:
     """make_progress() for the length of a ``with`` block, which closes the
-    reporter (ends the bar) however the fill ends."""
-    reporter = make_progress(progress, total)
-    try:
-        yield reporter
-    finally:
-        if reporter is not None:
-            reporter.close()
+    reporter (ends the bar) however the fill ends. A class, not a
+    contextlib generator: every populate call enters one."""
+
+    __slots__ = ("reporter",)
+
+    def __init__(self, progress: object, total: int) -> None:
+        self.reporter = make_progress(progress, total)
+
+    def __enter__(self) -> Reporter | None:
+        return self.reporter
+
+    def __exit__(self, *exc: object) -> None:
+        if self.reporter is not None:
+            self.reporter.close()

@@ -13,7 +13,7 @@
  * and compared element by element for every schedule and several worker
  * counts and chunk sizes, across block boundaries; then every failure --
  * existing file, kernel error, cancel, missing directory, file size limit,
- * failed writes, fsync and renames (npy_file.c's system-call seam) -- must
+ * failed writes, fsync and renames (output_file.c's system-call seam) -- must
  * leave the directory exactly as it was.
  */
 #include <dirent.h>
@@ -1070,10 +1070,10 @@ static void test_fill_name_too_long(void **state) {
   remove_dir(dir);
 }
 
-/* The system-call seam of npy_file.c (a test hook, declared only here): the
+/* The system-call seam of output_file.c (a test hook, declared only here): the
  * call fails once with errno e after `after` more calls of it succeed. */
 enum { SEAM_PWRITE, SEAM_FSYNC, SEAM_RENAMEAT2 };
-void pf__npy_fail_call(int call, int after, int e);
+void pf__file_fail_call(int call, int after, int e);
 
 /* Whether `dir`'s filesystem takes O_DIRECT writes (then the fill writes
  * its aligned parts through a second, direct descriptor). */
@@ -1132,12 +1132,12 @@ static void test_fill_system_call_failures(void **state) {
       pf_error err;
       memset(&err, 0, sizeof err);
       if (fallback)
-        pf__npy_fail_call(SEAM_PWRITE, 0, EINVAL);
+        pf__file_fail_call(SEAM_PWRITE, 0, EINVAL);
       else
-        pf__npy_fail_call(cases[c].call, cases[c].after, cases[c].e);
+        pf__file_fail_call(cases[c].call, cases[c].after, cases[c].e);
       int rc = pf_npy_fill(path, PF_FLOAT64, 1, shape, pattern_kernel, &k, &o,
                            fallback ? 0 : cases[c].flags, &err);
-      pf__npy_fail_call(-1, 0, 0);
+      pf__file_fail_call(-1, 0, 0);
       int want = fallback ? 0 : cases[c].rc;
       if (rc != want)
         fail_msg("case %zu, %d workers: %s (%s), want %s", c, workers,

@@ -10,7 +10,7 @@ PARFILL_MPI_TRACE=1 makes each rank print its slab, so the decomposition
 itself is checked. Every failure must end every rank with one status, say
 one message, and leave the directory as it was (no OUT.npy, no temporary
 file) -- except a SIGKILL of rank 0 itself, which leaves the documented
-``.OUT.npy.mpi-XXXXXX.tmp``. mpiexec runs in its own session; whatever a
+``.OUT.npy.XXXXXX.tmp``. mpiexec runs in its own session; whatever a
 test leaves running is killed by the fixture.
 """
 from __future__ import annotations
@@ -36,7 +36,7 @@ MPIEXEC = shutil.which("mpiexec")
 ENV = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1",
            OMPI_MCA_rmaps_base_oversubscribe="1")
 KNOBS = ("PARFILL_MPI_ALIGN", "PARFILL_MPI_BLOCK", "PARFILL_MPI_FAIL", "PARFILL_MPI_TRACE")
-TEMP = re.compile(r"^\..*\.mpi-[A-Za-z0-9]{6}\.tmp$")
+TEMP = re.compile(r"^\..*\.[A-Za-z0-9]{6}\.tmp$")
 
 pytestmark = pytest.mark.skipif(
     not PARFILL_MPI.exists(),
