@@ -181,7 +181,14 @@ static int scratch_alloc(const pyvm_run *r, pyvm_scratch *s) {
 }
 
 /* Preloads I0 .. I(ndim-1) of lanes [0, n) with the N-d indices from flat
- * index `start`: runs along the last axis. */
+ * index `start`: runs along the last axis. Every lane block does this, so
+ * it is cloned per instruction set (glibc's ifunc picks one at load) and
+ * counts in int64 (an int induction would be sign-extended per lane). */
+#if PYVM_X86 && defined(__has_attribute)
+#if __has_attribute(target_clones)
+__attribute__((target_clones("avx512f", "avx2", "default")))
+#endif
+#endif
 static void preload_index(const pyvm_run *r, pyvm_scratch *s, int64_t start,
                           int n) {
   const int ndim = r->p->ndim;
@@ -195,15 +202,15 @@ static void preload_index(const pyvm_run *r, pyvm_scratch *s, int64_t start,
     int64_t left = r->shape[last] - idx[last];
     int run = left < n - k ? (int)left : n - k;
     for (int d = 0; d < last; d++) {
-      int64_t *reg = s->ireg + (size_t)d * L;
+      int64_t *reg = s->ireg + (size_t)d * L + k;
       const int64_t v = idx[d];
       PF__SIMD
-      for (int j = k; j < k + run; j++) reg[j] = v;
+      for (int64_t j = 0; j < run; j++) reg[j] = v;
     }
-    int64_t *reg = s->ireg + (size_t)last * L;
-    const int64_t base = idx[last] - k;
+    int64_t *reg = s->ireg + (size_t)last * L + k;
+    const int64_t base = idx[last];
     PF__SIMD
-    for (int j = k; j < k + run; j++) reg[j] = base + j;
+    for (int64_t j = 0; j < run; j++) reg[j] = base + j;
     k += run;
     idx[last] += run;
     for (int d = last; d > 0 && idx[d] == r->shape[d]; d--) {

@@ -21,6 +21,7 @@ import numpy as np
 import pytest
 
 from parfill import _core
+from references import clear_errno
 
 OPS = _core.pyvm_opcodes()
 FNS = _core.pyvm_functions()
@@ -166,7 +167,9 @@ def vm(op, kinds, result, args, fn=None):
 
 
 def python(ref, args):
-    """('value', v) or ('raises', exception type)."""
+    """('value', v) or ('raises', exception type), from errno 0 as every
+    element starts (references.clear_errno)."""
+    clear_errno()
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error")
@@ -415,6 +418,14 @@ def nan_result(args, want):
     return type(want) is complex and has_nan(want)
 
 
+def nan_abs(args, want):
+    """abs() of a complex with a NaN part and no infinite one bails: CPython
+    < 3.15 raises OverflowError there when errno was left at ERANGE
+    (gh-155526), a state only Python's redo has."""
+    z = args[0]
+    return has_nan(z) and not (math.isinf(z.real) or math.isinf(z.imag))
+
+
 COMPLEX_BINARY = {
     "C_ADD": lambda a, b: a + b, "C_SUB": lambda a, b: a - b,
     "C_MUL": lambda a, b: a * b, "C_DIV": lambda a, b: a / b,
@@ -445,7 +456,8 @@ def test_complex_unary_and_parts():
     check("C_MOV", "C", "C", lambda a: a, values, never)
     check("C_REAL", "C", "F", lambda a: a.real, values, never)
     check("C_IMAG", "C", "F", lambda a: a.imag, values, never)
-    check("C_ABS", "C", "F", abs, values, never)
+    check("C_ABS", "C", "F", abs, values, nan_abs)
+    assert BAILS["C_ABS"] == sum(nan_abs((z,), None) for z in COMPLEXES)
     check("C_TRUTH", "C", "B", bool, values, never)
     check("I2C", "I", "C", complex, [(a,) for a in INTS], never)
     check("F2C", "F", "C", complex, [(a,) for a in FLOATS], never)
@@ -481,9 +493,13 @@ def test_complex_abs_compare_fused_near_the_circle(cmp):
                 load("F", 1, b, iconsts, fconsts),
                 ("C_ABS", 0, 0), ("F_" + cmp, 0, 0, 1), ("RET_B", 0, 0)]
         out = np.zeros((), np.bool_)
-        assert run(code, iconsts, fconsts, (0, 2, 1, 1), out) == -1
         direct = np.zeros((), np.bool_)
         code2 = code[:2] + [("C_ABS_" + cmp + "_F", 0, 0, 1), ("RET_B", 0, 0)]
+        if nan_abs((z,), None):  # both bail, as C_ABS alone does
+            assert run(code, iconsts, fconsts, (0, 2, 1, 1), out) == 0
+            assert run(code2, iconsts, fconsts, (0, 2, 1, 1), direct) == 0
+            continue
+        assert run(code, iconsts, fconsts, (0, 2, 1, 1), out) == -1
         assert run(code2, iconsts, fconsts, (0, 2, 1, 1), direct) == -1
         want = ref(abs(z), b)
         if bool(out) != want or bool(direct) != want:
