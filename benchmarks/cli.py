@@ -53,11 +53,8 @@ notes: median of the timed runs, each writing the whole .npy file; speedup = the
 #: from an installed package).
 BUILT_COMMAND = Path(__file__).resolve().parent.parent / "build" / "parfill"
 
-_descriptions: dict[str, str] = {}
-
-
-def describe_workload(name: str) -> str:
-    return _descriptions.get(name, name)
+#: Each workload's table heading, filled in as run() builds it.
+DESCRIPTIONS: dict[str, str] = {}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -148,7 +145,7 @@ def run(args: argparse.Namespace) -> list[Result]:
     workers = args.workers
     nbytes = shape[0] * shape[1] * 8
     name = f"{shape[0]}x{shape[1]}"
-    _descriptions[name] = (f"{name}: '{EXPR}' -> float64 .npy file "
+    DESCRIPTIONS[name] = (f"{name}: '{EXPR}' -> float64 .npy file "
                            f"({nbytes / 1e9:.2f} GB)")
     workdir = tempfile.mkdtemp(prefix="parfill-bench-cli-", dir=args.dir)
     path = os.path.join(workdir, "x.npy")

@@ -53,17 +53,15 @@ notes: median of interleaved timed runs; speedup = one-machine parfill's median 
   peak PSS of this process and its descendants (the cluster's workers included) during one
   extra run, minus before it."""
 
-_descriptions: dict[str, str] = {}
+#: Each workload's table heading, filled in as run() builds it.
+DESCRIPTIONS: dict[str, str] = {}
 
 
-def describe_workload(name: str) -> str:
-    return _descriptions.get(name, name)
+#: The names --only takes (the harness adds the option).
+WORKLOADS = ["expr", "random", "callable"]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    names = ["expr", "random", "callable"]
-    parser.add_argument("--only", action="append", choices=names, metavar="NAME",
-                        help=f"run only these workloads (repeatable): {', '.join(names)}")
     parser.add_argument("--n", type=int, default=None,
                         help="elements of the expr and random fields (default 2*10**7)")
     parser.add_argument("--full", action="store_true",
@@ -165,7 +163,7 @@ def expr(n: int, workers: int, repeat: int, cluster: _Cluster | None) -> list[Re
 
     shape = (ROWS, n // ROWS)
     chunks = _blocks(shape)
-    _descriptions["expr"] = (f"expr: {EXPR}, {shape[0]:,} x {shape[1]:,} float64, "
+    DESCRIPTIONS["expr"] = (f"expr: {EXPR}, {shape[0]:,} x {shape[1]:,} float64, "
                              f"{BLOCKS} blocks")
     reference = parfill.populate(EXPR, shape, workers=workers)
     exact, close = _exact(reference), _close(reference)
@@ -204,7 +202,7 @@ def random(n: int, workers: int, repeat: int) -> list[Result]:
 
     shape = (ROWS, n // ROWS)
     chunks = _blocks(shape)
-    _descriptions["random"] = (f"random: uniform float64, {shape[0]:,} x {shape[1]:,}, "
+    DESCRIPTIONS["random"] = (f"random: uniform float64, {shape[0]:,} x {shape[1]:,}, "
                                f"{BLOCKS} blocks")
     reference = parfill.random(shape, seed=SEED, workers=workers)
     methods: list[tuple[str, str, Callable[[], Any], Callable[[Any], bool]]] = [
@@ -231,7 +229,7 @@ def callable_(n: int, workers: int, repeat: int, cluster: _Cluster | None) -> li
 
     shape = (ROWS, max(1, n // ROWS))
     chunks = _blocks(shape)
-    _descriptions["callable"] = (f"callable: element(i, j) (math.sin, math.exp), "
+    DESCRIPTIONS["callable"] = (f"callable: element(i, j) (math.sin, math.exp), "
                                  f"{shape[0]:,} x {shape[1]:,} float64, {BLOCKS} blocks")
     reference = parfill.populate(element, shape, workers=workers, translate="never")
     exact = _exact(reference)

@@ -55,17 +55,15 @@ notes: median of the timed runs; speedup = NumPy median / median; vs best peer =
   article: out.fill(1.0) is the memory-bandwidth floor (role "other").
   fixed-cost / compile: times per call (runs of 100 calls back to back)."""
 
-_descriptions: dict[str, str] = {}
+#: Each workload's table heading, filled in as run() builds it.
+DESCRIPTIONS: dict[str, str] = {}
 
 
-def describe_workload(name: str) -> str:
-    return _descriptions.get(name, name)
+#: The names --only takes (the harness adds the option).
+WORKLOADS = ["article", "sin-exp", "disk-2d", FIXED_COST, COMPILE]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    names = ["article", "sin-exp", "disk-2d", FIXED_COST, COMPILE]
-    parser.add_argument("--only", action="append", choices=names, metavar="NAME",
-                        help=f"run only these workloads (repeatable): {', '.join(names)}")
     parser.add_argument("--n", type=int, default=None,
                         help="elements of the 1-d workloads (default 10**8; --quick 10**6)")
 
@@ -164,7 +162,7 @@ def _entries(workload: str, n: int, workers: int, check: Callable[[Any], bool],
 
 def article(n: int, workers: int, repeat: int) -> list[Result]:
     b = 2.0
-    _descriptions["article"] = f"article: i * b**2, b = {b}, n={n:,} float64"
+    DESCRIPTIONS["article"] = f"article: i * b**2, b = {b}, n={n:,} float64"
     out = np.empty(n)
     out.fill(0.0)  # touch the pages before any run
     i = np.arange(n)
@@ -193,7 +191,7 @@ def article(n: int, workers: int, repeat: int) -> list[Result]:
 
 def sin_exp(n: int, workers: int, repeat: int) -> list[Result]:
     text = "sin(i*1e-3)*exp(-i*1e-9)"
-    _descriptions["sin-exp"] = f"sin-exp: {text}, n={n:,} float64"
+    DESCRIPTIONS["sin-exp"] = f"sin-exp: {text}, n={n:,} float64"
     out = np.empty(n)
     out.fill(0.0)
     i = np.arange(n)
@@ -221,7 +219,7 @@ def disk_2d(shape: tuple[int, int], workers: int, repeat: int) -> list[Result]:
     r2 = (min(rows, cols) * 0.4) ** 2
     text = (f"where((i - {rows // 2})**2 + (j - {cols // 2})**2 < r2, "
             f"sin(i*0.01) * cos(j*0.01), -1.0)")
-    _descriptions["disk-2d"] = f"disk-2d: {text}, shape {rows}x{cols} float32"
+    DESCRIPTIONS["disk-2d"] = f"disk-2d: {text}, shape {rows}x{cols} float32"
     out = np.empty(shape, np.float32)
     out.fill(0.0)
     ii = np.arange(rows)[:, None]
@@ -276,7 +274,7 @@ def _per_call(results: list[Result]) -> list[Result]:
 
 def fixed_cost(workers: int, runs: int) -> list[Result]:
     n = 1000
-    _descriptions[FIXED_COST] = (f"{FIXED_COST}: i * 0.5 on {n:,} elements per call, "
+    DESCRIPTIONS[FIXED_COST] = (f"{FIXED_COST}: i * 0.5 on {n:,} elements per call, "
                                  f"median of {runs} runs of {CALLS_PER_RUN} calls")
     out = np.empty(n)
     i = np.arange(n)
@@ -295,7 +293,7 @@ def fixed_cost(workers: int, runs: int) -> list[Result]:
 
 def compile_cost(workers: int, runs: int) -> list[Result]:
     params = {"a": 0.5, "b": 3.0}
-    _descriptions[COMPILE] = (f"{COMPILE}: a {len(COMPILE_TEXT)}-character expression "
+    DESCRIPTIONS[COMPILE] = (f"{COMPILE}: a {len(COMPILE_TEXT)}-character expression "
                               f"compiled and evaluated on 1 element per call, median of "
                               f"{runs} runs of {CALLS_PER_RUN} calls")
     out = np.empty(1)

@@ -5,7 +5,9 @@
 ``run(args) -> list[Result]``; the harness then fills in the derived columns
 (speedup, ratio to the best peer), prints one table per workload, and writes
 ``--json`` / ``--plot`` if asked. A suite module may also define
-``add_arguments(parser)`` for options of its own and ``DESCRIPTION``.
+``add_arguments(parser)`` for options of its own, ``DESCRIPTION``,
+``DESCRIPTIONS`` (workload name -> table heading, filled in by ``run``) and
+``WORKLOADS`` (the names ``--only`` takes; the harness adds the option).
 Adding a suite is one file in this package plus one line in :data:`SUITES`
 (see benchmarks/README.md).
 
@@ -504,6 +506,10 @@ def _parser(suite_module: Any | None) -> argparse.ArgumentParser:
     p.add_argument("--quick", action="store_true",
                    help="tiny sizes and few runs: a smoke test, not a measurement")
     p.add_argument("--list", action="store_true", help="list the suites and exit")
+    names = getattr(suite_module, "WORKLOADS", None)
+    if names:
+        p.add_argument("--only", action="append", choices=names, metavar="NAME",
+                       help=f"run only these workloads (repeatable): {', '.join(names)}")
     if suite_module is not None and hasattr(suite_module, "add_arguments"):
         suite_module.add_arguments(p)
     return p
@@ -534,8 +540,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     results: list[Result] = list(module.run(args))
     finalize(results)
-    header = getattr(module, "describe_workload", None)
-    print(format_table(results, header))
+    headings = getattr(module, "DESCRIPTIONS", {})
+    print(format_table(results, lambda name: headings.get(name, name)))
     notes = getattr(module, "NOTES", "")
     if notes:
         print("\n" + notes.strip())

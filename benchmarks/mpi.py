@@ -49,12 +49,9 @@ PARFILL_MPI = ROOT / "build" / "parfill-mpi"
 ENV = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1")
 
 NOTES = ""
-_descriptions: dict[str, str] = {}
+#: Each workload's table heading, filled in as run() builds it.
+DESCRIPTIONS: dict[str, str] = {}
 _extra: dict[str, Any] = {}
-
-
-def describe_workload(name: str) -> str:
-    return _descriptions.get(name, name)
 
 
 def json_extra() -> dict[str, Any]:
@@ -163,7 +160,7 @@ def run(args: argparse.Namespace) -> list[Result]:
             n //= 2
         repeat = min(args.repeat, 2) if args.quick else args.repeat
         name = f"{n:,} float32"
-        _descriptions[name] = (f"{name}: '{EXPR}' -> .npy ({n * ITEM / 1e9:.2f} GB; "
+        DESCRIPTIONS[name] = (f"{name}: '{EXPR}' -> .npy ({n * ITEM / 1e9:.2f} GB; "
                                f"{free / 2**30:.0f} GiB free on {workdir})")
         ref = os.path.join(workdir, "ref.npy")
         path = os.path.join(workdir, "x.npy")

@@ -96,17 +96,15 @@ notes: median of the timed runs, each filling a preallocated float64 array; spee
   heavy: numba vectorises its prange loop across elements (host ISA); a function called
   once per element (C or numba.cfunc) runs one element at a time."""
 
-_descriptions: dict[str, str] = {}
+#: Each workload's table heading, filled in as run() builds it.
+DESCRIPTIONS: dict[str, str] = {}
 
 
-def describe_workload(name: str) -> str:
-    return _descriptions.get(name, name)
+#: The names --only takes (the harness adds the option).
+WORKLOADS = ["newton", "heavy"]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    names = ["newton", "heavy"]
-    parser.add_argument("--only", action="append", choices=names, metavar="NAME",
-                        help=f"run only these workloads (repeatable): {', '.join(names)}")
     parser.add_argument("--n", type=int, default=None,
                         help="elements (default 10**7; --quick 10**5)")
 
@@ -182,7 +180,7 @@ def workload(name: str, n: int, workers: int, repeat: int, lib: ctypes.CDLL,
              numba_fns: dict[str, Any] | None, numba_error: str) -> list[Result]:
     import parfill
 
-    _descriptions[name] = f"{name}: {_WORKLOADS[name]}, n={n:,} float64"
+    DESCRIPTIONS[name] = f"{name}: {_WORKLOADS[name]}, n={n:,} float64"
     loop = getattr(lib, f"{name}_loop")
     loop.argtypes = [ctypes.c_int64, ctypes.c_void_p]
     loop.restype = None

@@ -36,21 +36,16 @@ notes: median of the timed runs; speedup = sequential median / median; vs best p
   linearly). joblib's timed runs reuse its warm worker pool; its memory is measured
   cold. fixed-cost: 1,000 cheap elements, one call each, pools created inside the call."""
 
-_descriptions: dict[str, str] = {}
-
-
-def describe_workload(name: str) -> str:
-    return _descriptions.get(name, name)
+#: Each workload's table heading, filled in as run() builds it.
+DESCRIPTIONS: dict[str, str] = {}
 
 
 def json_extra() -> dict[str, Any]:
     return {"calibration": dict(CALIBRATION)}
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    names = [w.name for w in python_workloads(quick=True)] + [FIXED_COST]
-    parser.add_argument("--only", action="append", choices=names, metavar="NAME",
-                        help=f"run only these workloads (repeatable): {', '.join(names)}")
+#: The names --only takes (the harness adds the option).
+WORKLOADS = [w.name for w in python_workloads(quick=True)] + [FIXED_COST]
 
 
 def _check(w: Workload, reference: np.ndarray, stride: int) -> Any:
@@ -65,7 +60,7 @@ def _check(w: Workload, reference: np.ndarray, stride: int) -> Any:
 def run_workload(w: Workload, methods: list[Method], workers: int, repeat: int,
                  suite: str = SUITE) -> list[Result]:
     """Time every method on one workload (runs interleaved, each checked)."""
-    _descriptions[w.name] = w.describe()
+    DESCRIPTIONS[w.name] = w.describe()
     reference = w.reference()
     entries = []
     for m in methods:
@@ -102,7 +97,7 @@ def _sequential_cheap(n: int) -> np.ndarray:
 
 def fixed_cost(workers: int, runs: int, suite: str = SUITE) -> list[Result]:
     """1,000 cheap elements: parfill processes/auto vs ``multiprocessing.Pool.map``."""
-    _descriptions[FIXED_COST] = (f"{FIXED_COST}: {FIXED_N:,} cheap elements per call, "
+    DESCRIPTIONS[FIXED_COST] = (f"{FIXED_COST}: {FIXED_N:,} cheap elements per call, "
                                  f"median of {runs} calls")
     reference = _sequential_cheap(FIXED_N)
 

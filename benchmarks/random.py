@@ -42,17 +42,15 @@ notes: median of the timed runs, each allocating its n-element result; speedup =
   Box-Muller), checked by mean and standard deviation. peak MiB = peak PSS during one
   extra run, minus before it."""
 
-_descriptions: dict[str, str] = {}
+#: Each workload's table heading, filled in as run() builds it.
+DESCRIPTIONS: dict[str, str] = {}
 
 
-def describe_workload(name: str) -> str:
-    return _descriptions.get(name, name)
+#: The names --only takes (the harness adds the option).
+WORKLOADS = ["uniform", "uniform-f32", "normal"]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    names = ["uniform", "uniform-f32", "normal"]
-    parser.add_argument("--only", action="append", choices=names, metavar="NAME",
-                        help=f"run only these workloads (repeatable): {', '.join(names)}")
     parser.add_argument("--n", type=int, default=None,
                         help="values per call (default 10**8; --quick 10**6)")
 
@@ -90,7 +88,7 @@ def uniform(n: int, workers: int, repeat: int, dtype: Any, name: str) -> list[Re
     import parfill
 
     dt = np.dtype(dtype)
-    _descriptions[name] = f"{name}: {n:,} {dt.name} in [0, 1), seed {SEED}"
+    DESCRIPTIONS[name] = f"{name}: {n:,} {dt.name} in [0, 1), seed {SEED}"
     reference = _philox().random(n, dt)
     exact = _equal(reference)
     methods: list[tuple[str, str, Callable[[], Any], Callable[[Any], bool]]] = [
@@ -113,7 +111,7 @@ def uniform(n: int, workers: int, repeat: int, dtype: Any, name: str) -> list[Re
 def normal(n: int, workers: int, repeat: int) -> list[Result]:
     import parfill
 
-    _descriptions["normal"] = f"normal: {n:,} standard normal float64, seed {SEED}"
+    DESCRIPTIONS["normal"] = f"normal: {n:,} standard normal float64, seed {SEED}"
     ours = parfill.random(n, "normal", seed=SEED, workers=1)
     methods = [
         ("NumPy Philox standard_normal()", "sequential",

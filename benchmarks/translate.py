@@ -47,17 +47,12 @@ notes: median of the timed runs; speedup = sequential loop median / median (~: m
   expression string; trig-2d >= 0.8x numba prange warm and >= 5x numba's first call.
   Targets (issue 12): mandelbrot translated >= 1.0x numba prange warm and >= 50x processes."""
 
-_descriptions: dict[str, str] = {}
+#: Each workload's table heading, filled in as run() builds it.
+DESCRIPTIONS: dict[str, str] = {}
 
 
-def describe_workload(name: str) -> str:
-    return _descriptions.get(name, name)
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    names = ["article", "trig-2d", "piecewise", "int", "mandelbrot", COST]
-    parser.add_argument("--only", action="append", choices=names, metavar="NAME",
-                        help=f"run only these workloads (repeatable): {', '.join(names)}")
+#: The names --only takes (the harness adds the option).
+WORKLOADS = ["article", "trig-2d", "piecewise", "int", "mandelbrot", COST]
 
 
 def _exact(reference: np.ndarray) -> Callable[[Any], bool]:
@@ -209,7 +204,7 @@ def article(n: int, workers: int, repeat: int, stride: int) -> list[Result]:
     start, base = 3, 2.0
     f = lambda i: (start + i) * base**2  # noqa: E731
     name = f"article-{n:.0e}".replace("+0", "")
-    _descriptions[name] = f"{name}: lambda i: (start + i) * base**2, n={n:,} float64"
+    DESCRIPTIONS[name] = f"{name}: lambda i: (start + i) * base**2, n={n:,} float64"
     i = np.arange(n)
     return _workload(name, f, (n,), np.float64, workers, repeat,
                      expr=("(start + i) * base**2", {"start": start, "base": base}),
@@ -222,7 +217,7 @@ def article(n: int, workers: int, repeat: int, stride: int) -> list[Result]:
 def trig_2d(rows: int, workers: int, repeat: int, stride: int) -> list[Result]:
     a, b = 0.001, 0.002
     f = lambda i, j: math.sin(i*a)*math.cos(j*b) + math.sqrt(i+j)  # noqa: E731
-    _descriptions["trig-2d"] = (f"trig-2d: lambda i, j: math.sin(i*a)*math.cos(j*b) + "
+    DESCRIPTIONS["trig-2d"] = (f"trig-2d: lambda i, j: math.sin(i*a)*math.cos(j*b) + "
                                 f"math.sqrt(i+j), {rows}x{rows} float64")
     ii, jj = np.arange(rows)[:, None], np.arange(rows)[None, :]
     return _workload("trig-2d", f, (rows, rows), np.float64, workers, repeat,
@@ -243,7 +238,7 @@ def piecewise(n: int, workers: int, repeat: int, stride: int) -> list[Result]:
             return math.sqrt(i) * 3.0
         else:
             return 1.0 - i * 0.25
-    _descriptions["piecewise"] = f"piecewise: if/elif/else on i, n={n:,} float64"
+    DESCRIPTIONS["piecewise"] = f"piecewise: if/elif/else on i, n={n:,} float64"
     text = "where(i < third, i * 0.5, where(i < 2 * third, sqrt(i) * 3.0, 1.0 - i * 0.25))"
     i = np.arange(n)
     return _workload("piecewise", f, (n,), np.float64, workers, repeat,
@@ -254,7 +249,7 @@ def piecewise(n: int, workers: int, repeat: int, stride: int) -> list[Result]:
 
 def int_formula(n: int, workers: int, repeat: int, stride: int) -> list[Result]:
     f = lambda i: (i * 7 + 3) % 1000 - i // 3  # noqa: E731
-    _descriptions["int"] = f"int: lambda i: (i * 7 + 3) % 1000 - i // 3, n={n:,} int64"
+    DESCRIPTIONS["int"] = f"int: lambda i: (i * 7 + 3) % 1000 - i // 3, n={n:,} int64"
     return _workload("int", f, (n,), np.int64, workers, repeat,
                      expr=("(i * 7 + 3) % 1000 - i // 3", {}), numba_fn=(_nb_int, ()),
                      numexpr_fn=None, processes=False, stride=stride)
@@ -265,7 +260,7 @@ def mandelbrot(height: int, width: int, workers: int, repeat: int,
     from parfill.demo import make_mandelbrot
     max_iter = 200
     f = make_mandelbrot(width, height, max_iter)
-    _descriptions["mandelbrot"] = (f"mandelbrot: the demo's pixel(i, j) (complex, a loop of "
+    DESCRIPTIONS["mandelbrot"] = (f"mandelbrot: the demo's pixel(i, j) (complex, a loop of "
                                    f"up to {max_iter}), {height}x{width} uint8")
     x0, y0 = -2.2, -1.2
     dx, dy = (1.0 - x0) / width, (1.2 - y0) / height
@@ -286,7 +281,7 @@ def f(i, j):
 
 def translate_cost(workers: int, runs: int) -> list[Result]:
     import parfill
-    _descriptions[COST] = "translate-cost: parfill.translate of a 5-line function, per call"
+    DESCRIPTIONS[COST] = "translate-cost: parfill.translate of a 5-line function, per call"
     calls = 100
     namespace: dict[str, Any] = {"math": math}
     exec(FIVE_LINES, namespace)
