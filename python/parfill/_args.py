@@ -13,7 +13,7 @@ import collections.abc
 import math
 import numbers
 import operator
-from typing import (Any, Callable, Literal, NamedTuple, Sequence, SupportsIndex,
+from typing import (Any, Callable, Literal, Sequence, SupportsIndex,
                     TypeGuard, Union)
 
 import numpy as np
@@ -227,18 +227,16 @@ def _resolve_timeout(timeout: object) -> float:
     return -1.0 if math.isinf(seconds) else seconds
 
 
-class PoolArgs(NamedTuple):
-    """How a fill shares its work, as the ``_core.fill_*`` calls take it."""
-    workers: int
-    schedule: Schedule
-    chunk: int | None  # None: the fill picks one
-    timeout: float  # seconds; -1.0 for no deadline
+#: How a fill shares its work, as the ``_core.fill_*`` calls take it:
+#: workers, schedule, chunk (None: the fill picks one), timeout (seconds;
+#: -1.0 for no deadline). A plain tuple: every call builds one, and a
+#: NamedTuple's constructor is Python code.
+PoolArgs = tuple[int, Schedule, int | None, float]
 
 
 def resolve_pool_args(workers: object, schedule: object, chunk: object,
                       timeout: object) -> PoolArgs:
     """``workers``, ``schedule``, ``chunk`` and ``timeout`` checked, in that
     order, and normalised."""
-    return PoolArgs(resolve_workers(workers), _check_schedule(schedule),
-                    _positive_int_or_none(chunk, "chunk"),
-                    _resolve_timeout(timeout))
+    return (resolve_workers(workers), _check_schedule(schedule),
+            _positive_int_or_none(chunk, "chunk"), _resolve_timeout(timeout))
