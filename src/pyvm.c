@@ -184,7 +184,10 @@ static int scratch_alloc(const pyvm_run *r, pyvm_scratch *s) {
  * index `start`: runs along the last axis. Every lane block does this, so
  * it is cloned per instruction set (glibc's ifunc picks one at load) and
  * counts in int64 (an int induction would be sign-extended per lane). */
-#if PYVM_X86 && defined(__GLIBC__) && defined(__has_attribute)
+#if PYVM_X86 && defined(__GLIBC__) && defined(__has_attribute) && \
+    !defined(__SANITIZE_THREAD__) && !defined(__SANITIZE_ADDRESS__)
+/* (Not under the sanitizers: the ifunc resolver runs during relocation,
+ * before their runtimes are set up -- TSan crashes there.) */
 #if __has_attribute(target_clones)
 __attribute__((target_clones("avx512f", "avx2", "default")))
 #endif
