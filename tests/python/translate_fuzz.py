@@ -409,6 +409,21 @@ def make_case(seed: int, n: int) -> dict:
             "chunk": r.choice([None, 1, 3, 16])}
 
 
+def _nan_bits_only(got: np.ndarray, want: np.ndarray) -> bool:
+    """Every element that differs is a NaN in both (sign or payload)."""
+    if got.dtype.kind not in "fc":
+        return False
+    g, w = np.ravel(got), np.ravel(want)
+    parts = [(g.real, w.real), (g.imag, w.imag)] if got.dtype.kind == "c" \
+        else [(g, w)]
+    for a, b in parts:
+        differ = (a != b) | (np.signbit(a) != np.signbit(b))
+        same_nan = np.isnan(a) & np.isnan(b)
+        if np.any(differ & ~same_nan):
+            return False
+    return True
+
+
 def run_case(case: dict, counts: collections.Counter) -> str | None:
     """Runs one case; returns a description of a difference, else None."""
     g = {"math": math}
@@ -442,6 +457,17 @@ def run_case(case: dict, counts: collections.Counter) -> str | None:
         counts["values"] += 1
         if raised is not None:
             return f"Python gives values, populate raised {raised!r}"
+        if bits(got) != bits(want) and _nan_bits_only(got, want):
+            # CPython's own NaN bits can change between runs of the same
+            # loop: its specialising interpreter turns a float + float into
+            # BINARY_OP_ADD_FLOAT after a few calls, which returns the other
+            # operand's NaN for NaN + NaN (3.11-3.13, measured). The VM
+            # leaves such elements to Python, whose redo runs warm, so the
+            # reference is taken again warm: equal then, it is CPython's.
+            again, err2 = sequential(f, shape, dtype)
+            if err2 is None and bits(got) == bits(again):
+                counts["cpython nan bits"] += 1
+                return None
         if bits(got) != bits(want):
             diff = np.argwhere(~((got == want) | (got != got)) |
                                (np.signbit(got.real) != np.signbit(want.real))
