@@ -33,7 +33,7 @@ from parfill._native import (
     ctx_address,
     native_function,
 )
-from parfill._progress import Reporter, make_progress
+from parfill._progress import Reporter, reporting
 from parfill._translate import Kernel
 from parfill._translated import TRANSLATE_MODES, Translate, kernel_for
 from parfill._translated import run as run_translated
@@ -270,10 +270,7 @@ def fill(func: str | Callable[..., object] | NativeFunctionLike,
         # Nested call inside a worker process: no second level of forking.
         n_workers, backend = 1, "serial"
 
-    # try/finally rather than `with reporting(...)`: no context object for
-    # the common progress=False (make_progress gives None).
-    reporter = make_progress(progress, math.prod(dims))
-    try:
+    with reporting(progress, math.prod(dims)) as reporter:
         if native is not None:
             return _populate_native(native, ctx, out, dims, dt, n_workers,
                                     schedule, chunk_size, backend, vectorized,
@@ -298,9 +295,6 @@ def fill(func: str | Callable[..., object] | NativeFunctionLike,
         return _populate_callable(func, out, dims, dt, n_workers,
                                   schedule, chunk_size, backend, vectorized,
                                   reporter, retries, seconds, window=window)
-    finally:
-        if reporter is not None:
-            reporter.close()
 
 
 # ----------------------------------------------------------------- callables
