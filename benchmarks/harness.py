@@ -491,6 +491,15 @@ def _load_suite(name: str) -> Any:
     return importlib.import_module(SUITES[name], package=__package__)
 
 
+def add_run_options(p: argparse.ArgumentParser, *, repeat: int, per: str) -> None:
+    """The options every benchmark command takes: --repeat, --json, --quick."""
+    p.add_argument("--repeat", type=int, default=repeat,
+                   help=f"timed runs per {per} (default {repeat})")
+    p.add_argument("--json", metavar="FILE", help="also write results as JSON")
+    p.add_argument("--quick", action="store_true",
+                   help="tiny sizes and few runs: a smoke test, not a measurement")
+
+
 def _parser(suite_module: Any | None) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m benchmarks",
@@ -500,11 +509,8 @@ def _parser(suite_module: Any | None) -> argparse.ArgumentParser:
                    help="which suite to run (default: python); must come first")
     p.add_argument("--workers", type=int, default=None,
                    help="worker processes/threads (default: the usable CPUs)")
-    p.add_argument("--repeat", type=int, default=5, help="timed runs per method (default 5)")
-    p.add_argument("--json", metavar="FILE", help="also write results as JSON")
+    add_run_options(p, repeat=5, per="method")
     p.add_argument("--plot", metavar="FILE.png", help="also draw a speedup bar chart")
-    p.add_argument("--quick", action="store_true",
-                   help="tiny sizes and few runs: a smoke test, not a measurement")
     p.add_argument("--list", action="store_true", help="list the suites and exit")
     names = getattr(suite_module, "WORKLOADS", None)
     if names:

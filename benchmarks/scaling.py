@@ -130,9 +130,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                                 description=__doc__.split("\n\n")[0])
     p.add_argument("--workers", default="1,2,4,8,16",
                    help="comma-separated worker counts (default 1,2,4,8,16)")
-    p.add_argument("--repeat", type=int, default=3, help="timed runs per point (default 3)")
-    p.add_argument("--json", metavar="FILE", help="also write every run as JSON")
-    p.add_argument("--quick", action="store_true", help="tiny sizes: a smoke test")
+    harness.add_run_options(p, repeat=3, per="point")
     p.add_argument("--no-memory", action="store_true",
                    help="skip the extra PSS-sampled run per point")
     args = p.parse_args(argv)

@@ -66,6 +66,11 @@ void cli_expr_error(const char *expr, const pf_error *err);
  * rank 0 speaks for the job). */
 extern int cli_quiet;
 
+/* What follows the message of PF_EEXIST (the output exists): the hint to
+ * use --force, or "" when it was given (the file could still not be
+ * replaced: a directory, say). Its exit status is CLI_USAGE. */
+const char *cli_exists_hint(int force);
+
 /* 1 for the codes of a bad expression (syntax, name, type, limit). */
 int cli_is_expr_error(int code);
 

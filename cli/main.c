@@ -118,6 +118,10 @@ static unsigned npy_flags(const cli_fill_args *a) {
 }
 #endif
 
+const char *cli_exists_hint(int force) {
+  return force ? "" : " (use --force to replace it)";
+}
+
 int cli_is_expr_error(int code) {
   return code == PF_ESYNTAX || code == PF_ENAME || code == PF_ETYPE ||
          code == PF_ELIMIT;
@@ -180,10 +184,7 @@ static int run_fill(int argc, char **argv) {
     return CLI_INTERRUPTED;
   }
   if (rc == PF_EEXIST) {
-    if (a.force)
-      cli_error("%s", err.message);
-    else
-      cli_error("%s (use --force to replace it)", err.message);
+    cli_error("%s%s", err.message, cli_exists_hint(a.force));
     return CLI_USAGE;
   }
   if (cli_is_expr_error(rc) && err.position >= 0) {

@@ -219,8 +219,7 @@ static void read_fail_seam(mpi_job *j) {
 static void file_failed(mpi_failure *f, int rc, const pf_error *err,
                         int force) {
   if (rc == PF_EEXIST)
-    fail(f, CLI_USAGE, "%s%s", err->message,
-         force ? "" : " (use --force to replace it)");
+    fail(f, CLI_USAGE, "%s%s", err->message, cli_exists_hint(force));
   else
     fail(f, CLI_FAILED, "%s", err->message);
 }

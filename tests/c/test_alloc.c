@@ -145,17 +145,6 @@ typedef struct npy_case {
   int64_t *want; /* the sequential loop's values, NPY_ROWS x NPY_COLS */
 } npy_case;
 
-static int entries(const char *dir) {
-  DIR *d = opendir(dir);
-  assert_non_null(d);
-  int n = 0;
-  struct dirent *e;
-  while ((e = readdir(d)) != NULL)
-    if (strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, "..") != 0) n++;
-  closedir(d);
-  return n;
-}
-
 static void npy_case_init(npy_case *c, unsigned flags) {
   snprintf(c->dir, sizeof c->dir, "/tmp/pf-test-alloc-XXXXXX");
   assert_non_null(mkdtemp(c->dir));
@@ -170,7 +159,7 @@ static void npy_case_init(npy_case *c, unsigned flags) {
 }
 
 static void npy_case_free(npy_case *c) {
-  assert_int_equal(entries(c->dir), 0);
+  assert_int_equal(pf_test_dir_entries(c->dir), 0);
   assert_int_equal(rmdir(c->dir), 0);
   free(c->want);
 }
@@ -179,7 +168,7 @@ static void npy_case_free(npy_case *c) {
  * holds the reference values (and is removed for the next round). */
 static int npy_outcome(npy_case *c, int rc) {
   if (rc != 0) {
-    assert_int_equal(entries(c->dir), 0);
+    assert_int_equal(pf_test_dir_entries(c->dir), 0);
     return rc;
   }
   int fd = open(c->path, O_RDONLY);

@@ -92,31 +92,8 @@ static char *make_dir(void) {
   return dir;
 }
 
-static int count_entries(const char *dir) {
-  DIR *d = opendir(dir);
-  assert_non_null(d);
-  int n = 0;
-  struct dirent *e;
-  while ((e = readdir(d)) != NULL)
-    if (strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, "..") != 0) n++;
-  closedir(d);
-  return n;
-}
-
 static void remove_dir(char *dir) {
-  DIR *d = opendir(dir);
-  if (d != NULL) {
-    struct dirent *e;
-    char path[4096];
-    while ((e = readdir(d)) != NULL) {
-      if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
-        continue;
-      snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
-      unlink(path);
-    }
-    closedir(d);
-  }
-  rmdir(dir);
+  pf_test_remove_dir(dir);
   free(dir);
 }
 
@@ -653,7 +630,7 @@ static void test_fill_matrix(void **state) {
           check_file(path, shapes[s].dtype, shapes[s].ndim, shapes[s].shape);
           unlink(path);
         }
-  assert_int_equal(count_entries(dir), 0);
+  assert_int_equal(pf_test_dir_entries(dir), 0);
   remove_dir(dir);
 }
 
@@ -678,7 +655,7 @@ static void test_fill_exists_and_force(void **state) {
   assert_int_equal(read(fd, text, sizeof text), 4);
   close(fd);
   assert_string_equal(text, "keep");
-  assert_int_equal(count_entries(dir), 1);
+  assert_int_equal(pf_test_dir_entries(dir), 1);
   /* A dangling symlink is a name too. */
   char link_path[4096];
   snprintf(link_path, sizeof link_path, "%s/l.npy", dir);
@@ -692,7 +669,7 @@ static void test_fill_exists_and_force(void **state) {
                                NULL, PF_NPY_FORCE, &err),
                    0);
   check_file(path, PF_FLOAT64, 1, shape);
-  assert_int_equal(count_entries(dir), 1);
+  assert_int_equal(pf_test_dir_entries(dir), 1);
   /* Only regular files are replaced: never a directory, a symlink or a
    * device (a FIFO stands in for /dev/null) -- the rename would swap the
    * name for a file. */
@@ -716,7 +693,7 @@ static void test_fill_exists_and_force(void **state) {
   assert_true(S_ISFIFO(st.st_mode));
   assert_int_equal(lstat(link_path, &st), 0);
   assert_true(S_ISLNK(st.st_mode));
-  assert_int_equal(count_entries(dir), 4);
+  assert_int_equal(pf_test_dir_entries(dir), 4);
   unlink(link_path);
   unlink(fifo);
   rmdir(sub);
@@ -741,7 +718,7 @@ static void test_fill_kernel_error(void **state) {
                                    &k, &o, 0, &err),
                        PF_EKERNEL);
       assert_int_equal(err.code, PF_EKERNEL);
-      assert_int_equal(count_entries(dir), 0);
+      assert_int_equal(pf_test_dir_entries(dir), 0);
     }
   remove_dir(dir);
 }
@@ -803,7 +780,7 @@ static void test_fill_progress_and_cancel(void **state) {
                                    &o, 0, &err),
                        PF_ECANCELED);
       assert_true(atomic_load(&k2.calls) < 32);
-      assert_int_equal(count_entries(dir), 0);
+      assert_int_equal(pf_test_dir_entries(dir), 0);
     }
   remove_dir(dir);
 }
@@ -842,7 +819,7 @@ static void test_fill_kernel_message_lowest_wins(void **state) {
       /* As the sequential loop: the first failing element's error, with the
        * kernel's message as given. */
       assert_string_equal(err.message, "element 3 refused");
-      assert_int_equal(count_entries(dir), 0);
+      assert_int_equal(pf_test_dir_entries(dir), 0);
     }
   remove_dir(dir);
 }
@@ -865,7 +842,7 @@ static void test_fill_timeout(void **state) {
                      PF_ETIMEDOUT);
     assert_true(pf_test_now() - began < 2.0);
     assert_true(atomic_load(&k.calls) < 64);
-    assert_int_equal(count_entries(dir), 0);
+    assert_int_equal(pf_test_dir_entries(dir), 0);
   }
   remove_dir(dir);
 }
@@ -904,7 +881,7 @@ static void test_fill_io_errors(void **state) {
   assert_int_equal(pf_npy_fill(path, PF_FLOAT64, 2, huge, pattern_kernel, &k,
                                NULL, 0, &err),
                    PF_EOVERFLOW);
-  assert_int_equal(count_entries(dir), 0);
+  assert_int_equal(pf_test_dir_entries(dir), 0);
 
   /* The file size limit, in a child (limits are per process): reported as
    * EFBIG before any work, with SIGXFSZ ignored. */
@@ -927,7 +904,7 @@ static void test_fill_io_errors(void **state) {
   assert_int_equal(waitpid(pid, &status, 0), pid);
   assert_true(WIFEXITED(status));
   assert_int_equal(WEXITSTATUS(status), 0);
-  assert_int_equal(count_entries(dir), 0);
+  assert_int_equal(pf_test_dir_entries(dir), 0);
   remove_dir(dir);
 }
 
@@ -941,7 +918,7 @@ static int watch_progress(void *ctx, int64_t done, int64_t total) {
   dir_watch *w = ctx;
   (void)done;
   (void)total;
-  int n = count_entries(w->dir);
+  int n = pf_test_dir_entries(w->dir);
   if (w->calls++ == 0 || n > w->max_entries) w->max_entries = n;
   if (w->calls == 1 || n < w->min_entries) w->min_entries = n;
   return 0;
@@ -985,7 +962,7 @@ static void test_fill_unnamed_and_named(void **state) {
       int extra = named || !has_tmpfile;
       assert_int_equal(w.max_entries, force + extra);
       assert_int_equal(w.min_entries, force + extra);
-      assert_int_equal(count_entries(dir), 1);
+      assert_int_equal(pf_test_dir_entries(dir), 1);
       check_file(path, PF_UINT8, 1, shape);
       unlink(path);
     }
@@ -1033,7 +1010,7 @@ static void test_fill_killed_leaves_nothing(void **state) {
     assert_int_equal(waitpid(pid, &status, 0), pid);
     assert_true(WIFSIGNALED(status));
     assert_int_equal(WTERMSIG(status), SIGKILL);
-    assert_int_equal(count_entries(dir), named || !has_tmpfile ? 1 : 0);
+    assert_int_equal(pf_test_dir_entries(dir), named || !has_tmpfile ? 1 : 0);
     remove_dir(dir);
   }
 }
@@ -1058,7 +1035,7 @@ static void test_fill_name_too_long(void **state) {
                      PF_EIO);
     assert_int_equal(err.sys_errno, ENAMETOOLONG);
     assert_int_equal(atomic_load(&k.calls), 0);
-    assert_int_equal(count_entries(dir), 0);
+    assert_int_equal(pf_test_dir_entries(dir), 0);
   }
   /* 255 bytes is fine. */
   path[n + 255] = '\0';
@@ -1145,7 +1122,7 @@ static void test_fill_system_call_failures(void **state) {
       assert_int_equal(atomic_load(&k.bad_calls), 0);
       if (rc == 0) {
         check_file(path, PF_FLOAT64, 1, shape);
-        assert_int_equal(count_entries(dir), 1);
+        assert_int_equal(pf_test_dir_entries(dir), 1);
         assert_int_equal(unlink(path), 0);
         continue;
       }
@@ -1154,7 +1131,7 @@ static void test_fill_system_call_failures(void **state) {
       assert_non_null(strstr(err.message, path));
       if (rc != PF_EEXIST)
         assert_int_equal(err.sys_errno, cases[c].e == 0 ? ENOSPC : cases[c].e);
-      assert_int_equal(count_entries(dir), 0);
+      assert_int_equal(pf_test_dir_entries(dir), 0);
     }
   }
   remove_dir(dir);
@@ -1198,7 +1175,7 @@ static void test_fill_invalid_arguments(void **state) {
                                     &err), PF_EINVAL);
   pf_expr_free(e);
   assert_int_equal(atomic_load(&k.calls), 0);
-  assert_int_equal(count_entries(dir), 0);
+  assert_int_equal(pf_test_dir_entries(dir), 0);
   remove_dir(dir);
 }
 
@@ -1256,7 +1233,7 @@ static void test_fill_expr(void **state) {
                    PF_ETYPE);
   assert_int_equal(err.position, 2);
   pf_expr_free(expr);
-  assert_int_equal(count_entries(dir), 0);
+  assert_int_equal(pf_test_dir_entries(dir), 0);
   /* Two operators fail: the first (offset 2) from element 600001 on, the
    * second (offset 22) at element 500001 only. Whatever fails first in time,
    * the lowest failing element's operator is reported, as the sequential
@@ -1279,7 +1256,7 @@ static void test_fill_expr(void **state) {
       assert_string_equal(err.message,
                           "integers to negative integer powers are not "
                           "allowed");
-      assert_int_equal(count_entries(dir), 0);
+      assert_int_equal(pf_test_dir_entries(dir), 0);
     }
   pf_expr_free(expr);
   remove_dir(dir);

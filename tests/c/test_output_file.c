@@ -36,19 +36,7 @@ static int setup(void **state) {
 /* Removes every entry (a test may fail midway) and the directory. */
 static int teardown(void **state) {
   (void)state;
-  DIR *d = opendir(dir);
-  if (d != NULL) {
-    struct dirent *e;
-    char path[512];
-    while ((e = readdir(d)) != NULL) {
-      if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
-        continue;
-      snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
-      if (unlink(path) != 0) rmdir(path);
-    }
-    closedir(d);
-  }
-  return rmdir(dir);
+  return pf_test_remove_dir(dir);
 }
 
 /* The directory's entries other than . and .., as "a,b,c" sorted. */

@@ -21,15 +21,6 @@
 #include "pf_test.h"
 #include "internal.h"
 
-static int count_fds(void) {
-  DIR *d = opendir("/proc/self/fd");
-  if (d == NULL) return -1;
-  int n = 0;
-  while (readdir(d) != NULL) n++;
-  closedir(d);
-  return n;
-}
-
 /* The perms field of the mapping that holds `p`, or "" (a 5-char buffer). */
 static void perms_of(const void *p, char perms[8]) {
   perms[0] = '\0';
@@ -125,7 +116,7 @@ static void test_contains_long_path(void **state) {
  * and is copy-on-write afterwards; the descriptor is closed. */
 static void test_memfd_privatize(void **state) {
   (void)state;
-  int fds = count_fds();
+  int fds = pf_test_open_fds();
   size_t bytes = 3 * 4096 + 100;
   int fd;
   int64_t *mem = pf_shared_alloc_memfd(bytes, &fd);
@@ -147,7 +138,7 @@ static void test_memfd_privatize(void **state) {
   assert_int_equal(mem[400], 2800);
 
   assert_int_equal(pf_shared_privatize(mem, bytes, fd), 0);
-  assert_int_equal(count_fds(), fds); /* closed */
+  assert_int_equal(pf_test_open_fds(), fds); /* closed */
   assert_int_equal(pf_shared_contains(mem, bytes), 0);
   char perms[8];
   perms_of(mem, perms);
@@ -169,7 +160,7 @@ static void test_memfd_privatize(void **state) {
   mem[2] = 42; /* and it is writable here */
   assert_int_equal(mem[2], 42);
   pf_shared_free(mem, bytes);
-  assert_int_equal(count_fds(), fds);
+  assert_int_equal(pf_test_open_fds(), fds);
 
   assert_int_equal(pf_shared_privatize(NULL, 10, 3), PF_EINVAL);
   assert_null(pf_shared_alloc_memfd(0, &fd));
@@ -203,7 +194,7 @@ static void no_fds_end(struct rlimit old) {
  * and its descriptor still open; nothing is left mapped or open. */
 static void test_failures(void **state) {
   (void)state;
-  const int fds = count_fds();
+  const int fds = pf_test_open_fds();
   int fd = 7;
   /* pf_shared_alloc: no bytes, out of memory (armed), no address space. */
   errno = 0;
@@ -241,7 +232,7 @@ static void test_failures(void **state) {
   assert_null(pf_shared_alloc_memfd(SIZE_MAX >> 2 & ~(size_t)4095, &fd));
   assert_true(errno == ENOMEM || errno == EFBIG || errno == EINVAL);
   assert_int_equal(fd, -1);
-  assert_int_equal(count_fds(), fds);
+  assert_int_equal(pf_test_open_fds(), fds);
 
   /* pf_shared_privatize: invalid arguments; a descriptor that cannot be
    * mapped (a pipe: mmap fails); an address mremap refuses (not
@@ -288,7 +279,7 @@ static void test_failures(void **state) {
   assert_int_equal(rc, PF_ESYS);
   assert_int_equal(pf_shared_contains(mem, 4096), 1);
   pf_shared_free(mem, 4096);
-  assert_int_equal(count_fds(), fds);
+  assert_int_equal(pf_test_open_fds(), fds);
 }
 
 int main(void) {

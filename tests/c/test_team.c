@@ -33,15 +33,6 @@ typedef struct snapshot {
   int shared_maps; /* MAP_SHARED ones: what teams and pf_shared_alloc make */
 } snapshot;
 
-static int count_fds(void) {
-  DIR *d = opendir("/proc/self/fd");
-  if (d == NULL) return -1;
-  int n = 0;
-  while (readdir(d) != NULL) n++;
-  closedir(d);
-  return n;
-}
-
 static void count_maps(int *all, int *shared_only) {
   *all = *shared_only = -1;
   FILE *f = fopen("/proc/self/maps", "re");
@@ -61,7 +52,7 @@ static void count_maps(int *all, int *shared_only) {
 
 static snapshot take_snapshot(void) {
   snapshot snap;
-  snap.fds = count_fds();
+  snap.fds = pf_test_open_fds();
   count_maps(&snap.maps, &snap.shared_maps);
   return snap;
 }

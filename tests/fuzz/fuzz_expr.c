@@ -10,8 +10,7 @@
 #include <string.h>
 
 #include "expr.h"
-
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+#include "fuzz.h"
 
 static void check_error(const pf_error *err, int rc, size_t length) {
   /* Errors carry their code, a message and a position in the text. */

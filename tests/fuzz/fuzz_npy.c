@@ -13,15 +13,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "fuzz.h"
 #include "parfill.h"
-
-/* A failed check: crash loudly so the fuzzer keeps the input. */
-#define CHECK(cond)         \
-  do {                      \
-    if (!(cond)) abort();   \
-  } while (0)
-
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   pf_npy_header h;

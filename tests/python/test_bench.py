@@ -2,8 +2,10 @@
 from __future__ import annotations
 
 import json
+import mmap
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -94,10 +96,16 @@ def test_flat_function_3d():
 
 def test_pss_sampler_sees_an_allocation():
     with harness.PssSampler() as s:
-        block = np.ones(16 * 1024 * 1024 // 8)  # 16 MiB, touched
-        import time
-        time.sleep(0.02)
-        del block
+        # 16 MiB of fresh pages, touched (NumPy's allocator may reuse
+        # resident pages an earlier test freed: no growth to see).
+        block = mmap.mmap(-1, 16 << 20)
+        np.frombuffer(block, np.uint8)[::4096] = 1
+        # Two samples taken with the block alive (a loaded machine may
+        # not run the sampler thread for a while).
+        seen, deadline = s.samples + 2, time.monotonic() + 10
+        while s.samples < seen and time.monotonic() < deadline:
+            time.sleep(0.005)
+        block.close()
     assert s.samples > 0
     assert 8 < s.peak_mib < 64
 

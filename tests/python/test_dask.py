@@ -25,6 +25,7 @@ distributed = pytest.importorskip("distributed")
 zarr = pytest.importorskip("zarr")
 
 import parfill.dask as pd  # noqa: E402  (after the skips)
+import native_lib  # noqa: E402
 
 SHAPE = (100, 1000)
 # Regular, irregular and auto (auto under a small dask chunk-size limit, so
@@ -102,40 +103,17 @@ def chunks(request):
         yield request.param
 
 
-C_SOURCE = r"""
-#include <stdint.h>
-double elem(int64_t i) { return (double)i * 0.37 - 100.0; }
-double index_sum(const int64_t *ix, int nd) {
-  double v = 0;
-  for (int d = 0; d < nd; d++) v = v * 131.0 + (double)ix[d];
-  return v;
-}
-void block_f64(int64_t start, int64_t count, void *out, void *ctx) {
-  double scale = ctx ? *(const double *)ctx : 1.0;
-  for (int64_t k = 0; k < count; k++) ((double *)out)[k] = (double)(start + k) * scale;
-}
-"""
-I64 = ctypes.c_int64
-PROTOTYPES = {
-    "elem": ctypes.CFUNCTYPE(ctypes.c_double, I64),
-    "index_sum": ctypes.CFUNCTYPE(ctypes.c_double, ctypes.POINTER(I64), ctypes.c_int),
-    "block_f64": ctypes.CFUNCTYPE(None, I64, I64, ctypes.c_void_p, ctypes.c_void_p),
-}
+PROTOTYPES = {"elem": native_lib.ELEMENT, "index_sum": native_lib.INDEX,
+              "block_f64": native_lib.BLOCK}
 
 
 @pytest.fixture(scope="module")
 def lib(tmp_path_factory):
-    d = tmp_path_factory.mktemp("native")
-    src, so = d / "fns.c", d / "libfns.so"
-    src.write_text(C_SOURCE)
-    subprocess.run(["cc", "-O2", "-ffp-contract=off", "-shared", "-fPIC",
-                    "-o", str(so), str(src)], check=True)
-    return ctypes.CDLL(str(so))
+    return native_lib.build(tmp_path_factory.mktemp("native"))
 
 
 def typed(lib, name):
-    """lib.name as a function pointer of its prototype, as test_native does."""
-    return PROTOTYPES[name](ctypes.cast(getattr(lib, name), ctypes.c_void_p).value)
+    return native_lib.typed(lib, name, PROTOTYPES[name])
 
 
 # ------------------------------------------------------- equal to populate

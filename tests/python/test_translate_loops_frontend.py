@@ -586,23 +586,8 @@ def c_type_errors_floordiv(i):
 
 # -- loops over complex numbers ---------------------------------------------------
 
-def make_mandelbrot(width, height, max_iter=200, x_range=(-2.2, 1.0),
-                    y_range=(-1.2, 1.2)):
-    # python/parfill/demo.py's make_mandelbrot, verbatim
-    x0, x1 = x_range
-    y0, y1 = y_range
-    dx = (x1 - x0) / width
-    dy = (y1 - y0) / height
-
-    def pixel(i: int, j: int) -> int:
-        c = complex(x0 + (j + 0.5) * dx, y0 + (i + 0.5) * dy)
-        z = 0j
-        for n in range(max_iter):
-            z = z * z + c
-            if abs(z) > 2.0:
-                return n
-        return max_iter
-    return pixel
+make_mandelbrot = translate_oracle.shipped_function("python/parfill/demo.py",
+                                                   "make_mandelbrot")
 
 
 def readme_pixel(i, j):
@@ -994,15 +979,6 @@ def test_demo_pixel_source_and_cost():
     assert has_loop(k.program)
     assert k.nregs[3] >= 2
     print(f"\n{src}\nfirst {first * 1e3:.2f} ms, cached {cached * 1e6:.1f} us")
-
-
-def test_demo_module_pixel_translates():
-    try:
-        from parfill.demo import make_mandelbrot as demo_make
-    except Exception:                   # noqa: BLE001 - no NumPy/extension
-        pytest.skip("parfill.demo not importable here")
-    f = demo_make(60, 40, max_iter=50)
-    check(f, 2, points=[(i, j) for i in range(0, 40, 3) for j in range(0, 60, 5)])
 
 
 if __name__ == "__main__":

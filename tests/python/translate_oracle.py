@@ -10,6 +10,8 @@ runs those files under every supported CPython found (3.11, 3.12, 3.13).
 """
 from __future__ import annotations
 
+import __future__
+import ast
 import importlib
 import importlib.util
 import os
@@ -39,6 +41,24 @@ def _load():
 
 
 T = _load()
+_ROOT = os.path.join(os.path.dirname(__file__), "..", "..")
+
+
+def shipped_function(relpath, name):
+    """The function ``name`` defined at the top level of the checkout's
+    ``relpath`` (e.g. python/parfill/demo.py's make_mandelbrot), compiled on
+    its own from that file's source: the tests translate the shipped code
+    itself, also under an interpreter that cannot import the package."""
+    path = os.path.join(_ROOT, relpath)
+    with open(path, encoding="utf-8") as f:
+        tree = ast.parse(f.read(), path)
+    node = next(n for n in tree.body
+                if isinstance(n, ast.FunctionDef) and n.name == name)
+    code = compile(ast.Module([node], []), path, "exec", dont_inherit=True,
+                   flags=__future__.annotations.compiler_flag)
+    namespace = {}
+    exec(code, namespace)
+    return namespace[name]
 reference = importlib.import_module(T.__name__ + ".reference")
 Bail = reference.Bail
 

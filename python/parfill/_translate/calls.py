@@ -79,26 +79,29 @@ def _abs(b: Builder, args: list[Value]) -> Value:
     return b.new("I", "I_ABS", x.n)
 
 
-def _int(b: Builder, args: list[Value]) -> Value:
-    _arity("int", args, 0, 1)
+def _conversion(name: str, pytype: type, args: list[Value]) -> Value:
+    """The argument of ``int(x)``/``float(x)``: no argument is the type's
+    zero and a constant folds (both by Python itself); a run-time scalar
+    comes back for the caller to convert."""
+    _arity(name, args, 0, 1)
     if not args:
-        return K(0)
-    x = scalar(args[0], "int()")
-    if isinstance(x, K):
-        return fold(int, x.value)
+        return K(pytype())
+    x = scalar(args[0], f"{name}()")
+    return fold(pytype, x.value) if isinstance(x, K) else x
+
+
+def _int(b: Builder, args: list[Value]) -> Value:
+    x = _conversion("int", int, args)
+    if not isinstance(x, Reg):
+        return x
     if x.kind == "F":
         return b.new("I", "F2I_TRUNC", x.n)
     return Reg("I", b.ireg(x))
 
 
 def _float(b: Builder, args: list[Value]) -> Value:
-    _arity("float", args, 0, 1)
-    if not args:
-        return K(0.0)
-    x = scalar(args[0], "float()")
-    if isinstance(x, K):
-        return fold(float, x.value)
-    return Reg("F", b.freg(x))
+    x = _conversion("float", float, args)
+    return Reg("F", b.freg(x)) if isinstance(x, Reg) else x
 
 
 def _bool(b: Builder, args: list[Value]) -> Value:
