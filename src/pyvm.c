@@ -32,7 +32,7 @@
  * its count is reported with pf_fill_worker_fail(PF_EBAIL, start + m,
  * "<op>: <why>"), and the kernel stops.
  *
- * Three shortcuts, each invisible in the results:
+ * Four shortcuts, each invisible in the results:
  *  - Row-invariant hoisting (ndim >= 2, rows of at least PYVM_HOIST_ROW):
  *    lane blocks stop at the end of each row of the last axis, and an
  *    instruction marked PYVM_INVARIANT (pyvm_prog.c: its operands do not
@@ -46,6 +46,18 @@
  *  - Streaming: a large contiguous output is written with non-temporal
  *    stores (pf__vm_stream): each lane block is stored into a per-worker
  *    staging block, then streamed, up to its limit.
+ *  - Compaction: lanes that stay in a loop while others leave it (the
+ *    Mandelbrot's points inside the set) would run as an ever sparser
+ *    list, one lane at a time. When a backward step brings a sparse list
+ *    of at least PYVM_COMPACT_MIN lanes, they are moved into one range of
+ *    slots (compact: the other lanes' registers and mask bits swap into
+ *    the slots they leave; a slot map says which lane each slot holds, for
+ *    the stores), so the loop runs dense again. Each move fills a hole a
+ *    departed lane left, so a lane block makes at most as many moves as
+ *    lanes leave loops. Lane order is then not slot order, which bails
+ *    rely on (the first lane that bails limits the rest): a bail in a lane
+ *    block whose lanes moved runs that lane block again without moving
+ *    them. Outputs go through the slot map (no PYVM_TO_OUT after a move).
  *
  * Per-worker scratch (registers, the lane list, the masks, the staging
  * block) is allocated once, by the worker on its first lane block, and freed
@@ -85,6 +97,8 @@
 #define PYVM_STREAM_BYTES (INT64_C(32) << 20)
 /* Rows shorter than this are not worth cutting lane blocks at. */
 #define PYVM_HOIST_ROW 64
+/* Fewer looping lanes than this run as a list: moving them costs more. */
+#define PYVM_COMPACT_MIN 8
 
 /* The correctly rounded square root of one double, without errno. */
 static inline double pyvm_sqrt1(double x) {
@@ -129,6 +143,7 @@ typedef struct pyvm_scratch {
   uint8_t *breg;
   double *creg;
   int32_t *list;
+  int32_t *slot;   /* which lane of the lane block each slot holds */
   uint64_t *masks; /* nblocks * words */
   uint64_t *busy;  /* (nblocks + 63) / 64 words: blocks with waiting lanes */
   char *stage;     /* lanes * itemsize when streaming */
@@ -157,12 +172,12 @@ static int scratch_alloc(const pyvm_run *r, pyvm_scratch *s) {
   size_t bytes_f = (size_t)p->nreg[PYVM_FILE_F] * L * 8;
   size_t bytes_b = ((size_t)p->nreg[PYVM_FILE_B] * L + 63) & ~(size_t)63;
   size_t bytes_c = (size_t)p->nreg[PYVM_FILE_C] * L * 16;
-  size_t bytes_list = L * 4;
+  size_t bytes_list = L * 4, bytes_slot = L * 4;
   size_t bytes_masks = (size_t)p->nblocks * (size_t)r->words * 8;
   size_t bytes_busy = ((size_t)p->nblocks + 63) / 64 * 8;
   size_t bytes_stage = r->stream ? (L * r->itemsize + 63) & ~(size_t)63 : 0;
   size_t total = bytes_i + bytes_f + bytes_c + bytes_b + bytes_list +
-                 bytes_masks + bytes_busy + bytes_stage;
+                 bytes_slot + bytes_masks + bytes_busy + bytes_stage;
   s->mem = pf__aligned_alloc(64, total);
   if (s->mem == NULL) return PF_ENOMEM;
   /* Registers read before a path writes them hold zeros or an earlier
@@ -175,7 +190,8 @@ static int scratch_alloc(const pyvm_run *r, pyvm_scratch *s) {
   s->creg = (double *)(m += bytes_f);
   s->breg = (uint8_t *)(m += bytes_c);
   s->list = (int32_t *)(m += bytes_b);
-  s->masks = (uint64_t *)(m += bytes_list);
+  s->slot = (int32_t *)(m += bytes_list);
+  s->masks = (uint64_t *)(m += bytes_slot);
   s->busy = (uint64_t *)(m += bytes_masks);
   return 0;
 }
@@ -306,6 +322,9 @@ typedef struct lane_state {
   int out_file;   /* PYVM_TO_OUT results of this file go to the output */
   int stopped;    /* the fill stopped (cancel, timeout, an earlier failure)
                      while lanes looped: limit is not a bail */
+  int compact;    /* lanes may move (compact) */
+  int restart;    /* a lane bailed after lanes moved: run the lane block
+                     again without moving them */
 } lane_state;
 
 /* Runs instruction pc over c's lanes, hoisted or into the output when it
@@ -339,6 +358,39 @@ static int run_ins(const pyvm_run *r, pyvm_lanes *c, int32_t pc,
   int done = fn(c, in, why);
   c->ret_done = 0;
   return done;
+}
+
+/* Bit j: byte j of the 64 at s is not 0 (8 bytes per multiply: the
+ * nonzero test sets each byte's top bit, the product gathers them). */
+static inline uint64_t nonzero_bits(const uint8_t *s) {
+  const uint64_t low7 = UINT64_C(0x7f7f7f7f7f7f7f7f);
+  uint64_t bits = 0;
+  for (int g = 0; g < 8; g++) {
+    uint64_t x;
+    memcpy(&x, s + 8 * g, 8);
+    const uint64_t top = (((x & low7) + low7) | x) & ~low7;
+    bits |= ((top >> 7) * UINT64_C(0x0102040810204080) >> 56) << (8 * g);
+  }
+  return bits;
+}
+
+/* Splits lanes [lo, hi) by condition bytes s: those whose (s[k] != 0) is
+ * `want` are appended to list at *j, the others set in mask mo; a word of
+ * lanes at a time. */
+static void split_range(const uint8_t *s, int lo, int hi, int want,
+                        int32_t *list, int *j, uint64_t *mo) {
+  int n = *j;
+  for (int w = lo >> 6; w * 64 < hi; w++) {
+    const int a = w * 64 > lo ? 0 : lo - w * 64;
+    const int e = hi - w * 64 >= 64 ? 64 : hi - w * 64;
+    const uint64_t range = (e == 64 ? ~UINT64_C(0) : (UINT64_C(1) << e) - 1) &
+                           ~((UINT64_C(1) << a) - 1);
+    const uint64_t t = nonzero_bits(s + (size_t)w * 64);
+    uint64_t go = (want ? t : ~t) & range;
+    mo[w] |= range & ~go;
+    for (; go != 0; go &= go - 1) list[n++] = w * 64 + __builtin_ctzll(go);
+  }
+  *j = n;
 }
 
 /* The lanes of c leave a block by `in` (a JMP or BR; NULL: falling through
@@ -377,12 +429,16 @@ static int32_t leave(const pyvm_run *r, pyvm_lanes *c, int32_t *list,
       const int want = first == in->b; /* the condition of `first`'s lanes */
       uint64_t *mo = c->masks + (size_t)later * (size_t)c->words;
       int j = 0;
-      for (int jj = 0; jj < c->cnt; jj++) {
-        const int k = c->dense ? c->lo + jj : c->list[jj];
-        if ((s[k] != 0) == want)
-          list[j++] = k;
-        else
-          mo[k >> 6] |= UINT64_C(1) << (k & 63);
+      if (c->dense) {
+        split_range(s, c->lo, c->lo + c->cnt, want, list, &j, mo);
+      } else {
+        for (int jj = 0; jj < c->cnt; jj++) {
+          const int k = c->list[jj];
+          if ((s[k] != 0) == want)
+            list[j++] = k;
+          else
+            mo[k >> 6] |= UINT64_C(1) << (k & 63);
+        }
       }
       c->busy[later >> 6] |= UINT64_C(1) << (later & 63);
       c->cnt = j;
@@ -413,6 +469,11 @@ static int32_t run_block(const pyvm_run *r, pyvm_lanes *c, int32_t *list,
     int why = 0;
     const int done = run_ins(r, c, pc, st, &why);
     if (done < c->cnt) {
+      if (c->slot != NULL) {
+        /* Lanes moved: list order is not lane order (DESIGN). */
+        st->restart = 1;
+        return -1;
+      }
       /* The lowest bailing lane of this op: the lanes below it go on,
        * those above need not finish. */
       const int m = c->dense ? c->lo + done : c->list[done];
@@ -429,6 +490,89 @@ static int32_t run_block(const pyvm_run *r, pyvm_lanes *c, int32_t *list,
   }
   assert(b + 1 < p->nblocks); /* validation: the last op terminates */
   return leave(r, c, list, NULL, b + 1);
+}
+
+/* 1 when slot q's lane waits at some block (else it finished: a hole a
+ * lane that returned left, or no lane at all). */
+static int slot_waits(const pyvm_run *r, const pyvm_scratch *s, int q) {
+  for (int32_t b = 0; b < r->p->nblocks; b++)
+    if (s->masks[(size_t)b * (size_t)r->words + (size_t)(q >> 6)] >> (q & 63) &
+        1)
+      return 1;
+  return 0;
+}
+
+/* Moves the running lane of slot p into slot q, whose lane waits at some
+ * block (`swap`: the two exchange registers, mask bits and slot map
+ * entries) or finished (its registers are overwritten). A running lane
+ * waits nowhere: p has no mask bits. */
+static void move_slot(const pyvm_run *r, pyvm_scratch *s, int q, int p) {
+  const pf_prog *prog = r->p;
+  const size_t L = (size_t)r->lanes;
+  /* I, F and both parts of C are 8-byte lanes: move their bits. */
+  int64_t *const base[3] = {s->ireg, (int64_t *)s->freg, (int64_t *)s->creg};
+  const size_t rows[3] = {(size_t)prog->nreg[PYVM_FILE_I],
+                          (size_t)prog->nreg[PYVM_FILE_F],
+                          2 * (size_t)prog->nreg[PYVM_FILE_C]};
+  const size_t brows = (size_t)prog->nreg[PYVM_FILE_B];
+  if (!slot_waits(r, s, q)) {
+    for (int f = 0; f < 3; f++)
+      for (size_t row = 0; row < rows[f]; row++)
+        base[f][row * L + (size_t)q] = base[f][row * L + (size_t)p];
+    for (size_t row = 0; row < brows; row++)
+      s->breg[row * L + (size_t)q] = s->breg[row * L + (size_t)p];
+    s->slot[q] = s->slot[p];
+    return;
+  }
+  for (int f = 0; f < 3; f++)
+    for (size_t row = 0; row < rows[f]; row++) {
+      int64_t *reg = base[f] + row * L;
+      const int64_t t = reg[q];
+      reg[q] = reg[p];
+      reg[p] = t;
+    }
+  for (size_t row = 0; row < brows; row++) {
+    uint8_t *reg = s->breg + row * L;
+    const uint8_t t = reg[q];
+    reg[q] = reg[p];
+    reg[p] = t;
+  }
+  const int32_t t = s->slot[q];
+  s->slot[q] = s->slot[p];
+  s->slot[p] = t;
+  /* q's mask bits go to p. */
+  for (int32_t b = 0; b < prog->nblocks; b++) {
+    uint64_t *m = s->masks + (size_t)b * (size_t)r->words;
+    if (m[q >> 6] >> (q & 63) & 1) {
+      m[q >> 6] ^= UINT64_C(1) << (q & 63);
+      m[p >> 6] ^= UINT64_C(1) << (p & 63);
+    }
+  }
+}
+
+/* Moves c's lanes (a sorted list, not a range) into the slots [lo, lo +
+ * cnt), lo its first lane: each lane past that range moves into a slot in
+ * it that holds none of c's lanes (DESIGN: compaction). */
+static void compact(const pyvm_run *r, pyvm_scratch *s, pyvm_lanes *c,
+                    lane_state *st) {
+  if (c->slot == NULL) {
+    for (int k = 0; k < r->lanes; k++) s->slot[k] = k;
+    c->slot = s->slot;
+    st->out_file = -1; /* outputs now go through the slot map */
+  }
+  const int32_t *list = c->list;
+  const int cnt = c->cnt, lo = list[0], hi = lo + cnt;
+  /* list[0 .. inside) are below hi; the holes among them take the lanes
+   * list[inside ..), in order. */
+  int inside = 0;
+  while (inside < cnt && list[inside] < hi) inside++;
+  int from = inside, q = lo;
+  for (int j = 0; j < inside; j++, q++)
+    for (; q < list[j]; q++) move_slot(r, s, q, list[from++]);
+  for (; q < hi; q++) move_slot(r, s, q, list[from++]);
+  assert(from == cnt);
+  c->dense = 1;
+  c->lo = lo;
 }
 
 /* The lowest busy block, or -1. */
@@ -462,6 +606,7 @@ static void run_lanes(const pyvm_run *r, pyvm_scratch *s, int64_t start,
   st->why = 0;
   st->why_pc = -1;
   st->stopped = 0;
+  st->restart = 0;
   st->out_file = ((uintptr_t)out & 7) != 0   ? -1
                  : r->dtype == PF_FLOAT64 ? PYVM_FILE_F
                  : r->dtype == PF_INT64   ? PYVM_FILE_I
@@ -475,6 +620,7 @@ static void run_lanes(const pyvm_run *r, pyvm_scratch *s, int64_t start,
                   .cnt = n, .dense = 1, .lo = 0};
   int32_t b = 0, last = -1;
   int64_t visits = 0;
+  int looped = 0; /* a backward step was taken: lanes may loop */
   for (;;) {
     if (b < 0) {
       b = lowest_busy(s->busy, p->nblocks);
@@ -489,7 +635,9 @@ static void run_lanes(const pyvm_run *r, pyvm_scratch *s, int64_t start,
         continue;
       }
     }
-    if (b <= last && (visits += c.cnt) >= PYVM_POLL) {
+    const int back = b <= last;
+    looped |= back;
+    if (back && (visits += c.cnt) >= PYVM_POLL) {
       visits = 0;
       /* pf__fill_worker_poll: on a fill that runs on the calling thread it
        * also calls the progress hook (Ctrl-C, a cancel) and checks the
@@ -502,9 +650,12 @@ static void run_lanes(const pyvm_run *r, pyvm_scratch *s, int64_t start,
         return;
       }
     }
+    if (looped && !c.dense && c.cnt >= PYVM_COMPACT_MIN && st->compact)
+      compact(r, s, &c, st);
     last = b;
     c.ret_done = 0;
     b = run_block(r, &c, s->list, b, st);
+    if (st->restart) return;
   }
 }
 
@@ -534,10 +685,15 @@ static int pyvm_kernel(void *ctx, int64_t start, int64_t count, void *out,
     if (start + done >= pf_fill_worker_limit(handle)) break;
     const int n = lane_count(r, start + done, count - done);
     char *dst = (char *)out + (size_t)done * r->itemsize;
+    char *lanes_out = r->stream ? s->stage : dst;
+    lane_state st = {.compact = 1};
     preload_index(r, s, start + done, n);
-    lane_state st;
-    run_lanes(r, s, start + done, n, r->stream ? s->stage : dst, &st,
-              handle);
+    run_lanes(r, s, start + done, n, lanes_out, &st, handle);
+    if (st.restart) {
+      st.compact = 0;
+      preload_index(r, s, start + done, n);
+      run_lanes(r, s, start + done, n, lanes_out, &st, handle);
+    }
     if (r->stream)
       pf__vm_stream(dst, s->stage, (size_t)st.limit * r->itemsize, r->isa);
     if (st.stopped) break; /* the fill's outcome is decided elsewhere */

@@ -85,7 +85,9 @@ typedef struct pyvm_lanes {
   int cnt, dense, lo;
   void *dst;       /* non-NULL: the op's destination lane 0 (PYVM_TO_OUT) */
   int ret_done;    /* the previous op wrote this RET's values already */
-  char *out;       /* lane k's output at out + k * isz */
+  char *out;       /* lane k's output at out + k * isz ... */
+  const int32_t *slot; /* ... or at out + slot[k] * isz once lanes moved
+                          (pyvm.c: compaction); NULL: they did not */
   pf_dtype dtype;
   size_t isz;
   uint64_t *masks; /* nblocks * words: lanes waiting at each block */

@@ -633,16 +633,18 @@ OPFN(BR) {
 }
 
 /* RET_*: identity stores are plain copies (vectorised); float32 checks the
- * overflow NumPy warns about first; the rest is pyvm_ops.c's setitem. */
+ * overflow NumPy warns about first; the rest is pyvm_ops.c's setitem, also
+ * every store of lanes that moved (OUT_OF: their element's place). */
+#define OUT_OF(k) (out + (size_t)(c->slot != NULL ? c->slot[k] : (k)) * isz)
 OPFN(RET_F) {
   if (c->ret_done) return c->cnt;
   const double *x = RF(in->a);
   char *out = c->out;
-  if (c->dtype == PF_FLOAT64) {
+  if (c->dtype == PF_FLOAT64 && c->slot == NULL) {
     FOR_LANES(c->cnt, memcpy(out + (size_t)k * 8, &x[k], 8););
     return c->cnt;
   }
-  if (c->dtype == PF_FLOAT32) {
+  if (c->dtype == PF_FLOAT32 && c->slot == NULL) {
     int n;
     FIRST_BAD(n, fabsf((float)x[k]) == INFINITY && fabs(x[k]) != INFINITY,
               PF__W_STORE_OVERFLOW);
@@ -654,20 +656,20 @@ OPFN(RET_F) {
   }
   const pf_dtype dt = c->dtype;
   const size_t isz = c->isz;
-  GUARD_LANES(w = pf__py_store_float(dt, x[k], out + (size_t)k * isz));
+  GUARD_LANES(w = pf__py_store_float(dt, x[k], OUT_OF(k)));
 }
 
 OPFN(RET_I) {
   if (c->ret_done) return c->cnt;
   const int64_t *x = RI(in->a);
   char *out = c->out;
-  if (c->dtype == PF_INT64) {
+  if (c->dtype == PF_INT64 && c->slot == NULL) {
     FOR_LANES(c->cnt, memcpy(out + (size_t)k * 8, &x[k], 8););
     return c->cnt;
   }
   const pf_dtype dt = c->dtype;
   const size_t isz = c->isz;
-  GUARD_LANES(w = pf__py_store_int(dt, x[k], out + (size_t)k * isz));
+  GUARD_LANES(w = pf__py_store_int(dt, x[k], OUT_OF(k)));
 }
 
 OPFN(RET_B) {
@@ -675,13 +677,13 @@ OPFN(RET_B) {
   char *out = c->out;
   const pf_dtype dt = c->dtype;
   const size_t isz = c->isz;
-  GUARD_LANES(w = pf__py_store_bool(dt, x[k], out + (size_t)k * isz));
+  GUARD_LANES(w = pf__py_store_bool(dt, x[k], OUT_OF(k)));
 }
 
 OPFN(RET_C) {
   const double *xr = RCR(in->a), *xi = RCI(in->a);
   char *out = c->out;
-  if (c->dtype == PF_COMPLEX128) {
+  if (c->dtype == PF_COMPLEX128 && c->slot == NULL) {
     FOR_LANES(c->cnt, {
       memcpy(out + (size_t)k * 16, &xr[k], 8);
       memcpy(out + (size_t)k * 16 + 8, &xi[k], 8);
@@ -690,8 +692,7 @@ OPFN(RET_C) {
   }
   const pf_dtype dt = c->dtype;
   const size_t isz = c->isz;
-  GUARD_LANES(w = pf__py_store_complex(dt, xr[k], xi[k],
-                                       out + (size_t)k * isz));
+  GUARD_LANES(w = pf__py_store_complex(dt, xr[k], xi[k], OUT_OF(k)));
 }
 
 OPFN(BAIL) {
@@ -720,6 +721,7 @@ const pyvm_op_fn PN(pf__pyvm_ops)[PF__OP_COUNT] = {
 #undef CPURE1
 #undef CPURE2
 #undef CABS_CMP
+#undef OUT_OF
 #undef DI
 #undef DF
 #undef FOR_LANES

@@ -758,6 +758,61 @@ static void test_loop_bail_midway(void **state) {
   pf_prog_free(p);
 }
 
+/* Lanes leave a loop after i % 61 trips and wait at its exit, so the
+ * looping ones are moved together (compaction, with the waiting lanes'
+ * registers swapped out of their way); then element 4321 overflows at trip
+ * 40: the bail is still the lowest element's, and every element below it
+ * holds its own value. */
+static void test_loop_bail_after_lanes_moved(void **state) {
+  (void)state;
+  const ins code[] = {
+      {"I_CONST", 1, 0, 0, 0},   /* 0: acc = 0 */
+      {"I_CONST", 2, 0, 0, 0},   /* 1: k = 0 */
+      {"I_CONST", 9, 6, 0, 0},   /* 2: I9 = 61 */
+      {"I_MOD", 3, 0, 9, 0},     /* 3: trips = i % 61 */
+      {"I_CONST", 4, 2, 0, 0},   /* 4: I4 = 1 */
+      {"I_CONST", 5, 3, 0, 0},   /* 5: I5 = INT64_MAX */
+      {"I_CONST", 6, 4, 0, 0},   /* 6: I6 = 4321 */
+      {"I_CONST", 7, 5, 0, 0},   /* 7: I7 = 40 */
+      {"I_LT", 0, 2, 3, 0},      /* 8: while k < trips */
+      {"BR", 0, 0, 10, 17},      /* 9 */
+      {"I_EQ", 1, 0, 6, 0},      /* 10: i == 4321 */
+      {"I_EQ", 2, 2, 7, 0},      /* 11: k == 40 */
+      {"B_AND", 1, 1, 2, 0},     /* 12 */
+      {"I_SELECT", 8, 1, 5, 4},  /* 13 */
+      {"I_ADD", 1, 1, 8, 0},     /* 14: acc += ... (guarded) */
+      {"I_ADD", 2, 2, 4, 0},     /* 15: k += 1 */
+      {"JMP", 0, 8, 0, 0},       /* 16 */
+      {"RET_I", 0, 1, 0, 0},     /* 17 */
+  };
+  const int64_t ik[7] = {0, 100, 1, INT64_MAX, 4321, 40, 61};
+  pf_prog *p;
+  pf_error err;
+  assert_int_equal(create(&p, code, PF_ARRAY_LEN(code), ik, 7, NULL, 0, 1,
+                          10, 0, 3, &err), 0);
+  enum { N = 9000 };
+  int64_t *out = malloc(sizeof(int64_t) * N);
+  const int64_t shape[1] = {N};
+  for (int run = 0; run < 9; run++) {
+    memset(out, 0xff, sizeof(int64_t) * N);
+    pf_array a = array_of(out, PF_INT64, 1, shape);
+    pf_fill_options o = PF_FILL_OPTIONS_DEFAULTS;
+    o.workers = 1 + run % 3;
+    o.schedule = (pf_schedule)(run % 3);
+    o.chunk = run % 3 == 0 ? 0 : 1000 + 37 * run;
+    memset(&err, 0, sizeof err);
+    assert_int_equal(pf__prog_fill_isa(p, &a, &o, run / 3, &err), PF_EBAIL);
+    assert_int_equal(err.position, 4321);
+    assert_string_equal(err.message, "I_ADD: integer result outside int64");
+    for (int i = 0; i < 4321; i++)
+      if (out[i] != i % 61)
+        fail_msg("run %d: out[%d] = %lld, want %d", run, i,
+                 (long long)out[i], i % 61);
+  }
+  free(out);
+  pf_prog_free(p);
+}
+
 /* An element that loops forever is stopped by the fill's timeout, on one
  * worker and on several (the others finish their elements). */
 static void test_endless_loop_times_out(void **state) {
@@ -980,6 +1035,7 @@ int main(void) {
       cmocka_unit_test(test_out_of_memory),
       cmocka_unit_test(test_loop_collatz),
       cmocka_unit_test(test_loop_bail_midway),
+      cmocka_unit_test(test_loop_bail_after_lanes_moved),
       cmocka_unit_test(test_endless_loop_times_out),
       cmocka_unit_test(test_complex_escape),
       cmocka_unit_test(test_abs_compare_near_circle),
