@@ -48,11 +48,10 @@
  *    staging block, then streamed, up to its limit.
  *  - Compaction: lanes that stay in a loop while others leave it (the
  *    Mandelbrot's points inside the set) would run as an ever sparser
- *    list, one lane at a time. When a backward step brings a sparse list
- *    of at least PYVM_COMPACT_MIN lanes, they are moved into one range of
- *    slots (compact: the other lanes' registers and mask bits swap into
- *    the slots they leave; a slot map says which lane each slot holds, for
- *    the stores), so the loop runs dense again. Each move fills a hole a
+ *    list, one lane at a time. Once a lane block has taken a backward
+ *    step, a sparse list of at least PYVM_COMPACT_MIN lanes is moved into
+ *    one range of slots (pyvm_slots.c; a slot map says which lane each slot
+ *    holds, for the stores), so the loop runs dense again. Each move fills a hole a
  *    departed lane left, so a lane block makes at most as many moves as
  *    lanes leave loops. Lane order is then not slot order, which bails
  *    rely on (the first lane that bails limits the rest): a bail in a lane
@@ -88,7 +87,7 @@
 
 /* Lanes per lane block: registers of a block stay in L1/L2; fewer for
  * programs with very many registers. A multiple of 64 (mask words). */
-#define PYVM_LANES 512
+#define PYVM_LANES PF__PYVM_MAX_LANES
 #define PYVM_MIN_LANES 64
 #define PYVM_SCRATCH_BYTES (INT64_C(8) << 20)
 #define PYVM_MIN_CHUNK (16 * PYVM_LANES)
@@ -97,8 +96,6 @@
 #define PYVM_STREAM_BYTES (INT64_C(32) << 20)
 /* Rows shorter than this are not worth cutting lane blocks at. */
 #define PYVM_HOIST_ROW 64
-/* Fewer looping lanes than this run as a list: moving them costs more. */
-#define PYVM_COMPACT_MIN 8
 
 /* The correctly rounded square root of one double, without errno. */
 static inline double pyvm_sqrt1(double x) {
@@ -184,6 +181,8 @@ static int scratch_alloc(const pyvm_run *r, pyvm_scratch *s) {
    * lane's values, never uninitialised memory. */
   memset(s->mem, 0, total);
   char *m = s->mem;
+  /* I, F and C back to back: compaction sees them as one array of 8-byte
+   * rows (pyvm_row_of). */
   s->stage = m; /* first: 64-byte aligned */
   s->ireg = (int64_t *)(m += bytes_stage);
   s->freg = (double *)(m += bytes_i);
@@ -237,42 +236,6 @@ static void preload_index(const pyvm_run *r, pyvm_scratch *s, int64_t start,
       idx[d - 1]++;
     }
   }
-}
-
-/* Bits of mask word w of lanes below `limit`. */
-static inline uint64_t mask_word(const uint64_t *m, int w, int limit) {
-  const int left = limit - w * 64;
-  if (left <= 0) return 0;
-  return left >= 64 ? m[w] : m[w] & ((UINT64_C(1) << left) - 1);
-}
-
-/* The lanes of mask `m` below `limit` as c's view: a range (dense, no list
- * written: the common case, found from the first and last bit and the
- * count) or the sorted list. Returns the count. */
-static int mask_take(const uint64_t *m, int words, int limit, pyvm_lanes *c,
-                     int32_t *list) {
-  int cnt = 0, first = -1, last = -1;
-  for (int w = 0; w < words; w++) {
-    const uint64_t bits = mask_word(m, w, limit);
-    if (bits == 0) continue;
-    if (first < 0) first = w * 64 + __builtin_ctzll(bits);
-    last = w * 64 + 63 - __builtin_clzll(bits);
-    cnt += __builtin_popcountll(bits);
-  }
-  c->cnt = cnt;
-  c->lo = first;
-  c->dense = cnt > 0 && last - first + 1 == cnt;
-  if (cnt == 0 || c->dense) return cnt;
-  int j = 0;
-  for (int w = 0; w < words; w++) {
-    uint64_t bits = mask_word(m, w, limit);
-    while (bits != 0) {
-      list[j++] = w * 64 + __builtin_ctzll(bits);
-      bits &= bits - 1;
-    }
-  }
-  assert(j == cnt);
-  return cnt;
 }
 
 /* BODY for every lane k of the view C. */
@@ -360,39 +323,6 @@ static int run_ins(const pyvm_run *r, pyvm_lanes *c, int32_t pc,
   return done;
 }
 
-/* Bit j: byte j of the 64 at s is not 0 (8 bytes per multiply: the
- * nonzero test sets each byte's top bit, the product gathers them). */
-static inline uint64_t nonzero_bits(const uint8_t *s) {
-  const uint64_t low7 = UINT64_C(0x7f7f7f7f7f7f7f7f);
-  uint64_t bits = 0;
-  for (int g = 0; g < 8; g++) {
-    uint64_t x;
-    memcpy(&x, s + 8 * g, 8);
-    const uint64_t top = (((x & low7) + low7) | x) & ~low7;
-    bits |= ((top >> 7) * UINT64_C(0x0102040810204080) >> 56) << (8 * g);
-  }
-  return bits;
-}
-
-/* Splits lanes [lo, hi) by condition bytes s: those whose (s[k] != 0) is
- * `want` are appended to list at *j, the others set in mask mo; a word of
- * lanes at a time. */
-static void split_range(const uint8_t *s, int lo, int hi, int want,
-                        int32_t *list, int *j, uint64_t *mo) {
-  int n = *j;
-  for (int w = lo >> 6; w * 64 < hi; w++) {
-    const int a = w * 64 > lo ? 0 : lo - w * 64;
-    const int e = hi - w * 64 >= 64 ? 64 : hi - w * 64;
-    const uint64_t range = (e == 64 ? ~UINT64_C(0) : (UINT64_C(1) << e) - 1) &
-                           ~((UINT64_C(1) << a) - 1);
-    const uint64_t t = nonzero_bits(s + (size_t)w * 64);
-    uint64_t go = (want ? t : ~t) & range;
-    mo[w] |= range & ~go;
-    for (; go != 0; go &= go - 1) list[n++] = w * 64 + __builtin_ctzll(go);
-  }
-  *j = n;
-}
-
 /* The lanes of c leave a block by `in` (a JMP or BR; NULL: falling through
  * to block `next`). Returns the block they run next, as they are -- c then
  * holds those lanes -- when the work list would take it next anyway
@@ -430,7 +360,7 @@ static int32_t leave(const pyvm_run *r, pyvm_lanes *c, int32_t *list,
       uint64_t *mo = c->masks + (size_t)later * (size_t)c->words;
       int j = 0;
       if (c->dense) {
-        split_range(s, c->lo, c->lo + c->cnt, want, list, &j, mo);
+        pf__pyvm_split_range(s, c->lo, c->lo + c->cnt, want, list, &j, mo);
       } else {
         for (int jj = 0; jj < c->cnt; jj++) {
           const int k = c->list[jj];
@@ -492,89 +422,6 @@ static int32_t run_block(const pyvm_run *r, pyvm_lanes *c, int32_t *list,
   return leave(r, c, list, NULL, b + 1);
 }
 
-/* 1 when slot q's lane waits at some block (else it finished: a hole a
- * lane that returned left, or no lane at all). */
-static int slot_waits(const pyvm_run *r, const pyvm_scratch *s, int q) {
-  for (int32_t b = 0; b < r->p->nblocks; b++)
-    if (s->masks[(size_t)b * (size_t)r->words + (size_t)(q >> 6)] >> (q & 63) &
-        1)
-      return 1;
-  return 0;
-}
-
-/* Moves the running lane of slot p into slot q, whose lane waits at some
- * block (`swap`: the two exchange registers, mask bits and slot map
- * entries) or finished (its registers are overwritten). A running lane
- * waits nowhere: p has no mask bits. */
-static void move_slot(const pyvm_run *r, pyvm_scratch *s, int q, int p) {
-  const pf_prog *prog = r->p;
-  const size_t L = (size_t)r->lanes;
-  /* I, F and both parts of C are 8-byte lanes: move their bits. */
-  int64_t *const base[3] = {s->ireg, (int64_t *)s->freg, (int64_t *)s->creg};
-  const size_t rows[3] = {(size_t)prog->nreg[PYVM_FILE_I],
-                          (size_t)prog->nreg[PYVM_FILE_F],
-                          2 * (size_t)prog->nreg[PYVM_FILE_C]};
-  const size_t brows = (size_t)prog->nreg[PYVM_FILE_B];
-  if (!slot_waits(r, s, q)) {
-    for (int f = 0; f < 3; f++)
-      for (size_t row = 0; row < rows[f]; row++)
-        base[f][row * L + (size_t)q] = base[f][row * L + (size_t)p];
-    for (size_t row = 0; row < brows; row++)
-      s->breg[row * L + (size_t)q] = s->breg[row * L + (size_t)p];
-    s->slot[q] = s->slot[p];
-    return;
-  }
-  for (int f = 0; f < 3; f++)
-    for (size_t row = 0; row < rows[f]; row++) {
-      int64_t *reg = base[f] + row * L;
-      const int64_t t = reg[q];
-      reg[q] = reg[p];
-      reg[p] = t;
-    }
-  for (size_t row = 0; row < brows; row++) {
-    uint8_t *reg = s->breg + row * L;
-    const uint8_t t = reg[q];
-    reg[q] = reg[p];
-    reg[p] = t;
-  }
-  const int32_t t = s->slot[q];
-  s->slot[q] = s->slot[p];
-  s->slot[p] = t;
-  /* q's mask bits go to p. */
-  for (int32_t b = 0; b < prog->nblocks; b++) {
-    uint64_t *m = s->masks + (size_t)b * (size_t)r->words;
-    if (m[q >> 6] >> (q & 63) & 1) {
-      m[q >> 6] ^= UINT64_C(1) << (q & 63);
-      m[p >> 6] ^= UINT64_C(1) << (p & 63);
-    }
-  }
-}
-
-/* Moves c's lanes (a sorted list, not a range) into the slots [lo, lo +
- * cnt), lo its first lane: each lane past that range moves into a slot in
- * it that holds none of c's lanes (DESIGN: compaction). */
-static void compact(const pyvm_run *r, pyvm_scratch *s, pyvm_lanes *c,
-                    lane_state *st) {
-  if (c->slot == NULL) {
-    for (int k = 0; k < r->lanes; k++) s->slot[k] = k;
-    c->slot = s->slot;
-    st->out_file = -1; /* outputs now go through the slot map */
-  }
-  const int32_t *list = c->list;
-  const int cnt = c->cnt, lo = list[0], hi = lo + cnt;
-  /* list[0 .. inside) are below hi; the holes among them take the lanes
-   * list[inside ..), in order. */
-  int inside = 0;
-  while (inside < cnt && list[inside] < hi) inside++;
-  int from = inside, q = lo;
-  for (int j = 0; j < inside; j++, q++)
-    for (; q < list[j]; q++) move_slot(r, s, q, list[from++]);
-  for (; q < hi; q++) move_slot(r, s, q, list[from++]);
-  assert(from == cnt);
-  c->dense = 1;
-  c->lo = lo;
-}
-
 /* The lowest busy block, or -1. */
 static int32_t lowest_busy(const uint64_t *busy, int32_t nblocks) {
   for (int32_t w = 0; w * 64 < nblocks; w++)
@@ -628,8 +475,13 @@ static void run_lanes(const pyvm_run *r, pyvm_scratch *s, int64_t start,
       s->busy[b >> 6] &= ~(UINT64_C(1) << (b & 63));
       uint64_t *mask = s->masks + (size_t)b * (size_t)words;
       c.list = s->list;
-      const int cnt = mask_take(mask, words, st->limit, &c, s->list);
-      memset(mask, 0, (size_t)words * 8);
+      int cnt;
+      if (looped && st->compact) {
+        cnt = pf__pyvm_take_moving(&c, b, s->slot, mask, st->limit, s->list);
+      } else {
+        cnt = pf__pyvm_mask_take(mask, words, st->limit, &c, s->list);
+        memset(mask, 0, (size_t)words * 8);
+      }
       if (cnt == 0) {
         b = -1;
         continue;
@@ -651,7 +503,8 @@ static void run_lanes(const pyvm_run *r, pyvm_scratch *s, int64_t start,
       }
     }
     if (looped && !c.dense && c.cnt >= PYVM_COMPACT_MIN && st->compact)
-      compact(r, s, &c, st);
+      pf__pyvm_compact(&c, b, s->slot);
+    if (c.slot != NULL) st->out_file = -1; /* stores go by the slot map */
     last = b;
     c.ret_done = 0;
     b = run_block(r, &c, s->list, b, st);

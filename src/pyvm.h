@@ -23,6 +23,18 @@ typedef struct pyvm_ins {
  * list. */
 enum { PYVM_FILE_I, PYVM_FILE_F, PYVM_FILE_B, PYVM_FILE_C, PYVM_FILES };
 
+/* A register row, as the liveness lists give them: the I, F and C files are
+ * one array of 8-byte rows (I registers, then F, then two rows per C
+ * register: pyvm.c allocates them back to back), row e >= 0 of it; B
+ * register r is -1 - r. */
+static inline int32_t pyvm_row_of(const int32_t nreg[PYVM_FILES], int file,
+                                  int32_t r) {
+  return file == PYVM_FILE_I   ? r
+         : file == PYVM_FILE_F ? nreg[PYVM_FILE_I] + r
+         : file == PYVM_FILE_C ? nreg[PYVM_FILE_I] + nreg[PYVM_FILE_F] + 2 * r
+                               : -1 - r;
+}
+
 /* The file of a signature character ('I' 'F' 'B' 'C'), or -1 for none. */
 static inline int pyvm_file_of(char kind) {
   return kind == 'I' ? PYVM_FILE_I
@@ -59,6 +71,11 @@ struct pf_prog {
   int32_t ninvariant;   /* instructions with PYVM_INVARIANT */
   int32_t nblocks;
   int32_t *block_first; /* nblocks + 1 entries: block b is [first[b], first[b+1]) */
+  /* The registers live where block b starts: live[live_first[b] ..
+   * live_first[b + 1]), each a row (PYVM_ROW_*); NULL when the program is
+   * too large to keep them (every register then counts as live). */
+  int32_t *live_first;
+  int32_t *live;
   int64_t *iconsts;
   double *fconsts;
   size_t niconsts, nfconsts;
@@ -147,6 +164,29 @@ static inline int pyvm_may_chain(const pyvm_lanes *c, int32_t t) {
       bit == 63 ? ~UINT64_C(0) : (UINT64_C(1) << (bit + 1)) - 1;
   return (c->busy[t >> 6] & upto) == 0;
 }
+
+/* pyvm_slots.c: which lanes run -- masks to ranges or lists, a range split
+ * by a condition, and compaction (pyvm.c's DESIGN). */
+#define PF__PYVM_MAX_LANES 512
+/* Fewer looping lanes than this run as a list: moving them costs more. */
+#define PYVM_COMPACT_MIN 8
+/* The lanes of mask `m` below `limit` as c's view: a range (dense, no list
+ * written) or the sorted list, into `list`. Returns the count. */
+int pf__pyvm_mask_take(const uint64_t *m, int words, int limit, pyvm_lanes *c,
+                       int32_t *list);
+/* Lanes [lo, hi) whose (s[k] != 0) is `want` are appended to list at *j,
+ * the others set in mask mo. */
+void pf__pyvm_split_range(const uint8_t *s, int lo, int hi, int want,
+                          int32_t *list, int *j, uint64_t *mo);
+/* mask_take of block b's mask for lanes that may loop: a sparse mask of at
+ * least PYVM_COMPACT_MIN lanes becomes a range, the lanes past it moved
+ * into its holes. Clears the mask. `slot`: the lane block's slot map, set
+ * up (and c->slot set) at the first move. */
+int pf__pyvm_take_moving(pyvm_lanes *c, int32_t b, int32_t *slot,
+                         uint64_t *mask, int limit, int32_t *list);
+/* The same for c's lanes as a sorted list (not a range), about to run
+ * block b. */
+void pf__pyvm_compact(pyvm_lanes *c, int32_t b, int32_t *slot);
 
 /* pf_prog_fill with the instruction set capped at `isa` (PYVM_ISA_*; -1:
  * the best the CPU has): tests run every variant. */

@@ -34,6 +34,8 @@
  *  - PYVM_TO_OUT: the instruction's destination is read by nothing but the
  *    RET_F / RET_I right after it in the same block, so the VM may compute it
  *    straight into the output when the store is an identity.
+ * And per block, the registers live where it starts (liveness): a lane
+ * moved into a finished lane's slot takes only those (pyvm_slots.c).
  */
 #include <stdlib.h>
 #include <string.h>
@@ -276,11 +278,127 @@ static int analyse(pf_prog *p) {
   return 0;
 }
 
+/* Liveness for compaction (pyvm_slots.c): the registers live where each
+ * block starts, by the usual backward dataflow to a fixed point over bit
+ * sets of all registers. Not kept (NULL: all live) for programs whose sets
+ * would pass these sizes. */
+#define PYVM_LIVE_MAX_WORDS (1 << 20)
+#define PYVM_LIVE_MAX_ROWS (1 << 22)
+
+/* Block b's reads before its writes (use) and its writes (def). */
+static void use_def(const pf_prog *p, const size_t *base, int32_t b,
+                    uint64_t *use, uint64_t *def) {
+  for (int32_t pc = p->block_first[b]; pc < p->block_first[b + 1]; pc++) {
+    if (p->flags[pc] & PYVM_SKIP) continue;
+    const pyvm_ins *in = &p->code[pc];
+    const char *sig = pf__pyvm_op_sig[in->op];
+    const int32_t w[4] = {in->dst, in->a, in->b, in->c};
+    for (int k = 1; k < 4; k++) {
+      const int f = pyvm_file_of(sig[k]);
+      if (f < 0) continue;
+      const size_t r = base[f] + (size_t)w[k];
+      if (!(def[r >> 6] >> (r & 63) & 1)) use[r >> 6] |= UINT64_C(1) << (r & 63);
+    }
+    const int f = pyvm_file_of(sig[0]);
+    if (f >= 0) {
+      const size_t r = base[f] + (size_t)w[0];
+      def[r >> 6] |= UINT64_C(1) << (r & 63);
+    }
+  }
+}
+
+/* live_in[b] = use[b] | (the successors' live_in & ~def[b]), until nothing
+ * changes; `out` is scratch of `words`. */
+static void live_fixpoint(const pf_prog *p, size_t words, const uint64_t *use,
+                          const uint64_t *def, uint64_t *in, uint64_t *out) {
+  for (int changed = 1; changed;) {
+    changed = 0;
+    for (int32_t b = p->nblocks - 1; b >= 0; b--) {
+      const pyvm_ins *last = &p->code[p->block_first[b + 1] - 1];
+      int32_t succ[2], ns = 0;
+      if (last->op == PF__OP_JMP) {
+        succ[ns++] = last->a;
+      } else if (last->op == PF__OP_BR) {
+        succ[ns++] = last->b;
+        succ[ns++] = last->c;
+      } else if (!pf__pyvm_is_terminator(last->op)) {
+        succ[ns++] = b + 1;
+      }
+      memset(out, 0, words * 8);
+      for (int k = 0; k < ns; k++)
+        for (size_t w = 0; w < words; w++)
+          out[w] |= in[(size_t)succ[k] * words + w];
+      uint64_t *mine = in + (size_t)b * words;
+      for (size_t w = 0; w < words; w++) {
+        const size_t at = (size_t)b * words + w;
+        const uint64_t v = use[at] | (out[w] & ~def[at]);
+        if (v != mine[w]) {
+          mine[w] = v;
+          changed = 1;
+        }
+      }
+    }
+  }
+}
+
+static int liveness(pf_prog *p) {
+  size_t base[PYVM_FILES], nregs = 0;
+  for (int f = 0; f < PYVM_FILES; f++) {
+    base[f] = nregs;
+    nregs += (size_t)p->nreg[f];
+  }
+  const size_t words = (nregs + 63) / 64 + 1, nb = (size_t)p->nblocks;
+  if (nb * words * 3 + words > PYVM_LIVE_MAX_WORDS) return 0;
+  uint64_t *use = pf__calloc(nb * words * 3 + words, 8);
+  if (use == NULL) return PF_ENOMEM;
+  uint64_t *def = use + nb * words, *in = def + nb * words;
+  for (int32_t b = 0; b < p->nblocks; b++)
+    use_def(p, base, b, use + (size_t)b * words, def + (size_t)b * words);
+  live_fixpoint(p, words, use, def, in, in + nb * words);
+  /* The rows of each block's set: C registers have two. */
+  size_t rows = 0;
+  for (size_t b = 0; b < nb; b++)
+    for (int f = 0; f < PYVM_FILES; f++)
+      for (int32_t r = 0; r < p->nreg[f]; r++) {
+        const size_t i = b * words * 64 + base[f] + (size_t)r;
+        if (in[i >> 6] >> (i & 63) & 1) rows += f == PYVM_FILE_C ? 2 : 1;
+      }
+  int rc = 0;
+  if (rows <= PYVM_LIVE_MAX_ROWS) {
+    p->live_first = pf__malloc((nb + 1) * sizeof *p->live_first);
+    p->live = pf__malloc((rows > 0 ? rows : 1) * sizeof *p->live);
+    if (p->live_first == NULL || p->live == NULL) {
+      free(p->live_first);
+      free(p->live);
+      p->live_first = p->live = NULL;
+      rc = PF_ENOMEM;
+    } else {
+      int32_t n = 0;
+      for (size_t b = 0; b < nb; b++) {
+        p->live_first[b] = n;
+        for (int f = 0; f < PYVM_FILES; f++)
+          for (int32_t r = 0; r < p->nreg[f]; r++) {
+            const size_t i = b * words * 64 + base[f] + (size_t)r;
+            if (!(in[i >> 6] >> (i & 63) & 1)) continue;
+            const int32_t e = pyvm_row_of(p->nreg, f, r);
+            p->live[n++] = e;
+            if (f == PYVM_FILE_C) p->live[n++] = e + 1;
+          }
+      }
+      p->live_first[nb] = n;
+    }
+  }
+  free(use);
+  return rc;
+}
+
 void pf_prog_free(pf_prog *prog) {
   if (prog == NULL) return;
   free(prog->code);
   free(prog->flags);
   free(prog->block_first);
+  free(prog->live_first);
+  free(prog->live);
   free(prog->iconsts);
   free(prog->fconsts);
   free(prog);
@@ -355,6 +473,7 @@ int pf_prog_create(pf_prog **prog, const int32_t *code, size_t nwords,
   rc = make_blocks(p);
   if (rc == 0) rc = fuse(p);
   if (rc == 0) rc = analyse(p);
+  if (rc == 0) rc = liveness(p);
   if (rc != 0) goto fail;
   *prog = p;
   return 0;

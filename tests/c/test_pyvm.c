@@ -758,6 +758,70 @@ static void test_loop_bail_midway(void **state) {
   pf_prog_free(p);
 }
 
+/* Lanes return from inside a loop after i % 50 + 1 trips, so the lanes
+ * still looping move into the slots of finished ones (taking the registers
+ * live there: acc, k, the loop's constants and `base`, which only the return
+ * reads); the results go to their own elements through the slot map, into
+ * int64 and (converted) float64. */
+static int64_t early_return(int64_t i) { return (i % 50 + 1) * 3 * i + 7 * i; }
+
+static void test_loop_return_after_lanes_moved(void **state) {
+  (void)state;
+  const ins code[] = {
+      {"I_CONST", 1, 0, 0, 0},   /* 0: acc = 0 */
+      {"I_CONST", 2, 0, 0, 0},   /* 1: k = 0 */
+      {"I_CONST", 3, 1, 0, 0},   /* 2: I3 = 100 */
+      {"I_CONST", 4, 2, 0, 0},   /* 3: I4 = 1 */
+      {"I_CONST", 5, 3, 0, 0},   /* 4: I5 = 3 */
+      {"I_CONST", 6, 4, 0, 0},   /* 5: I6 = 7 */
+      {"I_CONST", 7, 5, 0, 0},   /* 6: I7 = 50 */
+      {"I_MUL", 8, 0, 6, 0},     /* 7: base = i * 7 */
+      {"I_MUL", 9, 0, 5, 0},     /* 8: step = i * 3 */
+      {"I_MOD", 10, 0, 7, 0},    /* 9: stop = i % 50 */
+      {"I_LT", 0, 2, 3, 0},      /* 10: while k < 100 */
+      {"BR", 0, 0, 12, 19},      /* 11 */
+      {"I_ADD", 1, 1, 9, 0},     /* 12: acc += step */
+      {"I_EQ", 1, 2, 10, 0},     /* 13: if k == stop */
+      {"BR", 0, 1, 15, 17},      /* 14 */
+      {"I_ADD", 11, 1, 8, 0},    /* 15: return acc + base */
+      {"RET_I", 0, 11, 0, 0},    /* 16 */
+      {"I_ADD", 2, 2, 4, 0},     /* 17: k += 1 */
+      {"JMP", 0, 10, 0, 0},      /* 18 */
+      {"RET_I", 0, 1, 0, 0},     /* 19 */
+  };
+  const int64_t ik[6] = {0, 100, 1, 3, 7, 50};
+  pf_prog *p;
+  pf_error err;
+  assert_int_equal(create(&p, code, PF_ARRAY_LEN(code), ik, 6, NULL, 0, 1,
+                          12, 0, 2, &err), 0);
+  enum { N = 20011 };
+  int64_t *out = malloc(sizeof(int64_t) * N);
+  const int64_t shape[1] = {N};
+  for (int run = 0; run < 12; run++) {
+    const pf_dtype dt = run % 2 ? PF_FLOAT64 : PF_INT64;
+    memset(out, 0xff, sizeof(int64_t) * N);
+    pf_array a = array_of(out, dt, 1, shape);
+    pf_fill_options o = PF_FILL_OPTIONS_DEFAULTS;
+    o.workers = 1 + run % 3;
+    o.schedule = (pf_schedule)(run % 3);
+    o.chunk = run % 4 == 0 ? 0 : 777 + 100 * run;
+    assert_int_equal(pf__prog_fill_isa(p, &a, &o, run / 4, &err), 0);
+    for (int64_t i = 0; i < N; i++) {
+      const double want = (double)early_return(i);
+      double got;
+      if (dt == PF_INT64)
+        got = (double)out[i];
+      else
+        memcpy(&got, &out[i], 8);
+      if (got != want)
+        fail_msg("run %d: f(%lld) = %.17g, want %.17g", run, (long long)i,
+                 got, want);
+    }
+  }
+  free(out);
+  pf_prog_free(p);
+}
+
 /* Lanes leave a loop after i % 61 trips and wait at its exit, so the
  * looping ones are moved together (compaction, with the waiting lanes'
  * registers swapped out of their way); then element 4321 overflows at trip
@@ -1036,6 +1100,7 @@ int main(void) {
       cmocka_unit_test(test_loop_collatz),
       cmocka_unit_test(test_loop_bail_midway),
       cmocka_unit_test(test_loop_bail_after_lanes_moved),
+      cmocka_unit_test(test_loop_return_after_lanes_moved),
       cmocka_unit_test(test_endless_loop_times_out),
       cmocka_unit_test(test_complex_escape),
       cmocka_unit_test(test_abs_compare_near_circle),
