@@ -49,8 +49,9 @@
  *  - Compaction: lanes that stay in a loop while others leave it (the
  *    Mandelbrot's points inside the set) would run as an ever sparser
  *    list, one lane at a time. Once a lane block has taken a backward
- *    step, a sparse list of at least PYVM_COMPACT_MIN lanes is moved into
- *    one range of slots (pyvm_slots.c; a slot map says which lane each slot
+ *    step, a sparse list of at least PYVM_COMPACT_MIN lanes about to run a
+ *    block from which they may loop again (pf_prog.block_loops) is moved
+ *    into one range of slots (pyvm_slots.c; a slot map says which lane each slot
  *    holds, for the stores), so the loop runs dense again. Each move fills a hole a
  *    departed lane left, so a lane block makes at most as many moves as
  *    lanes leave loops. Lane order is then not slot order, which bails
@@ -476,7 +477,7 @@ static void run_lanes(const pyvm_run *r, pyvm_scratch *s, int64_t start,
       uint64_t *mask = s->masks + (size_t)b * (size_t)words;
       c.list = s->list;
       int cnt;
-      if (looped && st->compact) {
+      if (looped && st->compact && p->block_loops[b]) {
         cnt = pf__pyvm_take_moving(&c, b, s->slot, mask, st->limit, s->list);
       } else {
         cnt = pf__pyvm_mask_take(mask, words, st->limit, &c, s->list);
@@ -502,7 +503,8 @@ static void run_lanes(const pyvm_run *r, pyvm_scratch *s, int64_t start,
         return;
       }
     }
-    if (looped && !c.dense && c.cnt >= PYVM_COMPACT_MIN && st->compact)
+    if (looped && !c.dense && c.cnt >= PYVM_COMPACT_MIN && st->compact &&
+        p->block_loops[b])
       pf__pyvm_compact(&c, b, s->slot);
     if (c.slot != NULL) st->out_file = -1; /* stores go by the slot map */
     last = b;

@@ -76,6 +76,7 @@ struct pf_prog {
    * too large to keep them (every register then counts as live). */
   int32_t *live_first;
   int32_t *live;
+  uint8_t *block_loops; /* nblocks: 1 when a path from b reaches a cycle */
   int64_t *iconsts;
   double *fconsts;
   size_t niconsts, nfconsts;

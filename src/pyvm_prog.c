@@ -34,8 +34,10 @@
  *  - PYVM_TO_OUT: the instruction's destination is read by nothing but the
  *    RET_F / RET_I right after it in the same block, so the VM may compute it
  *    straight into the output when the store is an identity.
- * And per block, the registers live where it starts (liveness): a lane
- * moved into a finished lane's slot takes only those (pyvm_slots.c).
+ * And per block, for compaction (pyvm.c): whether its lanes may still loop
+ * (loop_reach: lanes about to return are not worth moving), and the
+ * registers live where it starts (liveness): a lane moved into a finished
+ * lane's slot takes only those (pyvm_slots.c).
  */
 #include <stdlib.h>
 #include <string.h>
@@ -307,6 +309,48 @@ static void use_def(const pf_prog *p, const size_t *base, int32_t b,
   }
 }
 
+/* Block b's successors into succ; returns how many (0: it returns). */
+static int successors(const pf_prog *p, int32_t b, int32_t succ[2]) {
+  const pyvm_ins *last = &p->code[p->block_first[b + 1] - 1];
+  if (last->op == PF__OP_JMP) {
+    succ[0] = last->a;
+    return 1;
+  }
+  if (last->op == PF__OP_BR) {
+    succ[0] = last->b;
+    succ[1] = last->c;
+    return 2;
+  }
+  if (pf__pyvm_is_terminator(last->op)) return 0;
+  succ[0] = b + 1;
+  return 1;
+}
+
+/* block_loops[b] = 1 when a path from b reaches a cycle: lanes there may
+ * loop, so moving them together may pay (pyvm.c). The blocks that cannot
+ * are found backwards from those that return: a block all of whose
+ * successors cannot; a cycle's blocks are never found. */
+static int loop_reach(pf_prog *p) {
+  p->block_loops = pf__malloc((size_t)p->nblocks);
+  if (p->block_loops == NULL) return PF_ENOMEM;
+  memset(p->block_loops, 1, (size_t)p->nblocks);
+  for (int changed = 1; changed;) {
+    changed = 0;
+    for (int32_t b = p->nblocks - 1; b >= 0; b--) {
+      if (!p->block_loops[b]) continue;
+      int32_t succ[2];
+      const int ns = successors(p, b, succ);
+      int ends = 1;
+      for (int k = 0; k < ns; k++) ends &= !p->block_loops[succ[k]];
+      if (ends) {
+        p->block_loops[b] = 0;
+        changed = 1;
+      }
+    }
+  }
+  return 0;
+}
+
 /* live_in[b] = use[b] | (the successors' live_in & ~def[b]), until nothing
  * changes; `out` is scratch of `words`. */
 static void live_fixpoint(const pf_prog *p, size_t words, const uint64_t *use,
@@ -314,16 +358,8 @@ static void live_fixpoint(const pf_prog *p, size_t words, const uint64_t *use,
   for (int changed = 1; changed;) {
     changed = 0;
     for (int32_t b = p->nblocks - 1; b >= 0; b--) {
-      const pyvm_ins *last = &p->code[p->block_first[b + 1] - 1];
-      int32_t succ[2], ns = 0;
-      if (last->op == PF__OP_JMP) {
-        succ[ns++] = last->a;
-      } else if (last->op == PF__OP_BR) {
-        succ[ns++] = last->b;
-        succ[ns++] = last->c;
-      } else if (!pf__pyvm_is_terminator(last->op)) {
-        succ[ns++] = b + 1;
-      }
+      int32_t succ[2];
+      const int ns = successors(p, b, succ);
       memset(out, 0, words * 8);
       for (int k = 0; k < ns; k++)
         for (size_t w = 0; w < words; w++)
@@ -398,6 +434,7 @@ void pf_prog_free(pf_prog *prog) {
   free(prog->flags);
   free(prog->block_first);
   free(prog->live_first);
+  free(prog->block_loops);
   free(prog->live);
   free(prog->iconsts);
   free(prog->fconsts);
@@ -474,6 +511,7 @@ int pf_prog_create(pf_prog **prog, const int32_t *code, size_t nwords,
   if (rc == 0) rc = fuse(p);
   if (rc == 0) rc = analyse(p);
   if (rc == 0) rc = liveness(p);
+  if (rc == 0) rc = loop_reach(p);
   if (rc != 0) goto fail;
   *prog = p;
   return 0;
