@@ -11,6 +11,11 @@ Workloads (every output allocated once, outside the timed runs):
 * ``mandelbrot`` -- the demo's per-pixel ``pixel(i, j)`` (complex numbers, a
   ``for``/``range`` loop with an early return; issue 12), 900 x 1200 uint8,
   200 iterations.
+* ``mandelbrot`` also runs issue 12's case: 400 x 600 at 256 iterations.
+* ``loops`` -- issue 12's other loops: a Newton iteration (the cube root of
+  1 + i/1000, until the step is below 1e-12 of x; 10**6 float64), Collatz
+  step counts of i + 1 (3*10**5 int64), an alternating series (the first
+  i % 1000 terms of 1 - 1/3 + 1/5 - ...; 5*10**4 float64).
 * ``translate-cost`` -- ``parfill.translate`` of a 5-line function: first
   (a fresh code object each call) and cached.
 
@@ -45,14 +50,15 @@ notes: median of the timed runs; speedup = sequential loop median / median (~: m
   a stride sample and scaled). "numba first call" compiles a new dispatcher in every run.
   Targets (issue 11): article n=2e6 translated >= 30x processes; n=2e7 >= 0.8x the
   expression string; trig-2d >= 0.8x numba prange warm and >= 5x numba's first call.
-  Targets (issue 12): mandelbrot translated >= 1.0x numba prange warm and >= 50x processes."""
+  Targets (issue 12): mandelbrot 400x600/256 translated >= 1.0x numba prange warm and >= 50x
+  processes."""
 
 #: Each workload's table heading, filled in as run() builds it.
 DESCRIPTIONS: dict[str, str] = {}
 
 
 #: The names --only takes (the harness adds the option).
-WORKLOADS = ["article", "trig-2d", "piecewise", "int", "mandelbrot", COST]
+WORKLOADS = ["article", "trig-2d", "piecewise", "int", "mandelbrot", "loops", COST]
 
 
 def _exact(reference: np.ndarray) -> Callable[[Any], bool]:
@@ -190,6 +196,36 @@ def _nb_mandel(out, x0, y0, dx, dy, max_iter):
             out[i, j] = r
 
 
+def _nb_newton(out):
+    for k in prange(out.size):
+        a = 1.0 + k * 1e-3
+        x = a
+        for n in range(100):
+            dx = (x * x * x - a) / (3.0 * x * x)
+            x -= dx
+            if abs(dx) < 1e-12 * x:
+                break
+        out[k] = x
+
+
+def _nb_collatz(out):
+    for k in prange(out.size):
+        n, s = k + 1, 0
+        while n != 1:
+            n = n // 2 if n % 2 == 0 else 3 * n + 1
+            s += 1
+        out[k] = s
+
+
+def _nb_series(out):
+    for k in prange(out.size):
+        s, sign = 0.0, 1.0
+        for t in range(k % 1000):
+            s += sign / (2 * t + 1)
+            sign = -sign
+        out[k] = s
+
+
 def _numexpr(text: str, workers: int, **arrays: Any) -> Callable[[np.ndarray], Callable]:
     def make(out: np.ndarray) -> Callable[[], Any]:
         import numexpr
@@ -255,18 +291,63 @@ def int_formula(n: int, workers: int, repeat: int, stride: int) -> list[Result]:
                      numexpr_fn=None, processes=False, stride=stride)
 
 
-def mandelbrot(height: int, width: int, workers: int, repeat: int,
+def mandelbrot(height: int, width: int, max_iter: int, workers: int, repeat: int,
                stride: int) -> list[Result]:
     from parfill.demo import make_mandelbrot
-    max_iter = 200
     f = make_mandelbrot(width, height, max_iter)
-    DESCRIPTIONS["mandelbrot"] = (f"mandelbrot: the demo's pixel(i, j) (complex, a loop of "
-                                   f"up to {max_iter}), {height}x{width} uint8")
+    name = f"mandelbrot-{height}x{width}-{max_iter}"
+    DESCRIPTIONS[name] = (f"{name}: the demo's pixel(i, j) (complex, a loop of up to "
+                          f"{max_iter}), {height}x{width} {'uint8' if max_iter < 256 else 'int16'}")
     x0, y0 = -2.2, -1.2
     dx, dy = (1.0 - x0) / width, (1.2 - y0) / height
-    return _workload("mandelbrot", f, (height, width), np.uint8, workers, repeat,
-                     expr=None, numba_fn=(_nb_mandel, (x0, y0, dx, dy, max_iter)),
+    return _workload(name, f, (height, width), np.uint8 if max_iter < 256 else np.int16,
+                     workers, repeat, expr=None,
+                     numba_fn=(_nb_mandel, (x0, y0, dx, dy, max_iter)),
                      numexpr_fn=None, processes=True, stride=stride)
+
+
+def newton(i):
+    a = 1.0 + i * 1e-3
+    x = a
+    for n in range(100):
+        dx = (x * x * x - a) / (3.0 * x * x)
+        x -= dx
+        if abs(dx) < 1e-12 * x:
+            return x
+    return x
+
+
+def collatz(i):
+    n, s = i + 1, 0
+    while n != 1:
+        n = n // 2 if n % 2 == 0 else 3 * n + 1
+        s += 1
+    return s
+
+
+def series(i):
+    s, sign = 0.0, 1.0
+    for k in range(i % 1000):
+        s += sign / (2 * k + 1)
+        sign = -sign
+    return s
+
+
+def loops(scale: float, workers: int, repeat: int, stride: int) -> list[Result]:
+    results = []
+    for name, f, n, dtype, nb, text in (
+            ("newton", newton, 10**6, np.float64, _nb_newton,
+             "Newton's cube root of 1 + i/1000 (up to 100 steps)"),
+            ("collatz", collatz, 3 * 10**5, np.int64, _nb_collatz,
+             "Collatz steps of i + 1 (a while loop)"),
+            ("series", series, 5 * 10**4, np.float64, _nb_series,
+             "the first i % 1000 terms of 1 - 1/3 + 1/5 - ...")):
+        n = max(1000, int(n * scale))
+        DESCRIPTIONS[name] = f"{name}: {text}, n={n:,} {np.dtype(dtype).name}"
+        results += _workload(name, f, (n,), dtype, workers, repeat, expr=None,
+                             numba_fn=(nb, ()), numexpr_fn=None, processes=True,
+                             stride=stride)
+    return results
 
 
 FIVE_LINES = """\
@@ -335,8 +416,14 @@ def run(args: argparse.Namespace) -> list[Result]:
     if not only or "int" in only:
         results += int_formula(small, workers, repeat, 1)
     if not only or "mandelbrot" in only:
-        results += (mandelbrot(90, 120, workers, repeat, 1) if args.quick
-                    else mandelbrot(900, 1200, workers, repeat, 20))
+        if args.quick:
+            results += mandelbrot(90, 120, 200, workers, repeat, 1)
+        else:
+            results += mandelbrot(900, 1200, 200, workers, repeat, 20)
+            results += mandelbrot(400, 600, 256, workers, repeat, 10)
+    if not only or "loops" in only:
+        results += loops(0.01 if args.quick else 1.0, workers, repeat,
+                         1 if args.quick else 10)
     if not only or COST in only:
         results += translate_cost(workers, 3 if args.quick else 7)
     return results

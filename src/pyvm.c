@@ -50,11 +50,14 @@
  *    Mandelbrot's points inside the set) would run as an ever sparser
  *    list, one lane at a time. Once a lane block has taken a backward
  *    step, a sparse list of at least PYVM_COMPACT_MIN lanes about to run a
- *    block from which they may loop again (pf_prog.block_loops) is moved
- *    into one range of slots (pyvm_slots.c; a slot map says which lane each slot
- *    holds, for the stores), so the loop runs dense again. Each move fills a hole a
- *    departed lane left, so a lane block makes at most as many moves as
- *    lanes leave loops. Lane order is then not slot order, which bails
+ *    loop's header is moved into one range of slots (pyvm_slots.c; a slot
+ *    map says which lane each slot holds, for the stores), so the loop runs
+ *    dense again; so is one about to run another block from which lanes
+ *    may loop when its holes are finished lanes only -- not when the other
+ *    side of a branch in the loop waits there (they would swap back and
+ *    forth every trip; pf_prog.block_loops says which blocks are which).
+ *    Each move fills a hole a departed lane left, so a lane block makes at
+ *    most as many moves as lanes leave loops. Lane order is then not slot order, which bails
  *    rely on (the first lane that bails limits the rest): a bail in a lane
  *    block whose lanes moved runs that lane block again without moving
  *    them. Outputs go through the slot map (no PYVM_TO_OUT after a move).
@@ -477,8 +480,12 @@ static void run_lanes(const pyvm_run *r, pyvm_scratch *s, int64_t start,
       uint64_t *mask = s->masks + (size_t)b * (size_t)words;
       c.list = s->list;
       int cnt;
-      if (looped && st->compact && p->block_loops[b]) {
+      const uint8_t loops = looped && st->compact ? p->block_loops[b] : 0;
+      if (loops & PYVM_HEADER) {
         cnt = pf__pyvm_take_moving(&c, b, s->slot, mask, st->limit, s->list);
+      } else if (loops) {
+        cnt = pf__pyvm_take_into_finished(&c, b, s->slot, mask, st->limit,
+                                          s->list);
       } else {
         cnt = pf__pyvm_mask_take(mask, words, st->limit, &c, s->list);
         memset(mask, 0, (size_t)words * 8);
@@ -504,7 +511,7 @@ static void run_lanes(const pyvm_run *r, pyvm_scratch *s, int64_t start,
       }
     }
     if (looped && !c.dense && c.cnt >= PYVM_COMPACT_MIN && st->compact &&
-        p->block_loops[b])
+        (p->block_loops[b] & PYVM_HEADER))
       pf__pyvm_compact(&c, b, s->slot);
     if (c.slot != NULL) st->out_file = -1; /* stores go by the slot map */
     last = b;

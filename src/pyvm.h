@@ -62,6 +62,12 @@ enum {
   PYVM_SKIP = 4,
 };
 
+/* Facts about a block (pf_prog.block_loops). */
+enum {
+  PYVM_LOOPS = 1,  /* a path from it reaches a cycle: its lanes may loop */
+  PYVM_HEADER = 2, /* the target of a backward step: a loop's lanes meet */
+};
+
 struct pf_prog {
   int ndim;
   int32_t nreg[PYVM_FILES];
@@ -76,7 +82,7 @@ struct pf_prog {
    * too large to keep them (every register then counts as live). */
   int32_t *live_first;
   int32_t *live;
-  uint8_t *block_loops; /* nblocks: 1 when a path from b reaches a cycle */
+  uint8_t *block_loops; /* nblocks: PYVM_LOOPS | PYVM_HEADER bits */
   int64_t *iconsts;
   double *fconsts;
   size_t niconsts, nfconsts;
@@ -179,14 +185,19 @@ int pf__pyvm_mask_take(const uint64_t *m, int words, int limit, pyvm_lanes *c,
  * the others set in mask mo. */
 void pf__pyvm_split_range(const uint8_t *s, int lo, int hi, int want,
                           int32_t *list, int *j, uint64_t *mo);
-/* mask_take of block b's mask for lanes that may loop: a sparse mask of at
- * least PYVM_COMPACT_MIN lanes becomes a range, the lanes past it moved
- * into its holes. Clears the mask. `slot`: the lane block's slot map, set
+/* mask_take of block b's mask for lanes that may loop, at a loop's header:
+ * a sparse mask of at least PYVM_COMPACT_MIN lanes becomes a range, the
+ * lanes past it moved into its holes. Clears the mask. `slot`: the lane block's slot map, set
  * up (and c->slot set) at the first move. */
 int pf__pyvm_take_moving(pyvm_lanes *c, int32_t b, int32_t *slot,
                          uint64_t *mask, int limit, int32_t *list);
+/* The same, but only when every hole is a finished lane's (no lane waiting
+ * elsewhere has to move): a block inside a loop body, where a branch's
+ * other side waits in the holes and would swap back and forth. */
+int pf__pyvm_take_into_finished(pyvm_lanes *c, int32_t b, int32_t *slot,
+                                uint64_t *mask, int limit, int32_t *list);
 /* The same for c's lanes as a sorted list (not a range), about to run
- * block b. */
+ * block b, a loop's header. */
 void pf__pyvm_compact(pyvm_lanes *c, int32_t b, int32_t *slot);
 
 /* pf_prog_fill with the instruction set capped at `isa` (PYVM_ISA_*; -1:

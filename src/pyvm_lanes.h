@@ -269,8 +269,35 @@ CHECKED2(F_DIV, double, DF(), double, RF, y[k] == 0.0, PF__W_FZERO_DIV,
     GUARD_LANES(w = FN(x[k], &d[k]));                                       \
   }
 SCALAR2(I_MUL, int64_t, DI(), int64_t, RI, pf__py_imul)
-SCALAR2(I_FLOORDIV, int64_t, DI(), int64_t, RI, pf__py_ifloordiv)
-SCALAR2(I_MOD, int64_t, DI(), int64_t, RI, pf__py_imod)
+/* // and % by positive powers of two (n % 2, i // 4), when every lane's
+ * divisor is one: an arithmetic shift and a mask are Python's floor
+ * division and modulo for every dividend (two's complement floors); other
+ * divisors take the scalar algorithm with its guards. */
+#define DIV_POW2(NAME, FN, EXPR)                                            \
+  OPFN(NAME) {                                                              \
+    int64_t *d = DI();                                                      \
+    const int64_t *x = RI(in->a), *y = RI(in->b);                           \
+    int other = 0;                                                          \
+    if (c->dense) {                                                         \
+      const int lo_ = c->lo, hi_ = c->lo + c->cnt;                          \
+      _Pragma("omp simd reduction(|:other)")                                \
+      for (int k = lo_; k < hi_; k++)                                       \
+        other |= (y[k] <= 0) | ((y[k] & (y[k] - 1)) != 0);                  \
+    } else {                                                                \
+      for (int j_ = 0; j_ < c->cnt; j_++) {                                 \
+        const int k = c->list[j_];                                          \
+        other |= (y[k] <= 0) | ((y[k] & (y[k] - 1)) != 0);                  \
+      }                                                                     \
+    }                                                                       \
+    if (!other) {                                                           \
+      FOR_LANES(c->cnt, d[k] = EXPR;);                                      \
+      return c->cnt;                                                        \
+    }                                                                       \
+    GUARD_LANES(w = FN(x[k], y[k], &d[k]));                                 \
+  }
+DIV_POW2(I_FLOORDIV, pf__py_ifloordiv,
+         x[k] >> (63 - __builtin_clzll((uint64_t)y[k])))
+DIV_POW2(I_MOD, pf__py_imod, x[k] & (y[k] - 1))
 SCALAR2(I_POW, int64_t, DI(), int64_t, RI, pf__py_ipow)
 SCALAR2(I_RSHIFT, int64_t, DI(), int64_t, RI, pf__py_irshift)
 SCALAR2(I_LSHIFT, int64_t, DI(), int64_t, RI, pf__py_ilshift)
@@ -721,6 +748,7 @@ const pyvm_op_fn PN(pf__pyvm_ops)[PF__OP_COUNT] = {
 #undef CPURE1
 #undef CPURE2
 #undef CABS_CMP
+#undef DIV_POW2
 #undef OUT_OF
 #undef DI
 #undef DF

@@ -326,14 +326,21 @@ static int successors(const pf_prog *p, int32_t b, int32_t succ[2]) {
   return 1;
 }
 
-/* block_loops[b] = 1 when a path from b reaches a cycle: lanes there may
- * loop, so moving them together may pay (pyvm.c). The blocks that cannot
- * are found backwards from those that return: a block all of whose
- * successors cannot; a cycle's blocks are never found. */
+/* block_loops[b] (PYVM_LOOPS): a path from b reaches a cycle, so lanes
+ * there may loop and moving them together may pay (pyvm.c). The blocks that
+ * cannot are found backwards from those that return: a block all of whose
+ * successors cannot; a cycle's blocks are never found. PYVM_HEADER: b is
+ * the target of a backward step (a loop's header, where its lanes meet). */
 static int loop_reach(pf_prog *p) {
   p->block_loops = pf__malloc((size_t)p->nblocks);
   if (p->block_loops == NULL) return PF_ENOMEM;
-  memset(p->block_loops, 1, (size_t)p->nblocks);
+  memset(p->block_loops, PYVM_LOOPS, (size_t)p->nblocks);
+  for (int32_t b = 0; b < p->nblocks; b++) {
+    int32_t succ[2];
+    const int ns = successors(p, b, succ);
+    for (int k = 0; k < ns; k++)
+      if (succ[k] <= b) p->block_loops[succ[k]] |= PYVM_HEADER;
+  }
   for (int changed = 1; changed;) {
     changed = 0;
     for (int32_t b = p->nblocks - 1; b >= 0; b--) {
@@ -343,7 +350,7 @@ static int loop_reach(pf_prog *p) {
       int ends = 1;
       for (int k = 0; k < ns; k++) ends &= !p->block_loops[succ[k]];
       if (ends) {
-        p->block_loops[b] = 0;
+        p->block_loops[b] = 0; /* (a header has a predecessor after it) */
         changed = 1;
       }
     }

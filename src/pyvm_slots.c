@@ -163,8 +163,38 @@ static void lanes_may_move(pyvm_lanes *c, int32_t *slot) {
   c->slot = slot;
 }
 
-int pf__pyvm_take_moving(pyvm_lanes *c, int32_t b, int32_t *slot,
-                         uint64_t *mask, int limit, int32_t *list) {
+/* The holes of [first, hi) (the zero bits of m there) and the lanes past
+ * hi (its bits there), both in slot order, a mask word at a time: with
+ * `move` each hole takes the next such lane; without, returns 1 at the
+ * first hole whose lane waits at some block. */
+static int fill_holes(pyvm_lanes *c, int32_t b, int32_t *slot,
+                      const uint64_t *m, int first, int hi, int move) {
+  const int words = c->words;
+  int hw = first >> 6, sw = hi >> 6;
+  uint64_t holes = ~m[hw] & word_range(hw, first, hi);
+  uint64_t from = sw < words ? m[sw] & ~word_range(sw, 0, hi) : 0;
+  for (;;) {
+    while (from == 0 && ++sw < words) from = m[sw];
+    if (from == 0) return 0;
+    while (holes == 0) {
+      hw++;
+      assert(hw < words);
+      holes = ~m[hw] & word_range(hw, first, hi);
+    }
+    const int q = hw * 64 + __builtin_ctzll(holes);
+    if (move)
+      move_slot(c, b, slot, q, sw * 64 + __builtin_ctzll(from));
+    else if (slot_waits(c, q))
+      return 1;
+    holes &= holes - 1;
+    from &= from - 1;
+  }
+}
+
+/* pf__pyvm_take_moving (swaps: holes may hold waiting lanes) and
+ * pf__pyvm_take_into_finished (they may not). */
+static int take(pyvm_lanes *c, int32_t b, int32_t *slot, uint64_t *mask,
+                int limit, int32_t *list, int swaps) {
   const int words = c->words;
   uint64_t m[PF__PYVM_MAX_LANES / 64];
   int cnt = 0, first = -1, last = -1;
@@ -176,32 +206,26 @@ int pf__pyvm_take_moving(pyvm_lanes *c, int32_t b, int32_t *slot,
     last = w * 64 + 63 - __builtin_clzll(m[w]);
     cnt += __builtin_popcountll(m[w]);
   }
-  if (cnt < PYVM_COMPACT_MIN || last - first + 1 == cnt)
+  const int hi = first + cnt;
+  if (cnt < PYVM_COMPACT_MIN || last - first + 1 == cnt ||
+      (!swaps && fill_holes(c, b, slot, m, first, hi, 0)))
     return pf__pyvm_mask_take(m, words, limit, c, list);
   lanes_may_move(c, slot);
-  /* The holes in [first, hi) take the lanes past hi, both in slot order,
-   * found a mask word at a time. */
-  const int hi = first + cnt;
-  int hw = first >> 6, sw = hi >> 6;
-  uint64_t holes = ~m[hw] & word_range(hw, first, hi);
-  uint64_t from = m[sw] & ~word_range(sw, 0, hi);
-  for (;;) {
-    while (from == 0 && ++sw < words) from = m[sw];
-    if (from == 0) break;
-    while (holes == 0) {
-      hw++;
-      assert(hw < words);
-      holes = ~m[hw] & word_range(hw, first, hi);
-    }
-    move_slot(c, b, slot, hw * 64 + __builtin_ctzll(holes),
-              sw * 64 + __builtin_ctzll(from));
-    holes &= holes - 1;
-    from &= from - 1;
-  }
+  fill_holes(c, b, slot, m, first, hi, 1);
   c->cnt = cnt;
   c->lo = first;
   c->dense = 1;
   return cnt;
+}
+
+int pf__pyvm_take_moving(pyvm_lanes *c, int32_t b, int32_t *slot,
+                         uint64_t *mask, int limit, int32_t *list) {
+  return take(c, b, slot, mask, limit, list, 1);
+}
+
+int pf__pyvm_take_into_finished(pyvm_lanes *c, int32_t b, int32_t *slot,
+                                uint64_t *mask, int limit, int32_t *list) {
+  return take(c, b, slot, mask, limit, list, 0);
 }
 
 void pf__pyvm_compact(pyvm_lanes *c, int32_t b, int32_t *slot) {

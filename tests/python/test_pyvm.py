@@ -820,6 +820,35 @@ def test_int_checked_ops_every_isa(isa):
             assert out[:want_k].tobytes() == want.tobytes(), (body, dtype)
 
 
+@pytest.mark.parametrize("isa", ISAS)
+def test_int_division_by_powers_of_two(isa):
+    # (i - 5000) // d and % d over 10,007 lanes: with every divisor a
+    # positive power of two the op shifts and masks (floor semantics for
+    # negative dividends); with a divisor of 3, 0 or -4 in one element the
+    # whole op takes the general path (a zero divisor bails there).
+    n = 10007
+    for op, ref in (("I_FLOORDIV", lambda a, b: a // b),
+                    ("I_MOD", lambda a, b: a % b)):
+        for d, other_at, other in ((1, -1, 0), (2, -1, 0), (8, -1, 0),
+                                   (2**62, -1, 0), (4, 777, 3), (4, 777, -4),
+                                   (16, 9000, 0)):
+            # I1 = i - 5000 (test_int_binary has the int64 extremes);
+            # I2 = d, or `other` at element other_at.
+            code = [("I_CONST", 1, 0), ("I_SUB", 1, 0, 1),
+                    ("I_CONST", 2, 1), ("I_CONST", 3, 3), ("I_EQ", 0, 0, 3),
+                    ("I_CONST", 3, 2), ("I_SELECT", 2, 0, 3, 2),
+                    (op, 1, 1, 2), ("RET_I", 0, 1)]
+            out = np.zeros(n, np.int64)
+            k = run(code, [5000, d, other, other_at], [], (4, 0, 1), out,
+                    ndim=1, _isa=isa, workers=2, chunk=1500)
+            divisor = [other if i == other_at else d for i in range(n)]
+            want_k = other_at if other_at >= 0 and other == 0 else -1
+            assert k == want_k, (op, d, other, k)
+            stop = n if want_k < 0 else want_k
+            want = [ref(i - 5000, divisor[i]) for i in range(stop)]
+            assert out[:stop].tolist() == want, (op, d, other_at, other, isa)
+
+
 def test_row_invariant_hoisting():
     # f(i, j) = sin(i * 0.5) / (i - 3) * cos(j * 0.25) + sqrt(i + j): the
     # first two factors depend on i only (computed once per row of lanes);
