@@ -290,6 +290,7 @@ typedef struct lane_state {
   int stopped;    /* the fill stopped (cancel, timeout, an earlier failure)
                      while lanes looped: limit is not a bail */
   int compact;    /* lanes may move (compact) */
+  int32_t split_to; /* the block a BR just sent the other lanes to, or -1 */
   int restart;    /* a lane bailed after lanes moved: run the lane block
                      again without moving them */
 } lane_state;
@@ -337,7 +338,8 @@ static int run_ins(const pyvm_run *r, pyvm_lanes *c, int32_t pc,
  * paths join them: a loop's lanes keep running together, and lanes that
  * left it wait at its exit. */
 static int32_t leave(const pyvm_run *r, pyvm_lanes *c, int32_t *list,
-                     const pyvm_ins *in, int32_t next) {
+                     const pyvm_ins *in, int32_t next, lane_state *st) {
+  st->split_to = -1;
   if (in != NULL && in->op == PF__OP_BR) {
     const uint8_t *s = c->breg + (size_t)in->a * c->L;
     int nt = 0;
@@ -375,6 +377,7 @@ static int32_t leave(const pyvm_run *r, pyvm_lanes *c, int32_t *list,
         }
       }
       c->busy[later >> 6] |= UINT64_C(1) << (later & 63);
+      st->split_to = later;
       c->cnt = j;
       c->list = list;
       c->lo = list[0];
@@ -399,7 +402,7 @@ static int32_t run_block(const pyvm_run *r, pyvm_lanes *c, int32_t *list,
     if (p->flags[pc] & PYVM_SKIP) continue;
     const int op = p->code[pc].op;
     if (op == PF__OP_JMP || op == PF__OP_BR)
-      return leave(r, c, list, &p->code[pc], -1);
+      return leave(r, c, list, &p->code[pc], -1, st);
     int why = 0;
     const int done = run_ins(r, c, pc, st, &why);
     if (done < c->cnt) {
@@ -423,7 +426,7 @@ static int32_t run_block(const pyvm_run *r, pyvm_lanes *c, int32_t *list,
     if (pf__pyvm_is_terminator(op) || c->cnt == 0) return -1;
   }
   assert(b + 1 < p->nblocks); /* validation: the last op terminates */
-  return leave(r, c, list, NULL, b + 1);
+  return leave(r, c, list, NULL, b + 1, st);
 }
 
 /* The lowest busy block, or -1. */
@@ -458,6 +461,7 @@ static void run_lanes(const pyvm_run *r, pyvm_scratch *s, int64_t start,
   st->why_pc = -1;
   st->stopped = 0;
   st->restart = 0;
+  st->split_to = -1;
   st->out_file = ((uintptr_t)out & 7) != 0   ? -1
                  : r->dtype == PF_FLOAT64 ? PYVM_FILE_F
                  : r->dtype == PF_INT64   ? PYVM_FILE_I
@@ -477,6 +481,7 @@ static void run_lanes(const pyvm_run *r, pyvm_scratch *s, int64_t start,
       b = lowest_busy(s->busy, p->nblocks);
       if (b < 0) break;
       s->busy[b >> 6] &= ~(UINT64_C(1) << (b & 63));
+      st->split_to = -1;
       uint64_t *mask = s->masks + (size_t)b * (size_t)words;
       c.list = s->list;
       int cnt;
@@ -510,8 +515,12 @@ static void run_lanes(const pyvm_run *r, pyvm_scratch *s, int64_t start,
         return;
       }
     }
+    /* A list run on: at a header, or where a BR just sent the others to a
+     * block they cannot loop from (they left the loop for good). */
     if (looped && !c.dense && c.cnt >= PYVM_COMPACT_MIN && st->compact &&
-        (p->block_loops[b] & PYVM_HEADER))
+        ((p->block_loops[b] & PYVM_HEADER) ||
+         (p->block_loops[b] && st->split_to >= 0 &&
+          !p->block_loops[st->split_to])))
       pf__pyvm_compact(&c, b, s->slot);
     if (c.slot != NULL) st->out_file = -1; /* stores go by the slot map */
     last = b;
