@@ -1,9 +1,11 @@
 """``python -m parfill demo``: a Mandelbrot image, one Python call per pixel.
 
 Populates the image with a plain per-pixel Python function (escape-time
-iteration, :func:`make_mandelbrot`) five ways --
-the sequential loop, the article's three multiprocessing approaches, and
-``parfill.populate`` with its defaults -- prints the time of each, its speedup
+iteration, :func:`make_mandelbrot`) six ways --
+the sequential loop, the article's three multiprocessing approaches,
+``parfill.populate`` calling the function on worker processes
+(``translate="never"``) and with its defaults (translated into the native VM)
+-- prints the time of each, its speedup
 over the sequential loop and whether its image equals the sequential one, and
 saves the image as a PNG. One run of each; the benchmarks of a checkout
 (``python -m benchmarks python``) are the careful measurement.
@@ -148,10 +150,19 @@ def run_demo(width: int, height: int, max_iter: int, workers: int, *,
         add(DemoRow(label, seconds, out is not None and np.array_equal(out, reference),
                     n, n, error))
 
-    seconds, out, error = _timed(lambda: parfill.populate(pixel, shape, dtype, workers=workers))
-    add(DemoRow("parfill.populate(pixel, shape, dtype)", seconds,
-                out is not None and out.dtype == dtype and np.array_equal(out, reference),
-                n, n, error))
+    # parfill twice: calling the Python function on worker processes, and
+    # by default, where the function is translated into its native VM.
+    runs: list[tuple[str, Callable[[], np.ndarray]]] = [
+        ("parfill, translate='never' (processes)",
+         lambda: parfill.populate(pixel, shape, dtype, workers=workers,
+                                  backend="processes", translate="never")),
+        ("parfill.populate(pixel, shape, dtype)",
+         lambda: parfill.populate(pixel, shape, dtype, workers=workers))]
+    for label, run in runs:
+        seconds, out, error = _timed(run)
+        add(DemoRow(label, seconds,
+                    out is not None and out.dtype == dtype and np.array_equal(out, reference),
+                    n, n, error))
     return result
 
 

@@ -19,7 +19,8 @@ def test_demo_images_equal_the_sequential_reference():
     result = demo.run_demo(23, 17, 40, 2, queue_max=100)  # 391 pixels: approach 3 sampled
     ref = _reference(23, 17, 40)
     assert np.array_equal(result.image, ref)
-    assert [r.equal for r in result.rows] == [None, True, True, True, True]
+    assert [r.equal for r in result.rows] == [None, True, True, True, True, True]
+    assert "translate='never'" in result.rows[4].method
     assert result.rows[3].n_run < result.rows[3].n  # the queue ran on a sample
     assert result.all_equal
     assert ref.max() == 40 and ref.min() < 5  # both inside and outside the set
@@ -31,7 +32,8 @@ def test_demo_main_writes_png(tmp_path, capsys):
                       "--png", str(png)]) == 0
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     out = capsys.readouterr().out
-    for label in ("sequential loop", "article 1", "article 2", "article 3", "parfill"):
+    for label in ("sequential loop", "article 1", "article 2", "article 3",
+                  "parfill, translate='never'", "parfill.populate"):
         assert label in out
     assert "MISMATCH" not in out
 
