@@ -424,6 +424,28 @@ def _nan_bits_only(got: np.ndarray, want: np.ndarray) -> bool:
     return True
 
 
+def _cpython_states_cover(case: dict, got: np.ndarray, want: np.ndarray) -> bool:
+    """Each element where got and want differ (NaN bits only) holds what
+    CPython gives for it either cold (the first call of a fresh function)
+    or warm (its 16th call, specialised): which one the reference loop and
+    populate's Python redo saw depends on how many calls came before."""
+    dtype = got.dtype
+    for idx in np.ndindex(got.shape):
+        if got[idx].tobytes() == want[idx].tobytes():
+            continue
+        g = {"math": math}
+        exec(compile(case["source"], "<fuzz>", "exec"), g)
+        fresh = g["f"]
+        states = set()
+        for call in range(16):
+            v = fresh(*idx)
+            if call in (0, 15):
+                states.add(np.array(v, dtype).tobytes())
+        if got[idx].tobytes() not in states:
+            return False
+    return True
+
+
 def run_case(case: dict, counts: collections.Counter) -> str | None:
     """Runs one case; returns a description of a difference, else None."""
     g = {"math": math}
@@ -465,7 +487,8 @@ def run_case(case: dict, counts: collections.Counter) -> str | None:
             # leaves such elements to Python, whose redo runs warm, so the
             # reference is taken again warm: equal then, it is CPython's.
             again, err2 = sequential(f, shape, dtype)
-            if err2 is None and bits(got) == bits(again):
+            if err2 is None and (bits(got) == bits(again) or
+                                 _cpython_states_cover(case, got, want)):
                 counts["cpython nan bits"] += 1
                 return None
         if bits(got) != bits(want):
