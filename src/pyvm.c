@@ -57,10 +57,11 @@
  *    side of a branch in the loop waits there (they would swap back and
  *    forth every trip; pf_prog.block_loops says which blocks are which).
  *    Each move fills a hole a departed lane left, so a lane block makes at
- *    most as many moves as lanes leave loops. Lane order is then not slot order, which bails
- *    rely on (the first lane that bails limits the rest): a bail in a lane
- *    block whose lanes moved runs that lane block again without moving
- *    them. Outputs go through the slot map (no PYVM_TO_OUT after a move).
+ *    most as many moves as lanes leave loops. Lane order is then not slot
+ *    order, which bails rely on (the first lane that bails limits the
+ *    rest): a bail in a lane block whose lanes moved runs that lane block
+ *    again without moving them. Outputs go through the slot map (no
+ *    PYVM_TO_OUT after a move).
  *
  * Per-worker scratch (registers, the lane list, the masks, the staging
  * block) is allocated once, by the worker on its first lane block, and freed

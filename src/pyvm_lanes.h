@@ -271,8 +271,10 @@ CHECKED2(F_DIV, double, DF(), double, RF, y[k] == 0.0, PF__W_FZERO_DIV,
 SCALAR2(I_MUL, int64_t, DI(), int64_t, RI, pf__py_imul)
 /* // and % by positive powers of two (n % 2, i // 4), when every lane's
  * divisor is one: an arithmetic shift and a mask are Python's floor
- * division and modulo for every dividend (two's complement floors); other
- * divisors take the scalar algorithm with its guards. */
+ * division and modulo for every dividend (two's complement floors; GCC and
+ * clang shift negative values arithmetically); other divisors take the
+ * scalar algorithm with its guards. NOT_POW2 is unsigned: INT64_MIN - 1. */
+#define NOT_POW2(v) (((v) <= 0) | (((uint64_t)(v) & ((uint64_t)(v) - 1)) != 0))
 #define DIV_POW2(NAME, FN, EXPR)                                            \
   OPFN(NAME) {                                                              \
     int64_t *d = DI();                                                      \
@@ -282,11 +284,11 @@ SCALAR2(I_MUL, int64_t, DI(), int64_t, RI, pf__py_imul)
       const int lo_ = c->lo, hi_ = c->lo + c->cnt;                          \
       _Pragma("omp simd reduction(|:other)")                                \
       for (int k = lo_; k < hi_; k++)                                       \
-        other |= (y[k] <= 0) | ((y[k] & (y[k] - 1)) != 0);                  \
+        other |= NOT_POW2(y[k]);                                            \
     } else {                                                                \
       for (int j_ = 0; j_ < c->cnt; j_++) {                                 \
         const int k = c->list[j_];                                          \
-        other |= (y[k] <= 0) | ((y[k] & (y[k] - 1)) != 0);                  \
+        other |= NOT_POW2(y[k]);                                            \
       }                                                                     \
     }                                                                       \
     if (!other) {                                                           \
@@ -749,6 +751,7 @@ const pyvm_op_fn PN(pf__pyvm_ops)[PF__OP_COUNT] = {
 #undef CPURE2
 #undef CABS_CMP
 #undef DIV_POW2
+#undef NOT_POW2
 #undef OUT_OF
 #undef DI
 #undef DF

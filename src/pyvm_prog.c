@@ -299,7 +299,8 @@ static void use_def(const pf_prog *p, const size_t *base, int32_t b,
       const int f = pyvm_file_of(sig[k]);
       if (f < 0) continue;
       const size_t r = base[f] + (size_t)w[k];
-      if (!(def[r >> 6] >> (r & 63) & 1)) use[r >> 6] |= UINT64_C(1) << (r & 63);
+      if (!(def[r >> 6] >> (r & 63) & 1))
+        use[r >> 6] |= UINT64_C(1) << (r & 63);
     }
     const int f = pyvm_file_of(sig[0]);
     if (f >= 0) {
