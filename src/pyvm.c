@@ -487,11 +487,9 @@ static void run_lanes(const pyvm_run *r, pyvm_scratch *s, int64_t start,
       c.list = s->list;
       int cnt;
       const uint8_t loops = looped && st->compact ? p->block_loops[b] : 0;
-      if (loops & PYVM_HEADER) {
-        cnt = pf__pyvm_take_moving(&c, b, s->slot, mask, st->limit, s->list);
-      } else if (loops) {
-        cnt = pf__pyvm_take_into_finished(&c, b, s->slot, mask, st->limit,
-                                          s->list);
+      if (loops) {
+        cnt = pf__pyvm_take_moving(&c, b, s->slot, mask, st->limit, s->list,
+                                   loops & PYVM_HEADER);
       } else {
         cnt = pf__pyvm_mask_take(mask, words, st->limit, &c, s->list);
         memset(mask, 0, (size_t)words * 8);

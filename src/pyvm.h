@@ -185,17 +185,16 @@ int pf__pyvm_mask_take(const uint64_t *m, int words, int limit, pyvm_lanes *c,
  * the others set in mask mo. */
 void pf__pyvm_split_range(const uint8_t *s, int lo, int hi, int want,
                           int32_t *list, int *j, uint64_t *mo);
-/* mask_take of block b's mask for lanes that may loop, at a loop's header:
- * a sparse mask of at least PYVM_COMPACT_MIN lanes becomes a range, the
- * lanes past it moved into its holes. Clears the mask. `slot`: the lane block's slot map, set
- * up (and c->slot set) at the first move. */
+/* mask_take of block b's mask for lanes that may loop: a sparse mask of at
+ * least PYVM_COMPACT_MIN lanes becomes a range, the lanes past it moved
+ * into its holes. `swaps` (a loop's header): a hole may hold a lane waiting
+ * at another block, which then swaps places; without (a block inside a
+ * loop body, where a branch's other side waits in the holes and would swap
+ * back and forth), the lanes move only when every hole is a finished
+ * lane's, else the mask becomes a list. Clears the mask. `slot`: the lane
+ * block's slot map, set up (and c->slot set) at the first move. */
 int pf__pyvm_take_moving(pyvm_lanes *c, int32_t b, int32_t *slot,
-                         uint64_t *mask, int limit, int32_t *list);
-/* The same, but only when every hole is a finished lane's (no lane waiting
- * elsewhere has to move): a block inside a loop body, where a branch's
- * other side waits in the holes and would swap back and forth. */
-int pf__pyvm_take_into_finished(pyvm_lanes *c, int32_t b, int32_t *slot,
-                                uint64_t *mask, int limit, int32_t *list);
+                         uint64_t *mask, int limit, int32_t *list, int swaps);
 /* The same for c's lanes as a sorted list (not a range), about to run
  * block b, a loop's header. */
 void pf__pyvm_compact(pyvm_lanes *c, int32_t b, int32_t *slot);

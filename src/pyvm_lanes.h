@@ -279,19 +279,9 @@ SCALAR2(I_MUL, int64_t, DI(), int64_t, RI, pf__py_imul)
   OPFN(NAME) {                                                              \
     int64_t *d = DI();                                                      \
     const int64_t *x = RI(in->a), *y = RI(in->b);                           \
-    int other = 0;                                                          \
-    if (c->dense) {                                                         \
-      const int lo_ = c->lo, hi_ = c->lo + c->cnt;                          \
-      _Pragma("omp simd reduction(|:other)")                                \
-      for (int k = lo_; k < hi_; k++)                                       \
-        other |= NOT_POW2(y[k]);                                            \
-    } else {                                                                \
-      for (int j_ = 0; j_ < c->cnt; j_++) {                                 \
-        const int k = c->list[j_];                                          \
-        other |= NOT_POW2(y[k]);                                            \
-      }                                                                     \
-    }                                                                       \
-    if (!other) {                                                           \
+    int other;                                                              \
+    FIRST_BAD(other, NOT_POW2(y[k]), 0);                                    \
+    if (other == c->cnt) {                                                  \
       FOR_LANES(c->cnt, d[k] = EXPR;);                                      \
       return c->cnt;                                                        \
     }                                                                       \

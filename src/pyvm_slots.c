@@ -191,10 +191,8 @@ static int fill_holes(pyvm_lanes *c, int32_t b, int32_t *slot,
   }
 }
 
-/* pf__pyvm_take_moving (swaps: holes may hold waiting lanes) and
- * pf__pyvm_take_into_finished (they may not). */
-static int take(pyvm_lanes *c, int32_t b, int32_t *slot, uint64_t *mask,
-                int limit, int32_t *list, int swaps) {
+int pf__pyvm_take_moving(pyvm_lanes *c, int32_t b, int32_t *slot,
+                         uint64_t *mask, int limit, int32_t *list, int swaps) {
   const int words = c->words;
   uint64_t m[PF__PYVM_MAX_LANES / 64];
   int cnt = 0, first = -1, last = -1;
@@ -218,29 +216,13 @@ static int take(pyvm_lanes *c, int32_t b, int32_t *slot, uint64_t *mask,
   return cnt;
 }
 
-int pf__pyvm_take_moving(pyvm_lanes *c, int32_t b, int32_t *slot,
-                         uint64_t *mask, int limit, int32_t *list) {
-  return take(c, b, slot, mask, limit, list, 1);
-}
-
-int pf__pyvm_take_into_finished(pyvm_lanes *c, int32_t b, int32_t *slot,
-                                uint64_t *mask, int limit, int32_t *list) {
-  return take(c, b, slot, mask, limit, list, 0);
-}
-
 void pf__pyvm_compact(pyvm_lanes *c, int32_t b, int32_t *slot) {
+  uint64_t m[PF__PYVM_MAX_LANES / 64] = {0};
+  for (int j = 0; j < c->cnt; j++)
+    m[c->list[j] >> 6] |= UINT64_C(1) << (c->list[j] & 63);
+  const int first = c->list[0];
   lanes_may_move(c, slot);
-  const int32_t *list = c->list;
-  const int cnt = c->cnt, lo = list[0], hi = lo + cnt;
-  /* list[0 .. inside) are below hi; the holes among them take the lanes
-   * list[inside ..), in order. */
-  int inside = 0;
-  while (inside < cnt && list[inside] < hi) inside++;
-  int from = inside, q = lo;
-  for (int j = 0; j < inside; j++, q++)
-    for (; q < list[j]; q++) move_slot(c, b, slot, q, list[from++]);
-  for (; q < hi; q++) move_slot(c, b, slot, q, list[from++]);
-  assert(from == cnt);
+  fill_holes(c, b, slot, m, first, first + c->cnt, 1);
   c->dense = 1;
-  c->lo = lo;
+  c->lo = first;
 }
