@@ -5,7 +5,10 @@ Workloads (every output allocated once, outside the timed runs):
 * ``article`` -- the article's ``lambda i: (start + i) * base**2`` (start = 3,
   base = 2.0), n = 2*10**6 and 2*10**7 float64.
 * ``trig-2d`` -- ``lambda i, j: math.sin(i*a)*math.cos(j*b) + math.sqrt(i+j)``,
-  2000 x 2000 float64.
+  2000 x 2000 float64 (sin(i*a) is computed once per row, cos(j*b) once per
+  column and worker: the VM's hoisting and row cache).
+* ``trig-mixed`` -- ``lambda i, j: math.sin(i*a + j*b) * math.cos(i*b - j*a)``,
+  2000 x 2000 float64: no term in one index alone, two libm calls per element.
 * ``piecewise`` -- if/elif/else on i (three float formulas), 2*10**6 float64.
 * ``int`` -- ``(i * 7 + 3) % 1000 - i // 3``, 2*10**6 int64.
 * ``mandelbrot`` -- the demo's per-pixel ``pixel(i, j)`` (complex numbers, a
@@ -58,7 +61,7 @@ DESCRIPTIONS: dict[str, str] = {}
 
 
 #: The names --only takes (the harness adds the option).
-WORKLOADS = ["article", "trig-2d", "piecewise", "int", "mandelbrot", "loops", COST]
+WORKLOADS = ["article", "trig-2d", "trig-mixed", "piecewise", "int", "mandelbrot", "loops", COST]
 
 
 def _exact(reference: np.ndarray) -> Callable[[Any], bool]:
@@ -166,6 +169,13 @@ def _nb_trig(out, a, b):
             out[i, j] = math.sin(i * a) * math.cos(j * b) + math.sqrt(i + j)
 
 
+def _nb_trig_mixed(out, a, b):
+    rows, cols = out.shape
+    for i in prange(rows):
+        for j in range(cols):
+            out[i, j] = math.sin(i * a + j * b) * math.cos(i * b - j * a)
+
+
 def _nb_piecewise(out, n3):
     for k in prange(out.size):
         if k < n3:
@@ -260,6 +270,22 @@ def trig_2d(rows: int, workers: int, repeat: int, stride: int) -> list[Result]:
                      expr=("sin(i*a)*cos(j*b) + sqrt(i+j)", {"a": a, "b": b}),
                      numba_fn=(_nb_trig, (a, b)),
                      numexpr_fn=_numexpr("sin(i*a)*cos(j*b) + sqrt(i+j)", workers,
+                                         i=ii, j=jj, a=a, b=b),
+                     processes=False, stride=stride)
+
+
+def trig_mixed(rows: int, workers: int, repeat: int, stride: int) -> list[Result]:
+    """No term depends on one index alone: two libm calls per element,
+    nothing hoisted or row-cached (what trig-2d would cost without them)."""
+    a, b = 0.001, 0.002
+    f = lambda i, j: math.sin(i*a + j*b) * math.cos(i*b - j*a)  # noqa: E731
+    DESCRIPTIONS["trig-mixed"] = (f"trig-mixed: lambda i, j: math.sin(i*a + j*b) * "
+                                   f"math.cos(i*b - j*a), {rows}x{rows} float64")
+    ii, jj = np.arange(rows)[:, None], np.arange(rows)[None, :]
+    return _workload("trig-mixed", f, (rows, rows), np.float64, workers, repeat,
+                     expr=("sin(i*a + j*b) * cos(i*b - j*a)", {"a": a, "b": b}),
+                     numba_fn=(_nb_trig_mixed, (a, b)),
+                     numexpr_fn=_numexpr("sin(i*a + j*b) * cos(i*b - j*a)", workers,
                                          i=ii, j=jj, a=a, b=b),
                      processes=False, stride=stride)
 
@@ -411,6 +437,8 @@ def run(args: argparse.Namespace) -> list[Result]:
         results += article(big, workers, repeat, 10)
     if not only or "trig-2d" in only:
         results += trig_2d(rows, workers, repeat, 1 if args.quick else 4)
+    if not only or "trig-mixed" in only:
+        results += trig_mixed(rows, workers, repeat, 1 if args.quick else 4)
     if not only or "piecewise" in only:
         results += piecewise(small, workers, repeat, 1)
     if not only or "int" in only:

@@ -32,13 +32,24 @@
  * its count is reported with pf_fill_worker_fail(PF_EBAIL, start + m,
  * "<op>: <why>"), and the kernel stops.
  *
- * Four shortcuts, each invisible in the results:
+ * Five shortcuts, each invisible in the results:
  *  - Row-invariant hoisting (ndim >= 2, rows of at least PYVM_HOIST_ROW):
  *    lane blocks stop at the end of each row of the last axis, and an
  *    instruction marked PYVM_INVARIANT (pyvm_prog.c: its operands do not
  *    depend on the innermost index) runs for the first lane of its list
  *    only, its result copied to the others. Its bail is the first lane's:
  *    every lane would compute the same thing and bail the same way.
+ *  - The row cache (with hoisting): an instruction marked PYVM_COLUMN (a
+ *    libm call or pow whose operands depend on the innermost index only:
+ *    math.cos(j*b) in f(i, j)) computes the same values in every row, so
+ *    a worker keeps each one's results for one row of the last axis, with
+ *    the range of columns it holds, and a lane block whose lanes' columns
+ *    lie in that range copies them instead (loop-invariant code motion
+ *    across rows, which a compiler's LICM cannot do without the storage).
+ *    Only results of a whole dense run that did not bail are kept: a bail
+ *    depends on the operands alone, so a column that bailed is never in
+ *    the range, and recomputing it bails again. At most
+ *    PYVM_ROW_CACHE_BYTES per worker; not for lanes that moved.
  *  - Results into the output: an instruction marked PYVM_TO_OUT writes
  *    straight into the output when the store is an identity (RET_F into
  *    float64, RET_I into int64) and the output is 8-byte aligned; its RET
@@ -101,6 +112,8 @@
 #define PYVM_STREAM_BYTES (INT64_C(32) << 20)
 /* Rows shorter than this are not worth cutting lane blocks at. */
 #define PYVM_HOIST_ROW 64
+/* The row cache's most per worker (DESIGN). */
+#define PYVM_ROW_CACHE_BYTES (INT64_C(2) << 20)
 
 /* The correctly rounded square root of one double, without errno. */
 static inline double pyvm_sqrt1(double x) {
@@ -149,6 +162,8 @@ typedef struct pyvm_scratch {
   uint64_t *masks; /* nblocks * words */
   uint64_t *busy;  /* (nblocks + 63) / 64 words: blocks with waiting lanes */
   char *stage;     /* lanes * itemsize when streaming */
+  double *rows;    /* the row cache: `row` doubles per cached instruction */
+  int64_t *valid;  /* per cached instruction: the columns [lo, hi) held */
 } pyvm_scratch;
 
 typedef struct pyvm_run {
@@ -163,6 +178,8 @@ typedef struct pyvm_run {
   int workers;
   int64_t first; /* the fill's first flat index (progress counts from it) */
   int hoist;  /* lane blocks within one row; invariant instructions once */
+  int64_t row;   /* the last axis' length */
+  int32_t ncached; /* PYVM_COLUMN instructions numbered below it are cached */
   int stream; /* stage lane blocks, then non-temporal stores */
   pyvm_scratch *w;
 } pyvm_run;
@@ -178,8 +195,11 @@ static int scratch_alloc(const pyvm_run *r, pyvm_scratch *s) {
   size_t bytes_masks = (size_t)p->nblocks * (size_t)r->words * 8;
   size_t bytes_busy = ((size_t)p->nblocks + 63) / 64 * 8;
   size_t bytes_stage = r->stream ? (L * r->itemsize + 63) & ~(size_t)63 : 0;
+  size_t bytes_rows = (size_t)r->ncached * (size_t)r->row * 8;
+  size_t bytes_valid = (size_t)r->ncached * 2 * 8;
   size_t total = bytes_i + bytes_f + bytes_c + bytes_b + bytes_list +
-                 bytes_slot + bytes_masks + bytes_busy + bytes_stage;
+                 bytes_slot + bytes_masks + bytes_busy + bytes_stage +
+                 bytes_rows + bytes_valid;
   s->mem = pf__aligned_alloc(64, total);
   if (s->mem == NULL) return PF_ENOMEM;
   /* Registers read before a path writes them hold zeros or an earlier
@@ -197,6 +217,9 @@ static int scratch_alloc(const pyvm_run *r, pyvm_scratch *s) {
   s->slot = (int32_t *)(m += bytes_list);
   s->masks = (uint64_t *)(m += bytes_slot);
   s->busy = (uint64_t *)(m += bytes_masks);
+  /* (8-byte aligned: every size before is a multiple of 8.) */
+  s->rows = (double *)(m += bytes_busy);
+  s->valid = (int64_t *)(m += bytes_rows); /* zeros: [0, 0) is empty */
   return 0;
 }
 
@@ -294,7 +317,41 @@ typedef struct lane_state {
   int32_t split_to; /* the block a BR just sent the other lanes to, or -1 */
   int restart;    /* a lane bailed after lanes moved: run the lane block
                      again without moving them */
+  int64_t col0;   /* the column of lane 0 (hoisting: lanes are one row) */
+  double *rows;   /* the worker's row cache (pyvm_scratch) */
+  int64_t *valid;
 } lane_state;
+
+/* Runs PYVM_COLUMN instruction `in`, number q of the row cache, over c's
+ * lanes: from the cache when it holds their columns, else computed, and
+ * kept when its lanes were one dense run that did not bail (DESIGN). */
+static int run_cached(const pyvm_run *r, const pyvm_lanes *c,
+                      const pyvm_ins *in, int32_t q, const lane_state *st,
+                      int *why) {
+  double *const row = st->rows + (size_t)q * (size_t)r->row;
+  int64_t *const valid = st->valid + 2 * (size_t)q;
+  double *const d = c->freg + (size_t)in->dst * c->L;
+  const int first = c->dense ? c->lo : c->list[0];
+  const int last = c->dense ? c->lo + c->cnt - 1 : c->list[c->cnt - 1];
+  const int64_t lo = st->col0 + first, hi = st->col0 + last + 1;
+  if (lo >= valid[0] && hi <= valid[1]) {
+    const double *src = row + st->col0;
+    FOR_LANES_OF(c, d[k] = src[k];);
+    return c->cnt;
+  }
+  const int done = r->ops[in->op](c, in, why);
+  if (done == c->cnt && c->dense) {
+    memcpy(row + lo, d + c->lo, (size_t)c->cnt * sizeof *d);
+    if (hi >= valid[0] && lo <= valid[1] && valid[0] < valid[1]) {
+      if (lo < valid[0]) valid[0] = lo;
+      if (hi > valid[1]) valid[1] = hi;
+    } else {
+      valid[0] = lo;
+      valid[1] = hi;
+    }
+  }
+  return done;
+}
 
 /* Runs instruction pc over c's lanes, hoisted or into the output when it
  * may (DESIGN); returns how many lanes completed (pyvm_op_fn). */
@@ -306,6 +363,8 @@ static int run_ins(const pyvm_run *r, pyvm_lanes *c, int32_t pc,
   const pyvm_op_fn fn = r->ops[in->op];
   const int ret_done = c->ret_done;
   c->ret_done = 0;
+  if ((flags & PYVM_COLUMN) && p->column[pc] < r->ncached && c->slot == NULL)
+    return run_cached(r, c, in, p->column[pc], st, why);
   if (r->hoist && (flags & PYVM_INVARIANT) && c->cnt > 1) {
     pyvm_lanes one = *c;
     one.dense = 1;
@@ -556,7 +615,8 @@ static int pyvm_kernel(void *ctx, int64_t start, int64_t count, void *out,
     const int n = lane_count(r, start + done, count - done);
     char *dst = (char *)out + (size_t)done * r->itemsize;
     char *lanes_out = r->stream ? s->stage : dst;
-    lane_state st = {.compact = 1};
+    lane_state st = {.compact = 1, .rows = s->rows, .valid = s->valid};
+    if (r->hoist) st.col0 = (start + done) % r->row;
     preload_index(r, s, start + done, n);
     run_lanes(r, s, start + done, n, lanes_out, &st, handle);
     if (st.restart) {
@@ -608,8 +668,16 @@ static void plan(pyvm_run *r, const pf_prog *prog, const pf_array *out,
   while (r->lanes > PYVM_MIN_LANES && per_lane * r->lanes > PYVM_SCRATCH_BYTES)
     r->lanes /= 2;
   r->words = r->lanes / 64;
-  r->hoist = prog->ndim >= 2 && prog->ninvariant > 0 &&
-             space[prog->ndim - 1] >= PYVM_HOIST_ROW;
+  r->row = prog->ndim >= 1 ? space[prog->ndim - 1] : 1;
+  r->hoist = prog->ndim >= 2 && prog->ninvariant + prog->ncolumn > 0 &&
+             r->row >= PYVM_HOIST_ROW;
+  /* The row cache, for as many instructions as fit (a row, then, is at
+   * most PYVM_ROW_CACHE_BYTES / 8 long). */
+  r->ncached = 0;
+  if (r->hoist)
+    while (r->ncached < prog->ncolumn &&
+           (int64_t)(r->ncached + 1) * r->row * 8 <= PYVM_ROW_CACHE_BYTES)
+      r->ncached++;
   r->stream = pf_array_is_contiguous(out) &&
               size * (int64_t)r->itemsize >= PYVM_STREAM_BYTES;
 }

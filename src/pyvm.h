@@ -60,6 +60,10 @@ enum {
   /* Nothing to run: the instruction before it computed its result too (a
    * C_ABS whose only reader is this comparison became a C_ABS_*_F). */
   PYVM_SKIP = 4,
+  /* A costly instruction whose operands depend on the innermost index only:
+   * its results for one row of the last axis are its results for every row
+   * (taken from the VM's row cache). */
+  PYVM_COLUMN = 8,
 };
 
 /* Facts about a block (pf_prog.block_loops). */
@@ -75,6 +79,8 @@ struct pf_prog {
   pyvm_ins *code;       /* targets rewritten as block numbers */
   uint8_t *flags;       /* ncode PYVM_* bits */
   int32_t ninvariant;   /* instructions with PYVM_INVARIANT */
+  int32_t ncolumn;      /* instructions with PYVM_COLUMN ... */
+  int32_t *column;      /* ... each one's number (ncode entries; -1: none) */
   int32_t nblocks;
   int32_t *block_first; /* nblocks + 1 entries: block b is [first[b], first[b+1]) */
   /* The registers live where block b starts: live[live_first[b] ..

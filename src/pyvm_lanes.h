@@ -325,13 +325,35 @@ static void PN(sqrt_dense)(double *d, const double *x, int n) {
  * differ from libm only in the errno they set for results math_1 rejects
  * anyway: m_log, m_log2, m_log10, and m_log1p's signed zero, which glibc's
  * log1p keeps), with math_1's rule (pf__py_math1_check); errno through its
- * per-thread address. */
+ * per-thread address.
+ *
+ * First a loop of bare calls, since libm sets errno only on an error and
+ * never clears it: errno cleared once, and per lane only the NaN and
+ * infinity tests of math_1, without a branch. Any lane that fails them, or
+ * errno set after the loop (an underflow too), and the lanes run again
+ * through math_1's whole rule, in order, which finds the first bailing
+ * lane (the results are the same for the others). Not when the result
+ * overwrites the argument: the second loop needs it. */
 #define CALL1(NAME, EXPR)                                                   \
   static int PN(call_##NAME)(const pyvm_lanes *c, const pyvm_ins *in,       \
                              int *why) {                                    \
     double *d = DF();                                                       \
     const double *x = RF(in->a);                                            \
     int *const errp = &errno;                                               \
+    if (d != x) {                                                           \
+      *errp = 0;                                                            \
+      for (int j_ = 0; j_ < c->cnt; j_++) {                                 \
+        const int k = c->dense ? c->lo + j_ : c->list[j_];                  \
+        const double xk = x[k];                                             \
+        d[k] = EXPR;                                                        \
+      }                                                                     \
+      int bad = 0;                                                          \
+      if (*errp == 0)                                                       \
+        FIRST_BAD(bad, ((d[k] != d[k]) & (x[k] == x[k])) |                  \
+                           ((fabs(d[k]) == INFINITY) & (fabs(x[k]) < INFINITY)), \
+                  0);                                                       \
+      if (*errp == 0 && bad == c->cnt) return c->cnt;                       \
+    }                                                                       \
     GUARD_LANES({                                                           \
       const double xk = x[k];                                               \
       *errp = 0;                                                            \

@@ -20,7 +20,7 @@
  * without the hypot (pyvm_ops.h: pf__py_cabs_sign), and the comparison is
  * marked PYVM_SKIP. Same values, same bails.
  *
- * Two facts are computed once per program (analyse), because the front end
+ * Three facts are computed once per program (analyse), because the front end
  * does not say them and the VM would otherwise rediscover them per block:
  *  - PYVM_INVARIANT: the instruction's operands are the same for every
  *    element of a row of the last axis. A register is invariant when it is
@@ -31,6 +31,11 @@
  *    took, which may depend on the innermost index. One pass in code order
  *    suffices for acyclic programs and stays sound with back edges (a
  *    definition seen after a use leaves the register variant).
+ *  - PYVM_COLUMN: the same rule from the last index instead (I(ndim-1)
+ *    never written): the instruction's operands are the same for every
+ *    element of a column, so its results for one row are its results for
+ *    every row. Kept only on a costly instruction (a libm call, pow) that
+ *    is not also invariant; numbered in p->column for the VM's row cache.
  *  - PYVM_TO_OUT: the instruction's destination is read by nothing but the
  *    RET_F / RET_I right after it in the same block, so the VM may compute it
  *    straight into the output when the store is an identity.
@@ -220,31 +225,13 @@ static int fuse(pf_prog *p) {
   return 0;
 }
 
-/* Sets p->flags (DESIGN): PYVM_INVARIANT and PYVM_TO_OUT. Uses counts of
- * definitions and reads per register, in one allocation. */
-static int analyse(pf_prog *p) {
-  size_t nregs = 0, base[PYVM_FILES];
-  for (int f = 0; f < PYVM_FILES; f++) {
-    base[f] = nregs;
-    nregs += (size_t)p->nreg[f];
-  }
-  /* Per register: definitions, reads, invariant; per instruction: leader. */
-  int32_t *defs = pf__calloc(3 * nregs + (size_t)p->ncode, sizeof *defs);
-  if (defs == NULL) return PF_ENOMEM;
-  int32_t *reads = defs + nregs, *inv = reads + nregs, *leader = inv + nregs;
-  for (int32_t b = 0; b < p->nblocks; b++) leader[p->block_first[b]] = 1;
-  for (int32_t pc = 0; pc < p->ncode; pc++) {
-    const pyvm_ins *in = &p->code[pc];
-    if (p->flags[pc] & PYVM_SKIP) continue;
-    const char *sig = pf__pyvm_op_sig[in->op];
-    const int32_t w[4] = {in->dst, in->a, in->b, in->c};
-    int f = pyvm_file_of(sig[0]);
-    if (f >= 0) defs[base[f] + (size_t)w[0]]++;
-    for (int k = 1; k < 4; k++)
-      if ((f = pyvm_file_of(sig[k])) >= 0) reads[base[f] + (size_t)w[k]]++;
-  }
-  /* The index parameters but the last are invariant while never written. */
-  for (int d = 0; d + 1 < p->ndim; d++) inv[d] = defs[d] == 0;
+/* One pass in code order over the instructions that define a register:
+ * an instruction whose register operands are all marked in inv gets
+ * `flag`, and its destination is marked when that is its one definition
+ * (DESIGN: PYVM_INVARIANT; the same rule for PYVM_COLUMN from the last
+ * index). inv is seeded by the caller. */
+static void invariance(pf_prog *p, const size_t *base, const int32_t *defs,
+                       int32_t *inv, uint8_t flag) {
   for (int32_t pc = 0; pc < p->ncode; pc++) {
     const pyvm_ins *in = &p->code[pc];
     const char *sig = pf__pyvm_op_sig[in->op];
@@ -260,20 +247,89 @@ static int analyse(pf_prog *p) {
     }
     if (ok) {
       inv[base[fd] + (size_t)w[0]] = 1;
-      p->flags[pc] |= PYVM_INVARIANT;
-      /* Constants and moves cost no more than their copy: alone they are
-       * not worth cutting lane blocks at rows for. */
-      if (in->op < PF__OP_I_CONST || in->op > PF__OP_B_MOV) p->ninvariant++;
+      p->flags[pc] |= flag;
     }
+  }
+}
+
+/* Whether instruction `in` costs far more than copying its result: a libm
+ * call or CPython's pow (the row cache of PYVM_COLUMN pays only then). */
+static int costly(const pyvm_ins *in) {
+  switch (in->op) {
+  case PF__OP_F_CALL1:
+    return in->b != PF__FN_sqrt && in->b != PF__FN_fabs;
+  case PF__OP_F_CALL2:
+    return in->c != PF__FN_copysign;
+  case PF__OP_F_POW:
+  case PF__OP_C_ABS:
+    return 1;
+  default:
+    return 0;
+  }
+}
+
+/* Sets p->flags (DESIGN): PYVM_INVARIANT, PYVM_COLUMN (numbered in
+ * p->column) and PYVM_TO_OUT. Uses counts of definitions and reads per
+ * register, in one allocation. */
+static int analyse(pf_prog *p) {
+  size_t nregs = 0, base[PYVM_FILES];
+  for (int f = 0; f < PYVM_FILES; f++) {
+    base[f] = nregs;
+    nregs += (size_t)p->nreg[f];
+  }
+  /* Per register: definitions, reads, invariant, column-invariant; per
+   * instruction: leader. */
+  int32_t *defs = pf__calloc(4 * nregs + (size_t)p->ncode, sizeof *defs);
+  p->column = pf__malloc((size_t)p->ncode * sizeof *p->column);
+  if (defs == NULL || p->column == NULL) {
+    free(defs);
+    return PF_ENOMEM;
+  }
+  int32_t *reads = defs + nregs, *inv = reads + nregs, *col = inv + nregs;
+  int32_t *leader = col + nregs;
+  for (int32_t b = 0; b < p->nblocks; b++) leader[p->block_first[b]] = 1;
+  for (int32_t pc = 0; pc < p->ncode; pc++) {
+    const pyvm_ins *in = &p->code[pc];
+    if (p->flags[pc] & PYVM_SKIP) continue;
+    const char *sig = pf__pyvm_op_sig[in->op];
+    const int32_t w[4] = {in->dst, in->a, in->b, in->c};
+    int f = pyvm_file_of(sig[0]);
+    if (f >= 0) defs[base[f] + (size_t)w[0]]++;
+    for (int k = 1; k < 4; k++)
+      if ((f = pyvm_file_of(sig[k])) >= 0) reads[base[f] + (size_t)w[k]]++;
+  }
+  /* The index parameters but the last are invariant while never written;
+   * the last is the one column-invariant register while never written. */
+  for (int d = 0; d + 1 < p->ndim; d++) inv[d] = defs[d] == 0;
+  if (p->ndim >= 2) col[p->ndim - 1] = defs[p->ndim - 1] == 0;
+  invariance(p, base, defs, inv, PYVM_INVARIANT);
+  invariance(p, base, defs, col, PYVM_COLUMN);
+  for (int32_t pc = 0; pc < p->ncode; pc++) {
+    const pyvm_ins *in = &p->code[pc];
+    const int32_t op = in->op;
+    p->column[pc] = -1;
+    /* Constants and moves cost no more than their copy: alone they are
+     * not worth cutting lane blocks at rows for. */
+    if ((p->flags[pc] & PYVM_INVARIANT) &&
+        (op < PF__OP_I_CONST || op > PF__OP_B_MOV))
+      p->ninvariant++;
+    /* Only a costly result is worth its row cache; an invariant one is
+     * computed once per lane block anyway. */
+    if (!costly(in) || (p->flags[pc] & PYVM_INVARIANT))
+      p->flags[pc] &= (uint8_t)~PYVM_COLUMN;
+    if (p->flags[pc] & PYVM_COLUMN) p->column[pc] = p->ncolumn++;
     /* TO_OUT: the next instruction, in this block, returns this value. */
+    const int fd = pyvm_file_of(pf__pyvm_op_sig[op][0]);
+    if (fd < 0 || pf__pyvm_is_terminator(op) || (p->flags[pc] & PYVM_SKIP))
+      continue;
     const pyvm_ins *next =
         pc + 1 < p->ncode && !leader[pc + 1] ? in + 1 : NULL;
     int ret_file = next == NULL ? -1
                    : next->op == PF__OP_RET_F ? PYVM_FILE_F
                    : next->op == PF__OP_RET_I ? PYVM_FILE_I
                                               : -1;
-    if (ret_file == fd && next->a == w[0] &&
-        reads[base[fd] + (size_t)w[0]] == 1)
+    if (ret_file == fd && next->a == in->dst &&
+        reads[base[fd] + (size_t)in->dst] == 1)
       p->flags[pc] |= PYVM_TO_OUT;
   }
   free(defs);
@@ -440,6 +496,7 @@ void pf_prog_free(pf_prog *prog) {
   if (prog == NULL) return;
   free(prog->code);
   free(prog->flags);
+  free(prog->column);
   free(prog->block_first);
   free(prog->live_first);
   free(prog->block_loops);

@@ -165,23 +165,35 @@ static pf_array array_of(void *data, pf_dtype dtype, int ndim,
 static void test_dense(void **state) {
   (void)state;
   const ins code[] = {
+      /* One definition per register, as the front end writes them: what
+       * makes an instruction invariant (pyvm_prog.c). */
       {"I2F", 0, 0, 0, 0},          {"F_CONST", 1, 0, 0, 0},
-      {"F_MUL", 0, 0, 1, 0},        {"F_CALL1", 0, 0, fn("sin"), 0},
-      {"I2F", 2, 1, 0, 0},          {"F_CONST", 1, 1, 0, 0},
-      {"F_MUL", 2, 2, 1, 0},        {"F_CALL1", 2, 2, fn("cos"), 0},
-      {"F_MUL", 0, 0, 2, 0},        {"I_ADD", 2, 0, 1, 0},
-      {"I2F", 3, 2, 0, 0},          {"F_CALL1", 3, 3, fn("sqrt"), 0},
-      {"F_ADD", 0, 0, 3, 0},        {"RET_F", 0, 0, 0, 0},
+      {"F_MUL", 2, 0, 1, 0},        {"F_CALL1", 3, 2, fn("sin"), 0},
+      {"I2F", 4, 1, 0, 0},          {"F_CONST", 5, 1, 0, 0},
+      {"F_MUL", 6, 4, 5, 0},        {"F_CALL1", 7, 6, fn("cos"), 0},
+      {"F_MUL", 8, 3, 7, 0},        {"I_ADD", 2, 0, 1, 0},
+      {"I2F", 9, 2, 0, 0},          {"F_CALL1", 10, 9, fn("sqrt"), 0},
+      {"F_ADD", 11, 8, 10, 0},      {"RET_F", 0, 11, 0, 0},
   };
   const double fk[2] = {0.01, 0.02};
   pf_prog *p;
   pf_error err;
   assert_int_equal(create(&p, code, PF_ARRAY_LEN(code), NULL, 0, fk, 2, 2, 3,
-                          4, 0, &err), 0);
+                          12, 0, &err), 0);
+  /* sin(i * 0.01) is row-invariant, cos(j * 0.02) the one row-cached
+   * instruction, sqrt (a vector op) not worth caching. */
+  assert_true(p->flags[3] & PYVM_INVARIANT);
+  assert_false(p->flags[3] & PYVM_COLUMN);
+  assert_true(p->flags[7] & PYVM_COLUMN);
+  assert_false(p->flags[7] & PYVM_INVARIANT);
+  assert_false(p->flags[11] & (PYVM_COLUMN | PYVM_INVARIANT));
+  assert_int_equal(p->ncolumn, 1);
+  assert_int_equal(p->column[7], 0);
   const int64_t shape[2] = {123, 457};
   double *out = malloc(sizeof(double) * 123 * 457);
   /* Every instruction set (capped: the CPU may have fewer); rows of 457
-   * lanes hoist sin(i * 0.01) out of each row. */
+   * lanes hoist sin(i * 0.01) out of each row and take cos(j * 0.02) from
+   * the row cache after a worker's first row. */
   for (int run = 0; run < 9; run++) {
     const int workers = 1 + run % 3, s = run % 3, isa = run / 3;
     {

@@ -376,6 +376,34 @@ def test_math1(fn):
           never, fn=fn)
 
 
+@pytest.mark.parametrize("fn", MATH1)
+def test_math1_over_lane_blocks(fn):
+    # x = 800 - 0.37 i (descending) and -800 + 0.37 i (ascending), 4,324
+    # lanes: underflows (errno ERANGE, not an error), domain and range
+    # errors in the middle of lane blocks, on every instruction set. The
+    # fill stops at the first element where Python raises; the values
+    # before it are Python's.
+    n = 4324
+    for sign in (-1.0, 1.0):
+        xs = [-sign * 800.0 + sign * (i * 0.37) for i in range(n)]
+        want = []
+        for x in xs:
+            status, value = python(getattr(math, fn), (x,))
+            if status == "raises":
+                break
+            want.append(value)
+        code = [("I2F", 0, 0), ("F_CONST", 1, 0), ("F_MUL", 2, 0, 1),
+                ("F_CONST", 3, 1), ("F_ADD", 4, 3, 2),
+                ("F_CALL1", 5, 4, FNS[fn]), ("RET_F", 0, 5)]
+        for isa in (0, 1, 2):
+            out = np.zeros(n)
+            k = run(code, [], [sign * 0.37, -sign * 800.0], (1, 6, 0, 0), out,
+                    ndim=1, _isa=isa, workers=2)
+            assert k == (len(want) if len(want) < n else -1), (fn, sign, isa)
+            got = out[:len(want)]
+            assert got.tobytes() == np.array(want).tobytes(), (fn, sign, isa)
+
+
 @pytest.mark.parametrize("fn", MATH2)
 def test_math2(fn):
     pairs = float_pairs() + [(a, b) for a, b in zip(rand_floats(3000),

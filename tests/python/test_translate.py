@@ -246,6 +246,46 @@ def test_sparse_bails_resume_natively(spy):
     assert spy["fills"] == [0] + [k * 1500 + 6 for k in range(7)]
 
 
+def test_row_cache_of_last_index_terms(spy):
+    # cos(j * 0.3), atan2(j, 7.0) and j ** 0.7 depend on the last index
+    # only: a worker computes them for one row and copies them in the rows
+    # after (pyvm.c: the row cache). Rows of several lane blocks, chunks
+    # that are not whole rows, every schedule, 1-3 workers, and fills that
+    # start inside a row: from row 2 on, c * i leaves int64 at column 517,
+    # Python computes that element and the fill resumes at column 518.
+    body = ("    return math.cos(j * 0.3) * (i + 1) + math.atan2(j, 7.0) - "
+            "j ** 0.7 + (c * i if j == 517 else 0)\n")
+    f2 = _with_globals("def f(i, j):\n" + body, c=2**62)
+    f3 = _with_globals("def f(i, k, j):\n" + body, c=2**62)
+    for shape, workers, schedule, chunk in (
+            ((7, 1100), 1, "static", None), ((7, 1100), 2, "dynamic", 333),
+            ((7, 1100), 3, "guided", None), ((3, 2, 700), 2, "static", 1000),
+            # rows too long to cache all three terms (2 MiB per worker)
+            ((3, 100_000), 2, "dynamic", None)):
+        f = f2 if len(shape) == 2 else f3
+        spy["fills"].clear()
+        check(f, shape, np.float64, workers=workers, schedule=schedule,
+              chunk=chunk, translate="always")
+        row = shape[-1]
+        rows = [k for k in range(math.prod(shape[:-1]))
+                if k // math.prod(shape[1:-1]) >= 2]
+        assert spy["fills"] == [0] + [k * row + 518 for k in rows], shape
+
+
+def test_row_cache_bails_at_the_first_failing_column(spy):
+    # A last-index term that fails for some columns fails at the first of
+    # them in C order, whichever rows came first to a worker: log(j - 600)
+    # from row 3 on (ValueError at (3, 0)); exp(j) overflows from column 710
+    # (OverflowError at (0, 710)).
+    for src in ("def f(i, j):\n    return math.log(j - 600) if i >= 3 "
+                "else j * 0.5\n",
+                "def f(i, j):\n    return math.exp(j) + i\n"):
+        f = _with_globals(src)
+        for workers in (1, 2, 3):
+            check(f, (6, 1000), np.float64, workers=workers, chunk=700,
+                  translate="always")
+
+
 def test_many_sparse_bails_go_to_python(spy):
     f = _with_globals("def f(i):\n    return (i % 1500 == 7) * c * 4 + i\n",
                       c=2**62)

@@ -400,6 +400,9 @@ def make_case(seed: int, n: int) -> dict:
     ndim = r.choice([1, 1, 1, 2, 2, 3])
     shape = {1: (r.randint(1, 64),), 2: (r.randint(1, 9), r.randint(1, 9)),
              3: (r.randint(1, 4), r.randint(1, 4), r.randint(1, 4))}[ndim]
+    if ndim >= 2 and r.random() < 0.25:
+        # rows of at least 64: the VM's row hoisting and row cache
+        shape = shape[:-1] + (r.randint(64, 160),)
     return {"source": Gen(r, ndim).function(), "shape": shape,
             # float64 often: most values fit it, so more cases compare
             # values rather than the first conversion error.
@@ -409,23 +412,8 @@ def make_case(seed: int, n: int) -> dict:
             "chunk": r.choice([None, 1, 3, 16])}
 
 
-def _nan_bits_only(got: np.ndarray, want: np.ndarray) -> bool:
-    """Every element that differs is a NaN in both (sign or payload)."""
-    if got.dtype.kind not in "fc":
-        return False
-    g, w = np.ravel(got), np.ravel(want)
-    parts = [(g.real, w.real), (g.imag, w.imag)] if got.dtype.kind == "c" \
-        else [(g, w)]
-    for a, b in parts:
-        differ = (a != b) | (np.signbit(a) != np.signbit(b))
-        same_nan = np.isnan(a) & np.isnan(b)
-        if np.any(differ & ~same_nan):
-            return False
-    return True
-
-
 def _cpython_states_cover(case: dict, got: np.ndarray, want: np.ndarray) -> bool:
-    """Each element where got and want differ (NaN bits only) holds what
+    """Each element where got and want differ holds what
     CPython gives for it either cold (the first call of a fresh function)
     or warm (its 16th call, specialised): which one the reference loop and
     populate's Python redo saw depends on how many calls came before."""
@@ -479,17 +467,20 @@ def run_case(case: dict, counts: collections.Counter) -> str | None:
         counts["values"] += 1
         if raised is not None:
             return f"Python gives values, populate raised {raised!r}"
-        if bits(got) != bits(want) and _nan_bits_only(got, want):
+        if bits(got) != bits(want):
             # CPython's own NaN bits can change between runs of the same
             # loop: its specialising interpreter turns a float + float into
             # BINARY_OP_ADD_FLOAT after a few calls, which returns the other
             # operand's NaN for NaN + NaN (3.11-3.13, measured). The VM
             # leaves such elements to Python, whose redo runs warm, so the
             # reference is taken again warm: equal then, it is CPython's.
+            # The NaN's sign may reach a value (math.copysign(k, nan), a
+            # case of seed 78): any element is accepted only as a value
+            # CPython itself gives for it, cold or warm.
             again, err2 = sequential(f, shape, dtype)
             if err2 is None and (bits(got) == bits(again) or
                                  _cpython_states_cover(case, got, want)):
-                counts["cpython nan bits"] += 1
+                counts["cpython states"] += 1
                 return None
         if bits(got) != bits(want):
             diff = np.argwhere(~((got == want) | (got != got)) |
