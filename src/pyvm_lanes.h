@@ -196,6 +196,7 @@ CMP6IF(FI, double, RF, int64_t, RI, S_FI)
 /* Wrapping sums and their int64 overflow, branch-free (vectorises). */
 #define WRAP_ADD(a, b) ((int64_t)((uint64_t)(a) + (uint64_t)(b)))
 #define WRAP_SUB(a, b) ((int64_t)((uint64_t)(a) - (uint64_t)(b)))
+#define WRAP_MUL(a, b) ((int64_t)((uint64_t)(a) * (uint64_t)(b)))
 /* One pass that computes every lane and ORs the guard in, then (rarely)
  * the search for the first bad lane -- whose result and those past it are
  * not needed -- when the destination is not an operand (the guard is then
@@ -268,7 +269,21 @@ CHECKED2(F_DIV, double, DF(), double, RF, y[k] == 0.0, PF__W_FZERO_DIV,
     const AT *x = A(in->a);                                                 \
     GUARD_LANES(w = FN(x[k], &d[k]));                                       \
   }
-SCALAR2(I_MUL, int64_t, DI(), int64_t, RI, pf__py_imul)
+/* int * int: when every lane's operands lie in [-2**31, 2**31) no product
+ * leaves int64 (|x * y| <= 2**62), and the lanes multiply as vectors;
+ * otherwise each lane takes the overflow-checked multiply, in order. */
+#define INT32_RANGE(v) ((uint64_t)(v) + UINT64_C(0x80000000) < UINT64_C(0x100000000))
+OPFN(I_MUL) {
+  int64_t *d = DI();
+  const int64_t *x = RI(in->a), *y = RI(in->b);
+  int wide;
+  FIRST_BAD(wide, !(INT32_RANGE(x[k]) & INT32_RANGE(y[k])), 0);
+  if (wide == c->cnt) {
+    FOR_LANES(c->cnt, d[k] = WRAP_MUL(x[k], y[k]););
+    return c->cnt;
+  }
+  GUARD_LANES(w = pf__py_imul(x[k], y[k], &d[k]));
+}
 /* // and % by positive powers of two (n % 2, i // 4), when every lane's
  * divisor is one: an arithmetic shift and a mask are Python's floor
  * division and modulo for every dividend (two's complement floors; GCC and
@@ -779,7 +794,9 @@ const pyvm_op_fn PN(pf__pyvm_ops)[PF__OP_COUNT] = {
 #undef CMP6IF
 #undef WRAP_ADD
 #undef WRAP_SUB
+#undef WRAP_MUL
 #undef CHECKED2
+#undef INT32_RANGE
 #undef CHECKED1
 #undef SCALAR2
 #undef SCALAR1

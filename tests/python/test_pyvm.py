@@ -877,6 +877,34 @@ def test_int_division_by_powers_of_two(isa):
             assert out[:stop].tolist() == want, (op, d, other_at, other, isa)
 
 
+@pytest.mark.parametrize("isa", ISAS)
+def test_int_multiplication_over_lane_blocks(isa):
+    # (i - 100) * K * (i - 100) over 6,000 lanes: operands within int32
+    # multiply as vectors, a lane block with one wider operand takes the
+    # checked multiply per lane; the fill stops at the first product that
+    # leaves int64 (K = 2**40: at i = 2997, where (i - 100)**2 reaches
+    # 2**23), and the products before it are Python's.
+    n = 6000
+    for K in (3, 2**31 - 1, 2**31, -2**31, -2**31 - 1, 2**40, -2**40,
+              2**62):
+        code = [("I_CONST", 1, 0), ("I_SUB", 1, 0, 1), ("I_CONST", 2, 1),
+                ("I_MUL", 3, 1, 2), ("I_MUL", 3, 3, 1), ("RET_I", 0, 3)]
+        out = np.zeros(n, np.int64)
+        k = run(code, [100, K], [], (4, 0, 0), out, ndim=1, _isa=isa,
+                workers=2, chunk=1500)
+        want = []
+        for i in range(n):
+            v = (i - 100) * K
+            if not INT64[0] <= v <= INT64[1]:
+                break
+            v *= i - 100
+            if not INT64[0] <= v <= INT64[1]:
+                break
+            want.append(v)
+        assert k == (len(want) if len(want) < n else -1), (K, isa, k)
+        assert out[:len(want)].tolist() == want, (K, isa)
+
+
 def test_row_invariant_hoisting():
     # f(i, j) = sin(i * 0.5) / (i - 3) * cos(j * 0.25) + sqrt(i + j): the
     # first two factors depend on i only (computed once per row of lanes);
