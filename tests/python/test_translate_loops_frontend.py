@@ -854,6 +854,38 @@ def test_swap_in_loop_is_a_parallel_move():
     check(f, 1)
 
 
+def test_loop_moves_coalesce_where_nothing_sees_it():
+    # s += sign / (2k + 1); sign = -sign: the sum and the sign are computed
+    # into the loop's own registers, with no move at the back edge
+    # (Program.coalesce_moves), and no jump to the next instruction stays.
+    def series(i):
+        s, sign = 0.0, 1.0
+        for k in range(i % 50):
+            s += sign / (2 * k + 1)
+            sign = -sign
+        return s
+    prog = T.translate(series, 1).program
+    assert not any(ins.op == "F_MOV" for ins in prog.instrs), \
+        T.translate(series, 1).source
+    assert not any(ins.op == "JMP" and ins.a == pc + 1
+                   for pc, ins in enumerate(prog.instrs))
+    check(series, 1)
+
+    # s is read after u = s + k is computed: writing u into s there would
+    # change t, so s = u stays a move.
+    def read_between(i):
+        s, t = 0.0, 0.0
+        for k in range(i % 7):
+            u = s + k
+            t = s * 2.0
+            s = u
+        return s + t
+    prog = T.translate(read_between, 1).program
+    assert any(ins.op == "F_MOV" for ins in prog.instrs), \
+        T.translate(read_between, 1).source
+    check(read_between, 1)
+
+
 # -- refusals ---------------------------------------------------------------------
 
 def r_type_change(i):

@@ -665,6 +665,7 @@ class Frontend:
             elif item.startswith("->"):
                 assert prev is not None and prev.op == "JMP"
                 prev.a = pos[item[2:]]
+        prog.coalesce_moves()
         prog.validate()
         return prog
 

@@ -209,6 +209,85 @@ class Program:
                     assert not v, (pc, ins)
         assert self.instrs[-1].op in TERMINATORS
 
+    # -- moves -------------------------------------------------------------
+
+    def coalesce_moves(self) -> None:
+        """Removes a move ``d = s`` where ``s`` is a temporary: defined once,
+        earlier in the same basic block, read by this move alone, with no
+        instruction between that reads or writes ``d``. Its definition then
+        writes ``d`` itself (a loop's ``s += x`` becomes one instruction
+        instead of an add and a move at the back edge). Same values on
+        every path: ``d`` changes only where nothing could see the
+        difference, and ``s`` is read nowhere else. The VM's operations
+        read a lane's operands before writing its result, so the
+        definition may read ``d`` too. Then a jump to the instruction after
+        it goes too. Targets are renumbered."""
+        instrs = self.instrs
+        leaders = {0}
+        defs: dict[tuple[str, int], list[int]] = {}
+        uses: dict[tuple[str, int], int] = {}
+        for pc, ins in enumerate(instrs):
+            sig = SIGNATURES[ins.op]
+            for kind, v in zip(sig, (ins.dst, ins.a, ins.b, ins.c)):
+                if kind == "tgt":
+                    assert isinstance(v, int)
+                    leaders.add(v)
+            if ins.op in TERMINATORS:
+                leaders.add(pc + 1)
+            if sig[0] in REGISTER_FILES:
+                defs.setdefault((sig[0], ins.dst), []).append(pc)
+            for kind, v in zip(sig[1:], (ins.a, ins.b, ins.c)):
+                if kind in REGISTER_FILES:
+                    assert isinstance(v, int)
+                    uses[(kind, v)] = uses.get((kind, v), 0) + 1
+
+        def touches(ins: Instr, reg: tuple[str, int]) -> bool:
+            return any(kind == reg[0] and v == reg[1] for kind, v in
+                       zip(SIGNATURES[ins.op], (ins.dst, ins.a, ins.b, ins.c)))
+
+        removed: set[int] = set()
+        for pc, ins in enumerate(instrs):
+            if not ins.op.endswith("_MOV"):
+                continue
+            kind = SIGNATURES[ins.op][0]
+            assert isinstance(ins.a, int) and kind is not None
+            src, dst = (kind, ins.a), (kind, ins.dst)
+            at = defs.get(src, [])
+            if src == dst or len(at) != 1 or uses.get(src) != 1 or \
+                    at[0] > pc:
+                continue
+            d = at[0]
+            if any(k in leaders for k in range(d + 1, pc + 1)) or any(
+                    touches(instrs[k], dst) for k in range(d + 1, pc)):
+                continue
+            instrs[d].dst = ins.dst
+            removed.add(pc)
+        # A jump to what follows it, once the moves are gone: falling
+        # through is the same path.
+        for pc, ins in enumerate(instrs):
+            if ins.op == "JMP" and isinstance(ins.a, int) and ins.a > pc and \
+                    all(k in removed for k in range(pc + 1, ins.a)):
+                removed.add(pc)
+        if not removed:
+            return
+        # A removed move is never a target (it follows its definition in
+        # one block); a removed jump's target is the next kept instruction:
+        # each old index maps to the next kept one.
+        new_pc, kept = [], 0
+        for pc in range(len(instrs) + 1):
+            new_pc.append(kept)
+            kept += pc < len(instrs) and pc not in removed
+        self.instrs = [ins for pc, ins in enumerate(instrs)
+                       if pc not in removed]
+        for ins in self.instrs:
+            sig = SIGNATURES[ins.op]
+            if sig[1] == "tgt":
+                assert isinstance(ins.a, int)
+                ins.a = new_pc[ins.a]
+            if sig[2] == "tgt":
+                assert isinstance(ins.b, int) and isinstance(ins.c, int)
+                ins.b, ins.c = new_pc[ins.b], new_pc[ins.c]
+
     # -- the VM's form -----------------------------------------------------
 
     def serialize(self, opcodes: Mapping[str, int],
