@@ -260,33 +260,27 @@ def article(n: int, workers: int, repeat: int, stride: int) -> list[Result]:
                      processes=n <= 2 * 10**6, stride=stride)
 
 
-def trig_2d(rows: int, workers: int, repeat: int, stride: int) -> list[Result]:
-    a, b = 0.001, 0.002
-    f = lambda i, j: math.sin(i*a)*math.cos(j*b) + math.sqrt(i+j)  # noqa: E731
-    DESCRIPTIONS["trig-2d"] = (f"trig-2d: lambda i, j: math.sin(i*a)*math.cos(j*b) + "
-                                f"math.sqrt(i+j), {rows}x{rows} float64")
-    ii, jj = np.arange(rows)[:, None], np.arange(rows)[None, :]
-    return _workload("trig-2d", f, (rows, rows), np.float64, workers, repeat,
-                     expr=("sin(i*a)*cos(j*b) + sqrt(i+j)", {"a": a, "b": b}),
-                     numba_fn=(_nb_trig, (a, b)),
-                     numexpr_fn=_numexpr("sin(i*a)*cos(j*b) + sqrt(i+j)", workers,
-                                         i=ii, j=jj, a=a, b=b),
-                     processes=False, stride=stride)
+# The 2-d trig workloads: (the lambda's text, the expression string, the
+# numba kernel). trig-mixed has no term in one index alone: two libm calls
+# per element, nothing hoisted or row-cached (what trig-2d would cost
+# without them).
+TRIG = {
+    "trig-2d": ("math.sin(i*a)*math.cos(j*b) + math.sqrt(i+j)",
+                "sin(i*a)*cos(j*b) + sqrt(i+j)", _nb_trig),
+    "trig-mixed": ("math.sin(i*a + j*b) * math.cos(i*b - j*a)",
+                   "sin(i*a + j*b) * cos(i*b - j*a)", _nb_trig_mixed),
+}
 
 
-def trig_mixed(rows: int, workers: int, repeat: int, stride: int) -> list[Result]:
-    """No term depends on one index alone: two libm calls per element,
-    nothing hoisted or row-cached (what trig-2d would cost without them)."""
+def trig(name: str, rows: int, workers: int, repeat: int, stride: int) -> list[Result]:
     a, b = 0.001, 0.002
-    f = lambda i, j: math.sin(i*a + j*b) * math.cos(i*b - j*a)  # noqa: E731
-    DESCRIPTIONS["trig-mixed"] = (f"trig-mixed: lambda i, j: math.sin(i*a + j*b) * "
-                                   f"math.cos(i*b - j*a), {rows}x{rows} float64")
+    text, expr, nb = TRIG[name]
+    f = eval(f"lambda i, j: {text}", {"math": math, "a": a, "b": b})
+    DESCRIPTIONS[name] = f"{name}: lambda i, j: {text}, {rows}x{rows} float64"
     ii, jj = np.arange(rows)[:, None], np.arange(rows)[None, :]
-    return _workload("trig-mixed", f, (rows, rows), np.float64, workers, repeat,
-                     expr=("sin(i*a + j*b) * cos(i*b - j*a)", {"a": a, "b": b}),
-                     numba_fn=(_nb_trig_mixed, (a, b)),
-                     numexpr_fn=_numexpr("sin(i*a + j*b) * cos(i*b - j*a)", workers,
-                                         i=ii, j=jj, a=a, b=b),
+    return _workload(name, f, (rows, rows), np.float64, workers, repeat,
+                     expr=(expr, {"a": a, "b": b}), numba_fn=(nb, (a, b)),
+                     numexpr_fn=_numexpr(expr, workers, i=ii, j=jj, a=a, b=b),
                      processes=False, stride=stride)
 
 
@@ -435,10 +429,9 @@ def run(args: argparse.Namespace) -> list[Result]:
     if not only or "article" in only:
         results += article(small, workers, repeat, 1)
         results += article(big, workers, repeat, 10)
-    if not only or "trig-2d" in only:
-        results += trig_2d(rows, workers, repeat, 1 if args.quick else 4)
-    if not only or "trig-mixed" in only:
-        results += trig_mixed(rows, workers, repeat, 1 if args.quick else 4)
+    for name in TRIG:
+        if not only or name in only:
+            results += trig(name, rows, workers, repeat, 1 if args.quick else 4)
     if not only or "piecewise" in only:
         results += piecewise(small, workers, repeat, 1)
     if not only or "int" in only:
