@@ -676,7 +676,7 @@ static void plan(pyvm_run *r, const pf_prog *prog, const pf_array *out,
   r->ncached = 0;
   if (r->hoist)
     while (r->ncached < prog->ncolumn &&
-           (int64_t)(r->ncached + 1) * r->row * 8 <= PYVM_ROW_CACHE_BYTES)
+           r->row <= PYVM_ROW_CACHE_BYTES / 8 / (r->ncached + 1))
       r->ncached++;
   r->stream = pf_array_is_contiguous(out) &&
               size * (int64_t)r->itemsize >= PYVM_STREAM_BYTES;

@@ -347,7 +347,12 @@ def rank_pids(p):
                         env = dict(v.split(b"=", 1) for v in e.read().split(b"\0") if b"=" in v)
                 except (FileNotFoundError, ProcessLookupError):
                     continue
-                ranks[int(env[b"OMPI_COMM_WORLD_RANK"])] = pid
+                rank = env.get(b"OMPI_COMM_WORLD_RANK")
+                if rank is None:
+                    # Read inside its exec: the new image is named but its
+                    # environment not set up yet (empty); the caller polls.
+                    continue
+                ranks[int(rank)] = pid
     return ranks
 
 
