@@ -269,42 +269,34 @@ CHECKED2(F_DIV, double, DF(), double, RF, y[k] == 0.0, PF__W_FZERO_DIV,
     const AT *x = A(in->a);                                                 \
     GUARD_LANES(w = FN(x[k], &d[k]));                                       \
   }
-/* int * int: when every lane's operands lie in [-2**31, 2**31) no product
- * leaves int64 (|x * y| <= 2**62), and the lanes multiply as vectors;
- * otherwise each lane takes the overflow-checked multiply, in order. */
-#define INT32_RANGE(v) ((uint64_t)(v) + UINT64_C(0x80000000) < UINT64_C(0x100000000))
-OPFN(I_MUL) {
-  int64_t *d = DI();
-  const int64_t *x = RI(in->a), *y = RI(in->b);
-  int wide;
-  FIRST_BAD(wide, !(INT32_RANGE(x[k]) & INT32_RANGE(y[k])), 0);
-  if (wide == c->cnt) {
-    FOR_LANES(c->cnt, d[k] = WRAP_MUL(x[k], y[k]););
-    return c->cnt;
+/* NAME over two int registers: EXPR for every lane as vectors, unless
+ * SLOW holds for some lane; then FN per lane, in order, with its guards. */
+#define VECTOR_UNLESS(NAME, SLOW, EXPR, FN)                                 \
+  OPFN(NAME) {                                                              \
+    int64_t *d = DI();                                                      \
+    const int64_t *x = RI(in->a), *y = RI(in->b);                           \
+    int n;                                                                  \
+    FIRST_BAD(n, SLOW, 0);                                                  \
+    if (n == c->cnt) {                                                      \
+      FOR_LANES(c->cnt, d[k] = EXPR;);                                      \
+      return c->cnt;                                                        \
+    }                                                                       \
+    GUARD_LANES(w = FN(x[k], y[k], &d[k]));                                 \
   }
-  GUARD_LANES(w = pf__py_imul(x[k], y[k], &d[k]));
-}
+/* int * int: when every lane's operands lie in [-2**31, 2**31) no product
+ * leaves int64 (|x * y| <= 2**62). */
+#define INT32_RANGE(v) ((uint64_t)(v) + UINT64_C(0x80000000) < UINT64_C(0x100000000))
+VECTOR_UNLESS(I_MUL, !(INT32_RANGE(x[k]) & INT32_RANGE(y[k])),
+              WRAP_MUL(x[k], y[k]), pf__py_imul)
 /* // and % by positive powers of two (n % 2, i // 4), when every lane's
  * divisor is one: an arithmetic shift and a mask are Python's floor
  * division and modulo for every dividend (two's complement floors; GCC and
  * clang shift negative values arithmetically); other divisors take the
  * scalar algorithm with its guards. NOT_POW2 is unsigned: INT64_MIN - 1. */
 #define NOT_POW2(v) (((v) <= 0) | (((uint64_t)(v) & ((uint64_t)(v) - 1)) != 0))
-#define DIV_POW2(NAME, FN, EXPR)                                            \
-  OPFN(NAME) {                                                              \
-    int64_t *d = DI();                                                      \
-    const int64_t *x = RI(in->a), *y = RI(in->b);                           \
-    int other;                                                              \
-    FIRST_BAD(other, NOT_POW2(y[k]), 0);                                    \
-    if (other == c->cnt) {                                                  \
-      FOR_LANES(c->cnt, d[k] = EXPR;);                                      \
-      return c->cnt;                                                        \
-    }                                                                       \
-    GUARD_LANES(w = FN(x[k], y[k], &d[k]));                                 \
-  }
-DIV_POW2(I_FLOORDIV, pf__py_ifloordiv,
-         x[k] >> (63 - __builtin_clzll((uint64_t)y[k])))
-DIV_POW2(I_MOD, pf__py_imod, x[k] & (y[k] - 1))
+VECTOR_UNLESS(I_FLOORDIV, NOT_POW2(y[k]),
+              x[k] >> (63 - __builtin_clzll((uint64_t)y[k])), pf__py_ifloordiv)
+VECTOR_UNLESS(I_MOD, NOT_POW2(y[k]), x[k] & (y[k] - 1), pf__py_imod)
 SCALAR2(I_POW, int64_t, DI(), int64_t, RI, pf__py_ipow)
 SCALAR2(I_RSHIFT, int64_t, DI(), int64_t, RI, pf__py_irshift)
 SCALAR2(I_LSHIFT, int64_t, DI(), int64_t, RI, pf__py_ilshift)
@@ -362,12 +354,13 @@ static void PN(sqrt_dense)(double *d, const double *x, int n) {
         const double xk = x[k];                                             \
         d[k] = EXPR;                                                        \
       }                                                                     \
-      int bad = 0;                                                          \
-      if (*errp == 0)                                                       \
+      if (*errp == 0) {                                                     \
+        int bad;                                                            \
         FIRST_BAD(bad, ((d[k] != d[k]) & (x[k] == x[k])) |                  \
                            ((fabs(d[k]) == INFINITY) & (fabs(x[k]) < INFINITY)), \
                   0);                                                       \
-      if (*errp == 0 && bad == c->cnt) return c->cnt;                       \
+        if (bad == c->cnt) return c->cnt;                                   \
+      }                                                                     \
     }                                                                       \
     GUARD_LANES({                                                           \
       const double xk = x[k];                                               \
@@ -777,7 +770,7 @@ const pyvm_op_fn PN(pf__pyvm_ops)[PF__OP_COUNT] = {
 #undef CPURE1
 #undef CPURE2
 #undef CABS_CMP
-#undef DIV_POW2
+#undef VECTOR_UNLESS
 #undef NOT_POW2
 #undef OUT_OF
 #undef DI

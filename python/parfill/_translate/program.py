@@ -125,6 +125,10 @@ class Instr:
     def __post_init__(self) -> None:
         assert self.op in SIGNATURES, self.op
 
+    def operands(self) -> list[tuple[Operand, object]]:
+        """(kind, value) of dst, a, b, c, the kinds from SIGNATURES."""
+        return list(zip(SIGNATURES[self.op], (self.dst, self.a, self.b, self.c)))
+
 
 def float_key(x: float) -> bytes:
     """Floats are pooled by bit pattern: -0.0 and 0.0, or two NaNs, are
@@ -189,8 +193,7 @@ class Program:
         n = len(self.instrs)
         assert n > 0
         for pc, ins in enumerate(self.instrs):
-            sig = SIGNATURES[ins.op]
-            for kind, v in zip(sig, (ins.dst, ins.a, ins.b, ins.c)):
+            for kind, v in ins.operands():
                 if kind in REGISTER_FILES:
                     assert isinstance(v, int) and 0 <= v < self.nregs[kind], (pc, ins)
                 elif kind == "ki":
@@ -227,23 +230,23 @@ class Program:
         defs: dict[tuple[str, int], list[int]] = {}
         uses: dict[tuple[str, int], int] = {}
         for pc, ins in enumerate(instrs):
-            sig = SIGNATURES[ins.op]
-            for kind, v in zip(sig, (ins.dst, ins.a, ins.b, ins.c)):
+            ops = ins.operands()
+            for kind, v in ops:
                 if kind == "tgt":
                     assert isinstance(v, int)
                     leaders.add(v)
             if ins.op in TERMINATORS:
                 leaders.add(pc + 1)
-            if sig[0] in REGISTER_FILES:
-                defs.setdefault((sig[0], ins.dst), []).append(pc)
-            for kind, v in zip(sig[1:], (ins.a, ins.b, ins.c)):
+            if ops[0][0] in REGISTER_FILES:
+                defs.setdefault((ops[0][0], ins.dst), []).append(pc)
+            for kind, v in ops[1:]:
                 if kind in REGISTER_FILES:
                     assert isinstance(v, int)
                     uses[(kind, v)] = uses.get((kind, v), 0) + 1
 
         def touches(ins: Instr, reg: tuple[str, int]) -> bool:
-            return any(kind == reg[0] and v == reg[1] for kind, v in
-                       zip(SIGNATURES[ins.op], (ins.dst, ins.a, ins.b, ins.c)))
+            return any(kind == reg[0] and v == reg[1]
+                       for kind, v in ins.operands())
 
         removed: set[int] = set()
         for pc, ins in enumerate(instrs):
@@ -300,9 +303,7 @@ class Program:
             if ins.op not in opcodes:
                 raise TranslationError(f"{ins.op} (not in this VM's opcode "
                                        f"table)", self.filename, ins.line)
-            targets = [v for kind, v in zip(SIGNATURES[ins.op],
-                                            (ins.dst, ins.a, ins.b, ins.c))
-                       if kind == "tgt"]
+            targets = [v for kind, v in ins.operands() if kind == "tgt"]
             if not VM_BACK_EDGES and any(
                     isinstance(t, int) and t <= pc for t in targets):
                 # The front end translates loops (issue 12); the VM does not
@@ -310,8 +311,7 @@ class Program:
                 raise TranslationError("loop (the VM runs no backward jumps "
                                        "yet)", self.filename, ins.line)
             words.append(opcodes[ins.op])
-            sig = SIGNATURES[ins.op]
-            for kind, v in zip(sig, (ins.dst, ins.a, ins.b, ins.c)):
+            for kind, v in ins.operands():
                 if kind == "fn":
                     assert isinstance(v, str)
                     if v not in functions:
