@@ -25,6 +25,20 @@ global indices, a native function global flat indices, and ``uniform()`` /
 ``normal()`` and ``parfill.dask.random`` the one-machine values. Any chunks
 give the same array bit for bit.
 
+Assembly. ``x.compute()`` of a dask array fills each block into an array
+of its own and copies them into the result in one thread (dask's
+``concatenate3``): a second pass over the whole, twice its memory at the
+peak. The arrays populate and random return are a small subclass of
+``dask.array.Array`` (``_FilledArray``) whose own compute on one process --
+dask's threaded or synchronous scheduler -- fills every block straight into
+one whole array (an arena, ``parfill._arena``) and hands that out: its
+``__dask_optimize__`` gives each compute a fresh arena token, its finalize
+returns the arena when every block is a window of it, each claimed once
+(else it concatenates as dask does). Anything derived from it (a slice,
+``x + 1``, a persisted array, ``da.store``, ``to_zarr``) is a plain Array
+and streams block by block as before; so does a compute on another process
+(the process scheduler, distributed), whose blocks travel apart.
+
 Cores. A task fills its block with ``max(1, cores // slots)`` parfill
 workers, where ``slots`` is how many tasks may run at once on those cores:
 - dask's threaded scheduler: ``cores`` = :func:`parfill.cpu_count`, ``slots``
@@ -68,8 +82,9 @@ import numpy.typing as npt
 try:
     import dask
     import dask.array as da
-    from dask.array.core import normalize_chunks
+    from dask.array.core import finalize, normalize_chunks
     from dask.base import tokenize
+    from dask.core import flatten
     from dask.blockwise import blockwise as _blockwise
     from dask.highlevelgraph import HighLevelGraph
     from dask.layers import ArraySliceDep
@@ -79,7 +94,7 @@ except ImportError as e:  # pragma: no cover - the extra is not installed
         "and distributed)") from e
 
 import parfill
-from parfill import _window
+from parfill import _arena, _window
 from parfill._args import ShapeLike, is_int, resolve_dtype, resolve_shape
 from parfill._native import NativeFunction, ctx_address, native_function
 
@@ -297,26 +312,75 @@ def _callable_token(func: object) -> object:
 
 def _array(name: str, fill: _Fill, blocks: tuple[tuple[int, ...], ...],
            dt: np.dtype[Any]) -> da.Array:
+    x = _FilledArray(_graph(name, fill, blocks), name, blocks,
+                     meta=np.empty((0,) * len(blocks), dt))
+    x._fill = fill
+    return x
+
+
+def _graph(name: str, fill: _Fill,
+           blocks: tuple[tuple[int, ...], ...]) -> HighLevelGraph:
     ind = tuple(range(len(blocks)))
     layer = _blockwise(fill, name, ind, ArraySliceDep(blocks), ind,
                        numblocks={}, _data_producer=True)
-    graph = HighLevelGraph.from_collections(name, layer, dependencies=())
-    return da.Array(graph, name, blocks, meta=np.empty((0,) * len(blocks), dt))
+    return HighLevelGraph.from_collections(name, layer, dependencies=())
+
+
+class _FilledArray(da.Array):
+    """What populate and random return: a dask Array in every respect, whose
+    own compute (or persist) on one process fills its blocks into one whole
+    array and hands that out, instead of filling blocks apart and copying
+    them together (DESIGN: Assembly). Everything derived from it (a slice,
+    ``x + 1``, a persisted copy) is a plain Array."""
+
+    _fill: _Fill  # (set by _array: dask's Array.__new__ takes no more)
+
+    def __dask_optimize__(self, dsk: Any, keys: Any, **kwargs: Any) -> Any:
+        # Called for this collection's own compute/persist only (a graph
+        # that merely contains it is optimised by its own collection), once
+        # per call: the token names this call's arena. Pickled to
+        # distributed's scheduler, self is a plain Array (no _fill): no arena.
+        layers = getattr(dsk, "layers", None)
+        own = self.dask.layers.get(self.name)
+        fill = getattr(self, "_fill", None)
+        if (isinstance(fill, _Fill) and own is not None and layers is not None
+                and layers.get(self.name) is own and self.size > 0
+                and self.ndim > 0):
+            fill = fill.with_arena(_arena.new_token())
+            layers = dict(layers)  # (the graph holds dask's finalize layer too)
+            layers[self.name] = _graph(self.name, fill, self.chunks).layers[self.name]
+            dsk = HighLevelGraph(layers, dsk.dependencies)
+        return da.Array.__dask_optimize__(dsk, keys, **kwargs)
+
+    def __dask_postcompute__(self) -> tuple[Any, tuple[Any, ...]]:
+        return _assemble, (self.chunks,)
+
+
+def _assemble(results: Any, chunks: tuple[tuple[int, ...], ...]) -> Any:
+    """The finalize step of a _FilledArray's compute: the arena its blocks
+    were filled into if they are all of it, else dask's own concatenation."""
+    whole = _arena.take(list(flatten(results)), chunks)
+    return whole if whole is not None else finalize(results)
 
 
 class _Fill:
     """One block's task: called with the block's slices of the whole."""
 
-    __slots__ = ("kind", "func", "shape", "dtype", "options")
+    __slots__ = ("kind", "func", "shape", "dtype", "options", "arena")
 
     def __init__(self, kind: str, func: object, shape: tuple[int, ...],
-                 dtype: np.dtype[Any], options: dict[str, Any]) -> None:
+                 dtype: np.dtype[Any], options: dict[str, Any],
+                 arena: str | None = None) -> None:
         self.kind, self.func, self.shape = kind, func, shape
-        self.dtype, self.options = dtype, options
+        self.dtype, self.options, self.arena = dtype, options, arena
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (_Fill, (self.kind, self.func, self.shape, self.dtype,
-                        self.options))
+                        self.options, self.arena))
+
+    def with_arena(self, token: str) -> _Fill:
+        return _Fill(self.kind, self.func, self.shape, self.dtype,
+                     self.options, token)
 
     def __call__(self, *slices: slice) -> npt.NDArray[Any]:
         # ArraySliceDep gives one tuple of slices; a 0-d array none.
@@ -324,10 +388,11 @@ class _Fill:
         origin = tuple(int(s.start or 0) for s in box)
         block = tuple(int(s.stop) - int(s.start or 0) for s in box)
         share, threaded = _task_share()
+        out = self._window_of_arena(origin, block)
         if self.kind == "random":
             return _window.random_block(self.shape, origin, block,
                                         dtype=self.dtype, workers=share,
-                                        **self.options)
+                                        out=out, **self.options)
         options = dict(self.options)
         func = self.func
         python = not isinstance(func, (str, _Native))
@@ -344,7 +409,19 @@ class _Fill:
                 options["backend"] = "processes"
         return _window.populate_block(
             func, self.shape, origin, block,  # type: ignore[arg-type]
-            self.dtype, **options)
+            self.dtype, out=out, **options)
+
+    def _window_of_arena(self, origin: tuple[int, ...],
+                         block: tuple[int, ...]) -> npt.NDArray[Any] | None:
+        """This block's window of its compute's arena, or None (a block of
+        its own): not in another process nor on a distributed worker, whose
+        results are held, spilled and sent block by block."""
+        if not _arena.usable(self.arena) or _distributed_worker() is not None:
+            return None
+        base = _arena.claim(self.arena, self.shape, self.dtype, origin)  # type: ignore[arg-type]
+        if base is None:
+            return None
+        return base[tuple(slice(o, o + n) for o, n in zip(origin, block))]
 
 
 # --------------------------------------------------------- cores in a task

@@ -7,12 +7,14 @@ whole would not fit), for regular, irregular and "auto" chunks.
 import concurrent.futures
 import ctypes
 import gc
+import math
 import multiprocessing
 import os
 import signal
 import subprocess
 import sys
 import threading
+import tracemalloc
 
 import numpy as np
 import pytest
@@ -259,6 +261,122 @@ def test_zarr_round_trip(tmp_path, client):
     client.compute(r.to_zarr(str(tmp_path / "r.zarr"), compute=False)).result()
     assert_same(da.from_zarr(str(tmp_path / "r.zarr")).compute(scheduler="sync"),
                 parfill.random(SHAPE, "normal", 4))
+
+
+# ------------------------------------ compute() writes into one array
+
+def traced_peak(fn):
+    """(fn's result, the peak of memory traced while it ran): NumPy reports
+    its array data to tracemalloc."""
+    tracemalloc.start()
+    try:
+        result = fn()
+        return result, tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+@pytest.mark.parametrize("scheduler", ["threads", "sync"])
+def test_compute_fills_one_array_in_place(scheduler, chunks):
+    """On one process the blocks are filled into the result itself: the
+    compute's peak memory is one array, where filling blocks apart and
+    copying them together (what a derived array still does) needs two."""
+    want = parfill.populate(EXPR, (400, 1000))
+    for x in (pd.populate(EXPR, (400, 1000), chunks=chunks),
+              pd.random((400, 1000), seed=9, chunks=chunks)):
+        x.compute(scheduler=scheduler)  # (pools and imports warmed up)
+        got, peak = traced_peak(lambda: x.compute(scheduler=scheduler))
+        assert x.npartitions > 1 and got.flags.owndata and got.flags.writeable
+        assert peak < 1.5 * got.nbytes, (peak, got.nbytes)
+        copied, peak = traced_peak(lambda: (x + 0).compute(scheduler=scheduler))
+        assert peak > 1.9 * got.nbytes  # the measure tells the two apart
+        assert_same(copied, got)
+    assert_same(pd.populate(EXPR, (400, 1000), chunks=chunks).compute(), want)
+
+
+def test_each_compute_gets_an_array_of_its_own():
+    """Computes of one array, one after another and from 8 threads at once,
+    return separate arrays: changing one changes no other."""
+    shape = (300, 500)
+    want = parfill.populate(EXPR, shape)
+    x = pd.populate(EXPR, shape, chunks=(37, 101))
+    first, second = x.compute(), x.compute()
+    first[:] = -1
+    assert_same(second, want)
+    got = [None] * 8
+
+    def run(k):
+        got[k] = x.compute(scheduler="threads", num_workers=3)
+
+    threads = [threading.Thread(target=run, args=(k,)) for k in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len({a.__array_interface__["data"][0] for a in got}) == 8
+    for a in got:
+        assert_same(a, want)
+        a[:] = 0
+    # A graph optimised once (one arena token) and computed again and
+    # concurrently: blocks whose window was taken fill arrays of their own.
+    (optimized,) = dask.optimize(x)
+    pool = concurrent.futures.ThreadPoolExecutor(4)
+    with pool:
+        results = list(pool.map(lambda _: optimized.compute(), range(6)))
+    assert len({a.__array_interface__["data"][0] for a in results}) == 6
+    for a in results:
+        assert_same(a, want)
+    # Derived and persisted arrays, and the array beside one derived from it.
+    a, b = dask.compute(x, x[10:20] * 2)
+    assert_same(a, want)
+    assert_same(b, want[10:20] * 2)
+    assert_same(x.persist(scheduler="threads").compute(), want)
+
+
+def test_arena_gives_each_window_once_and_hands_out_only_its_own():
+    """parfill._arena's contract: a window is claimed once; the whole is
+    handed out only for every window of it, each a view at its place."""
+    from parfill import _arena
+
+    chunks = ((2, 3), (4,))
+    token = _arena.new_token()
+    base = _arena.claim(token, (5, 4), np.dtype(np.float64), (0, 0))
+    assert base is not None and base.shape == (5, 4)
+    assert _arena.claim(token, (5, 4), np.dtype(np.float64), (0, 0)) is None
+    assert _arena.claim(token, (5, 4), np.dtype(np.float64), (2, 0)) is base
+    top, bottom = base[0:2], base[2:5]
+    assert _arena.take([top], chunks) is None                  # one missing
+    assert _arena.take([top, np.empty((3, 4))], chunks) is None  # not a window
+    assert _arena.take([bottom, top], chunks) is None          # out of place
+    assert _arena.take([top, bottom], chunks) is base
+    # Retired: a later claim of the token starts another array.
+    again = _arena.claim(token, (5, 4), np.dtype(np.float64), (0, 0))
+    assert again is not None and again is not base
+    assert not _arena.usable(None) and _arena.usable(token)
+    assert not _arena.usable(f"{os.getpid() + 1}:0")  # another process's
+
+
+def test_failed_computes_leave_no_arrays_behind():
+    """A block that raises ends the compute; the array its blocks were
+    being filled into goes with it. (dask's threaded scheduler may keep
+    the result of a task that finished after the failure until its next
+    compute -- one block of its own in the copying path, a view of the
+    array here -- so at most one array stays, however many computes fail.)"""
+    shape = (200, 1000)
+    x = pd.populate(lambda i, j: failing(i, j), shape, chunks=(37, 401),
+                    translate="never")
+    gc.collect()
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        for _ in range(6):
+            with pytest.raises(KeyError, match="boom"):
+                x.compute(scheduler="threads")
+        gc.collect()
+        left = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert left < 1.5 * 8 * math.prod(shape), left
 
 
 def test_slicing_a_huge_array_computes_only_touched_blocks(monkeypatch):
