@@ -34,10 +34,11 @@ dask's threaded or synchronous scheduler -- fills every block straight into
 one whole array (an arena, ``parfill._arena``) and hands that out: its
 ``__dask_optimize__`` gives each compute a fresh arena token, its finalize
 returns the arena when every block is a window of it, each claimed once
-(else it concatenates as dask does). Anything derived from it (a slice,
-``x + 1``, a persisted array, ``da.store``, ``to_zarr``) is a plain Array
-and streams block by block as before; so does a compute on another process
-(the process scheduler, distributed), whose blocks travel apart.
+(else it concatenates as dask does); ``x.persist()`` keeps its blocks as
+windows of one such array. Anything derived from it (a slice, ``x + 1``,
+``da.store``, ``to_zarr``) is a plain Array and streams block by block as
+before; so does a compute on another process (the process scheduler,
+distributed), whose blocks travel apart.
 
 Cores. A task fills its block with ``max(1, cores // slots)`` parfill
 workers, where ``slots`` is how many tasks may run at once on those cores:
@@ -331,7 +332,7 @@ class _FilledArray(da.Array):
     own compute (or persist) on one process fills its blocks into one whole
     array and hands that out, instead of filling blocks apart and copying
     them together (DESIGN: Assembly). Everything derived from it (a slice,
-    ``x + 1``, a persisted copy) is a plain Array."""
+    ``x + 1``, what persist returns) is a plain Array."""
 
     _fill: _Fill  # (set by _array: dask's Array.__new__ takes no more)
 
