@@ -84,16 +84,16 @@ def claim(token: str, shape: tuple[int, ...], dtype: np.dtype[Any],
 def take(blocks: Sequence[Any], chunks: tuple[tuple[int, ...], ...]
          ) -> npt.NDArray[Any] | None:
     """The arena whose windows ``blocks`` are, in C order of the blocks of
-    ``chunks``, if each was claimed once and all were; its token is retired
+    ``chunks`` (each non-empty block a view of it at its place: only the
+    one task that claimed a window holds such a view); its token is retired
     so that no task claims it again. None otherwise."""
-    first = blocks[0] if blocks else None
+    first = next((b for b in blocks if getattr(b, "size", 0) > 0), None)
     base = getattr(first, "base", None)
     if not isinstance(base, np.ndarray):
         return None
     with _LOCK:
         token = next((t for t, e in _ARENAS.items() if e.ref() is base), None)
-        if token is None or len(_ARENAS[token].claimed) != len(blocks) \
-                or not _are_windows(blocks, base, chunks):
+        if token is None or not _are_windows(blocks, base, chunks):
             return None
         del _ARENAS[token]
         return base
@@ -109,9 +109,12 @@ def _are_windows(blocks: Sequence[Any], base: npt.NDArray[Any],
         count += 1
         offset = sum(start * stride for (start, _), stride
                      in zip(window, base.strides))
-        if not (isinstance(block, np.ndarray) and block.base is base
-                and block.shape == tuple(n for _, n in window)
-                and block.strides == base.strides
+        if not (isinstance(block, np.ndarray)
+                and block.shape == tuple(n for _, n in window)):
+            return False
+        # An empty block holds nothing to place (dask makes those itself).
+        if block.size > 0 and not (
+                block.base is base and block.strides == base.strides
                 and block.__array_interface__["data"][0] == address + offset):
             return False
     return count == len(blocks) == math.prod(len(axis) for axis in chunks)

@@ -292,6 +292,11 @@ def test_compute_fills_one_array_in_place(scheduler, chunks):
         assert peak > 1.9 * got.nbytes  # the measure tells the two apart
         assert_same(copied, got)
     assert_same(pd.populate(EXPR, (400, 1000), chunks=chunks).compute(), want)
+    # Explicit chunks with empty blocks, which dask fills itself.
+    x = pd.populate(EXPR, (400, 1000), chunks=((0, 150, 0, 250), (1000, 0)))
+    got, peak = traced_peak(lambda: x.compute(scheduler=scheduler))
+    assert peak < 1.5 * got.nbytes, (peak, got.nbytes)
+    assert_same(got, want)
 
 
 def test_each_compute_gets_an_array_of_its_own():
@@ -346,6 +351,7 @@ def test_arena_gives_each_window_once_and_hands_out_only_its_own():
     assert _arena.claim(token, (5, 4), np.dtype(np.float64), (2, 0)) is base
     top, bottom = base[0:2], base[2:5]
     assert _arena.take([top], chunks) is None                  # one missing
+    assert _arena.take([top, base[2:5].copy()], chunks) is None  # a copy
     assert _arena.take([top, np.empty((3, 4))], chunks) is None  # not a window
     assert _arena.take([bottom, top], chunks) is None          # out of place
     assert _arena.take([top, bottom], chunks) is base
@@ -354,6 +360,11 @@ def test_arena_gives_each_window_once_and_hands_out_only_its_own():
     assert again is not None and again is not base
     assert not _arena.usable(None) and _arena.usable(token)
     assert not _arena.usable(f"{os.getpid() + 1}:0")  # another process's
+    # Empty blocks (dask makes them itself) hold nothing to place.
+    token = _arena.new_token()
+    base = _arena.claim(token, (5, 4), np.dtype(np.float64), (0, 0))
+    assert _arena.take([np.empty((0, 4)), base[0:5], np.empty((0, 4))],
+                       ((0, 5, 0), (4,))) is base
 
 
 def test_failed_computes_leave_no_arrays_behind():
