@@ -321,10 +321,14 @@ def _array(name: str, fill: _Fill, blocks: tuple[tuple[int, ...], ...],
 
 def _graph(name: str, fill: _Fill,
            blocks: tuple[tuple[int, ...], ...]) -> HighLevelGraph:
+    return HighLevelGraph.from_collections(name, _layer(name, fill, blocks),
+                                           dependencies=())
+
+
+def _layer(name: str, fill: _Fill, blocks: tuple[tuple[int, ...], ...]) -> Any:
     ind = tuple(range(len(blocks)))
-    layer = _blockwise(fill, name, ind, ArraySliceDep(blocks), ind,
-                       numblocks={}, _data_producer=True)
-    return HighLevelGraph.from_collections(name, layer, dependencies=())
+    return _blockwise(fill, name, ind, ArraySliceDep(blocks), ind,
+                      numblocks={}, _data_producer=True)
 
 
 class _FilledArray(da.Array):
@@ -349,7 +353,7 @@ class _FilledArray(da.Array):
                 and self.ndim > 0):
             fill = fill.with_arena(_arena.new_token())
             layers = dict(layers)  # (the graph holds dask's finalize layer too)
-            layers[self.name] = _graph(self.name, fill, self.chunks).layers[self.name]
+            layers[self.name] = _layer(self.name, fill, self.chunks)
             dsk = HighLevelGraph(layers, dsk.dependencies)
         return da.Array.__dask_optimize__(dsk, keys, **kwargs)
 
