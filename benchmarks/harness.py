@@ -279,7 +279,9 @@ def compare(entries: Sequence[Entry], *, repeat: int, memory: bool = True) -> li
     then ``repeat`` rounds, each timing every method once. On a machine whose
     speed drifts (shared hosts, turbo, thermal limits) a slow spell then hits
     every method alike instead of whichever happened to be running. A method
-    that raises becomes an error row and is skipped in later rounds.
+    that raises becomes an error row and is skipped in later rounds. Each
+    ``cold()`` runs once more at the end: a pool a method keeps between calls
+    (joblib's loky workers) does not outlive the comparison.
     """
     for e in entries:
         e.result.times = []
@@ -315,6 +317,8 @@ def compare(entries: Sequence[Entry], *, repeat: int, memory: bool = True) -> li
                 continue
             r.times.append(elapsed * scale)
     for e in entries:
+        if e.cold is not None:
+            e.cold()
         r = e.result
         if r.error:
             r.correct = False

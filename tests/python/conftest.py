@@ -20,15 +20,22 @@ def reference(func, shape, dtype):
 
 
 def children():
-    """PIDs of this process's live children (any thread's)."""
-    pids = []
-    for tid in os.listdir("/proc/self/task"):
+    """PIDs of this process's live children (and zombies), found by their
+    parent pid: a child forked by a thread that has exited is reparented to
+    another thread, and reading each thread's /proc children list can miss
+    it while that happens."""
+    me, pids = os.getpid(), []
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
         try:
-            with open(f"/proc/self/task/{tid}/children") as f:
-                pids += [int(p) for p in f.read().split()]
-        except FileNotFoundError:
-            pass
-    return pids
+            with open(f"/proc/{name}/stat") as f:
+                stat = f.read()
+        except OSError:  # gone meanwhile
+            continue
+        if int(stat[stat.rindex(")") + 2:].split()[1]) == me:
+            pids.append(int(name))
+    return sorted(pids)
 
 
 def shared_mappings():
