@@ -180,7 +180,7 @@ static inline int pyvm_may_chain(const pyvm_lanes *c, int32_t t) {
 
 /* pyvm_slots.c: which lanes run -- masks to ranges or lists, a range split
  * by a condition, and compaction (pyvm.c's DESIGN). */
-#define PF__PYVM_MAX_LANES 512
+#define PF__PYVM_MAX_LANES 1024
 /* Fewer looping lanes than this run as a list: moving them costs more. */
 #define PYVM_COMPACT_MIN 8
 /* The lanes of mask `m` below `limit` as c's view: a range (dense, no list

@@ -787,6 +787,10 @@ def r_bigint(i):
     return i + 2**70
 
 
+def r_huge_int(i):  # folded: 16,610 digits, past str()'s limit of 4300
+    return i + 10**16609 * 3
+
+
 def r_float_bits(i):
     return (i * 0.5) & 1
 
@@ -848,7 +852,8 @@ REFUSED = [
     (r_nested, 1, "nested function"), (r_kw, 1, "keyword arguments"),
     (r_str, 1, "return on"), (r_none, 1, "return on None"),
     (r_is, 1, "'is'"), (r_varargs, 1, "*args"), (r_kwonly, 1, "keyword-only"),
-    (r_bigint, 1, "outside int64"), (r_float_bits, 1, "operator & on a float"),
+    (r_bigint, 1, "integer 1180591620717411303424 outside int64"),
+    (r_huge_int, 1, "integer of 55176 bits outside int64"), (r_float_bits, 1, "operator & on a float"),
     (r_inv_float, 1, "unary ~ on a float"), (r_tuple_ret, 1, "return on a tuple"),
     (r_round_nd, 1, "round() with ndigits"), (r_assert, 1, "assert"), (r_raise, 1, "raise"),
     (r_fstring, 1, "f-string"), (r_undefined, 1, "undefined name 'undefined_name'"),

@@ -401,8 +401,12 @@ def make_case(seed: int, n: int) -> dict:
     shape = {1: (r.randint(1, 64),), 2: (r.randint(1, 9), r.randint(1, 9)),
              3: (r.randint(1, 4), r.randint(1, 4), r.randint(1, 4))}[ndim]
     if ndim >= 2 and r.random() < 0.25:
-        # rows of at least 64: the VM's row hoisting and row cache
-        shape = shape[:-1] + (r.randint(64, 160),)
+        # rows of at least 64: the VM's row hoisting and row cache; a
+        # program that loops hoists over rows of a whole lane block (1024)
+        if r.random() < 0.2:
+            shape = (1,) * (ndim - 2) + (r.randint(1, 2), r.randint(1024, 1100))
+        else:
+            shape = shape[:-1] + (r.randint(64, 160),)
     return {"source": Gen(r, ndim).function(), "shape": shape,
             # float64 often: most values fit it, so more cases compare
             # values rather than the first conversion error.

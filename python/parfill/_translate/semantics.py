@@ -27,6 +27,12 @@ from .values import (K, Method, Obj, RangeIter, Reg, Rng, Scalar, Tup,
 _INT64 = (-2**63, 2**63)
 
 
+def _int_text(x: int) -> str:
+    """An int for a message: its digits, or its size past 200 bits (str()
+    refuses ints past 4300 digits, and such digits tell nobody anything)."""
+    return str(x) if x.bit_length() <= 200 else f"of {x.bit_length()} bits"
+
+
 class DeadPath(Exception):
     """Python raises on every execution of this path."""
 
@@ -106,7 +112,7 @@ class Builder:
             op, k = "C_CONST", self.prog.cconst(x)
         elif isinstance(x, int):
             if not _INT64[0] <= x < _INT64[1]:
-                raise Refusal(f"integer {x} outside int64 at run time")
+                raise Refusal(f"integer {_int_text(x)} outside int64 at run time")
             op, k = "I_CONST", self.prog.iconst(x)
         else:
             op, k = "F_CONST", self.prog.fconst(x)
