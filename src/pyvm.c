@@ -137,22 +137,34 @@ static inline double pyvm_sqrt1(double x) {
 #undef PYVM_SUFFIX
 #undef PYVM_LEVEL
 #if PYVM_X86
-#pragma GCC push_options
-#pragma GCC target("avx2")
+/* Each variant compiled for its ISA: GCC's target pragma, or clang's
+ * attribute on every function (clang ignores the pragma; the libFuzzer
+ * builds use clang). */
+#ifdef __clang__
+#define PYVM_TARGET_PUSH(T)                                                 \
+  _Pragma(PYVM_STR(clang attribute push(__attribute__((target(T))),         \
+                                        apply_to = function)))
+#define PYVM_TARGET_POP _Pragma("clang attribute pop")
+#else
+#define PYVM_TARGET_PUSH(T)                                                 \
+  _Pragma("GCC push_options") _Pragma(PYVM_STR(GCC target(T)))
+#define PYVM_TARGET_POP _Pragma("GCC pop_options")
+#endif
+#define PYVM_STR(x) #x
+PYVM_TARGET_PUSH("avx2")
 #define PYVM_LEVEL 1
 #define PYVM_SUFFIX avx2
 #include "pyvm_lanes.h"
 #undef PYVM_SUFFIX
 #undef PYVM_LEVEL
-#pragma GCC pop_options
-#pragma GCC push_options
-#pragma GCC target("avx512f,avx512dq,avx512vl,avx512bw,avx2")
+PYVM_TARGET_POP
+PYVM_TARGET_PUSH("avx512f,avx512dq,avx512vl,avx512bw,avx2")
 #define PYVM_LEVEL 2
 #define PYVM_SUFFIX avx512
 #include "pyvm_lanes.h"
 #undef PYVM_SUFFIX
 #undef PYVM_LEVEL
-#pragma GCC pop_options
+PYVM_TARGET_POP
 #endif
 
 /* ------------------------------------------------------------ the run */

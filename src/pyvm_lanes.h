@@ -29,6 +29,8 @@
   static int PN(op_##NAME)(const pyvm_lanes *c, const pyvm_ins *in,         \
                            int *why)
 
+#include "pyvm_lanes_intrin.h"
+
 #define RI(x) (c->ireg + (size_t)(x) * c->L)
 #define RF(x) (c->freg + (size_t)(x) * c->L)
 #define RB(x) (c->breg + (size_t)(x) * c->L)
@@ -310,23 +312,6 @@ SCALAR1(F_CEIL_I, int64_t, DI(), double, RF, pf__py_fceil)
 SCALAR1(F_ROUND_I, int64_t, DI(), double, RF, pf__py_fround)
 
 /* ----------------------------------------------------------------- math */
-
-/* d[k] = sqrt(x[k]) for k < n (d may be x) with the ISA's vector square
- * root; IEEE's, correctly rounded, in every width. */
-static void PN(sqrt_dense)(double *d, const double *x, int n) {
-  int k = 0;
-#if PYVM_LEVEL == 2
-  for (; k + 8 <= n; k += 8)
-    _mm512_storeu_pd(d + k, _mm512_sqrt_pd(_mm512_loadu_pd(x + k)));
-#elif PYVM_LEVEL == 1
-  for (; k + 4 <= n; k += 4)
-    _mm256_storeu_pd(d + k, _mm256_sqrt_pd(_mm256_loadu_pd(x + k)));
-#elif PYVM_X86
-  for (; k + 2 <= n; k += 2)
-    _mm_storeu_pd(d + k, _mm_sqrt_pd(_mm_loadu_pd(x + k)));
-#endif
-  for (; k < n; k++) d[k] = pyvm_sqrt1(x[k]);
-}
 
 /* One loop per function, calling libm directly (CPython's wrappers of these
  * differ from libm only in the errno they set for results math_1 rejects
@@ -617,26 +602,30 @@ OPFN(C_ABS) {
 /* abs(z) OP x: decided from re*re + im*im where that is certain
  * (pf__py_cabs_sign, vectorised), the exact abs for the other lanes in list
  * order (its bail is C_ABS's). SIGN_TRUE: the result when |z| > x. */
+#define CABS_SIGN_LANE(SIGN_TRUE)                                           \
+  const int s_ = pf__py_cabs_sign(xr[k], xi[k], y[k]);                      \
+  d[k] = (uint8_t)((s_ > 0) == (SIGN_TRUE));                                \
+  und |= s_ == 0;
+#if PYVM_LEVEL == 2
+#define CABS_SIGN_DENSE(SIGN_TRUE)                                          \
+  und = PN(cabs_sign_dense)(d, xr, xi, y, c->lo, c->lo + c->cnt, SIGN_TRUE)
+#else
+#define CABS_SIGN_DENSE(SIGN_TRUE)                                          \
+  _Pragma("omp simd reduction(|:und)")                                      \
+  for (int k = c->lo; k < c->lo + c->cnt; k++) { CABS_SIGN_LANE(SIGN_TRUE) }
+#endif
 #define CABS_CMP(NAME, SIGN_TRUE, CMP)                                      \
   OPFN(NAME) {                                                              \
     uint8_t *d = RB(in->dst);                                               \
     const double *xr = RCR(in->a), *xi = RCI(in->a), *y = RF(in->b);        \
     int und = 0;                                                            \
     if (c->dense) {                                                         \
-      const int lo = c->lo, hi = c->lo + c->cnt;                            \
-      _Pragma("omp simd reduction(|:und)")                                  \
-      for (int k = lo; k < hi; k++) {                                       \
-        const int s_ = pf__py_cabs_sign(xr[k], xi[k], y[k]);                \
-        d[k] = (uint8_t)((s_ > 0) == (SIGN_TRUE));                          \
-        und |= s_ == 0;                                                     \
-      }                                                                     \
+      CABS_SIGN_DENSE(SIGN_TRUE);                                           \
     } else {                                                                \
       _Pragma("omp simd reduction(|:und)")                                  \
       for (int j = 0; j < c->cnt; j++) {                                    \
         const int k = c->list[j];                                           \
-        const int s_ = pf__py_cabs_sign(xr[k], xi[k], y[k]);                \
-        d[k] = (uint8_t)((s_ > 0) == (SIGN_TRUE));                          \
-        und |= s_ == 0;                                                     \
+        CABS_SIGN_LANE(SIGN_TRUE)                                           \
       }                                                                     \
     }                                                                       \
     for (int j = 0; und && j < c->cnt; j++) {                               \
@@ -770,6 +759,8 @@ const pyvm_op_fn PN(pf__pyvm_ops)[PF__OP_COUNT] = {
 #undef CPURE1
 #undef CPURE2
 #undef CABS_CMP
+#undef CABS_SIGN_DENSE
+#undef CABS_SIGN_LANE
 #undef VECTOR_UNLESS
 #undef NOT_POW2
 #undef OUT_OF

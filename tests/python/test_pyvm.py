@@ -1220,6 +1220,77 @@ def test_every_op_on_lanes(name, isa):
                 status.count("bail") + status.count("either")
 
 
+def circle_points(n):
+    """(re, im, bound): points within ulps of the circle of radius bound,
+    at the fast path's margin (2**-20 relative, pyvm_ops.h), far from it,
+    and edge values (NaN, inf, overflowing, tiny, zero, negative bounds)."""
+    r = random.Random(5)
+    pts = []
+    for _ in range(n):
+        t = r.uniform(0, 2 * math.pi)
+        b = r.choice([2.0, 2.0, 1e-3, 3.5, 1e100, 1e-140])
+        x, y = b * math.cos(t), b * math.sin(t)
+        x = r.choice([x, math.nextafter(x, math.inf), x * (1 + 2**-20),
+                      x * (1 - 2**-20), x * (1 + 2**-19), x * 1.5, x * 0.5])
+        pts.append((x, y, b))
+    for re in (0.0, -0.0, math.nan, math.inf, -math.inf, 1.5e308, 1e-320):
+        for im in (0.0, math.nan, math.inf, 1.5e308, 2.0):
+            for b in (2.0, 0.0, -1.0, math.nan, 1e300, 2.0**-451):
+                pts.append((re, im, b))
+    r.shuffle(pts)  # each run's last, masked, step meets every kind
+    return pts
+
+
+@pytest.mark.parametrize("isa", ISAS)
+@pytest.mark.parametrize("cmp", ["LT", "LE", "GT", "GE"])
+def test_complex_abs_compare_on_lanes(cmp, isa):
+    # C_ABS_<cmp>_F over a dense range and a lane list on each ISA, for
+    # runs of every length modulo 8 (the AVX-512 loop masks its last step),
+    # every lane against Python's abs(complex(re, im)) <cmp> bound; an
+    # overflowing abs bails (OverflowError), a NaN part may.
+    pts = circle_points(400)
+    for sparse in (False, True):
+        prog = LaneProgram("F", ([p[0] for p in pts],), sparse)
+        prog.regs.append(prog.pick("F", [p[1] for p in pts], 1))
+        prog.regs.append(prog.pick("F", [p[2] for p in pts], 1))
+        re, im, bound = prog.regs
+        dst = prog.reg("B")
+        prog.code += [("C_MAKE", 0, re, im),
+                      ("C_ABS_" + cmp + "_F", dst, 0, bound)]
+        prog.finish("B", dst)
+        for n in [*range(1, 17), *range(len(pts) - 7, len(pts) + 1)]:
+            status, want = [], np.zeros(n, np.bool_)
+            for i in range(n):
+                x, y, b = pts[i % len(pts)]
+                if sparse and i % 3 == 0:
+                    status.append("value")
+                    want[i] = SENTINEL["B"]
+                    continue
+                z = complex(x, y)
+                try:
+                    h = abs(z)
+                except OverflowError:
+                    status.append("bail")
+                    continue
+                status.append("either" if nan_abs((z,), None) else "value")
+                want[i] = CMPS[cmp](h, b)
+            nregs = prog.nregs() + (1,)
+            first = 0
+            while True:
+                out = np.zeros(n, np.bool_)
+                k = run(prog.code, prog.iconsts, prog.fconsts, nregs, out,
+                        ndim=1, _isa=isa, first=first)
+                stop = n if k < 0 else k
+                bad = [(i, pts[i % len(pts)], out[i], want[i])
+                       for i in range(first, stop)
+                       if status[i] == "bail" or out[i] != want[i]]
+                assert not bad, (cmp, isa, sparse, n, bad[:5])
+                if k < 0:
+                    break
+                assert status[k] != "value", (cmp, isa, sparse, k, pts[k])
+                first = k + 1
+
+
 @pytest.mark.parametrize("isa", ISAS)
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_stores_on_lanes(dtype, isa):

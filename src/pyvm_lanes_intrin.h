@@ -1,0 +1,68 @@
+/*
+ * pyvm_lanes_intrin.h -- lane loops of the translated-function VM written
+ * with the ISA's intrinsics, where GCC's own vectorisation falls short.
+ * Part of the pyvm_lanes.h template (PN names each function for the ISA
+ * being compiled); no include guard. Each function computes exactly what
+ * the scalar code it stands for does: the same IEEE operations in the
+ * same order, no contraction.
+ */
+
+/* d[k] = sqrt(x[k]) for k < n (d may be x) with the ISA's vector square
+ * root; IEEE's, correctly rounded, in every width. */
+static void PN(sqrt_dense)(double *d, const double *x, int n) {
+  int k = 0;
+#if PYVM_LEVEL == 2
+  for (; k + 8 <= n; k += 8)
+    _mm512_storeu_pd(d + k, _mm512_sqrt_pd(_mm512_loadu_pd(x + k)));
+#elif PYVM_LEVEL == 1
+  for (; k + 4 <= n; k += 4)
+    _mm256_storeu_pd(d + k, _mm256_sqrt_pd(_mm256_loadu_pd(x + k)));
+#elif PYVM_X86
+  for (; k + 2 <= n; k += 2)
+    _mm_storeu_pd(d + k, _mm_sqrt_pd(_mm_loadu_pd(x + k)));
+#endif
+  for (; k < n; k++) d[k] = pyvm_sqrt1(x[k]);
+}
+
+#if PYVM_LEVEL == 2
+/* The dense loop of pyvm_lanes.h's CABS_CMP for AVX-512: pf__py_cabs_sign's
+ * arithmetic and tests, 8 lanes a step and the last step masked. Left to
+ * itself GCC vectorises that loop 64 lanes at a time (the bytes it stores)
+ * and runs up to 63 lanes in a scalar remainder: most of the call when a
+ * loop's lanes are a few hundred (the Mandelbrot's abs(z) <= 2). Returns
+ * whether a lane is undecided (near the circle, NaN, inf, tiny or huge x). */
+static int PN(cabs_sign_dense)(uint8_t *d, const double *xr,
+                               const double *xi, const double *y, int lo,
+                               int hi, int sign_true) {
+  const __m512d inf = _mm512_set1_pd(INFINITY);
+  const __m512d tiny = _mm512_set1_pd(0x1p-450), huge = _mm512_set1_pd(0x1p450);
+  const __m512d up = _mm512_set1_pd(1.0 + 0x1p-20);
+  const __m512d down = _mm512_set1_pd(1.0 - 0x1p-20);
+  const __m128i one = _mm_set1_epi8(1);
+  unsigned und = 0;
+  for (int k = lo; k < hi; k += 8) {
+    const __mmask8 m =
+        hi - k >= 8 ? (__mmask8)0xff : (__mmask8)((1u << (hi - k)) - 1);
+    const __m512d re = _mm512_maskz_loadu_pd(m, xr + k);
+    const __m512d im = _mm512_maskz_loadu_pd(m, xi + k);
+    const __m512d x = _mm512_maskz_loadu_pd(m, y + k);
+    const __m512d s =
+        _mm512_add_pd(_mm512_mul_pd(re, re), _mm512_mul_pd(im, im));
+    const __m512d t = _mm512_mul_pd(x, x);
+    const __mmask8 ok =
+        _mm512_mask_cmp_pd_mask(m, _mm512_abs_pd(re), inf, _CMP_LT_OQ) &
+        _mm512_cmp_pd_mask(_mm512_abs_pd(im), inf, _CMP_LT_OQ) &
+        _mm512_cmp_pd_mask(s, inf, _CMP_LT_OQ) &
+        _mm512_cmp_pd_mask(x, tiny, _CMP_GE_OQ) &
+        _mm512_cmp_pd_mask(x, huge, _CMP_LE_OQ);
+    const __mmask8 gt =
+        ok & _mm512_cmp_pd_mask(s, _mm512_mul_pd(t, up), _CMP_GT_OQ);
+    const __mmask8 lt =
+        ok & _mm512_cmp_pd_mask(s, _mm512_mul_pd(t, down), _CMP_LT_OQ);
+    const __mmask8 yes = sign_true ? gt : (__mmask8)~gt;
+    _mm_mask_storeu_epi8(d + k, m, _mm_maskz_mov_epi8(yes, one));
+    und |= m & (unsigned)~(gt | lt);
+  }
+  return und != 0;
+}
+#endif
