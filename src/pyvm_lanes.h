@@ -522,14 +522,18 @@ OPFN(C_TRUTH) {
 }
 
 /* NAME: dst = RE + IM j over every lane (both read lane k of xr, xi, yr,
- * yi); if FLAG (which may also read the lane's parts r_ and i_) held for
- * any lane, the first lane with a NaN part bails with WHY. The lanes past
- * it need not finish, so computing them first is harmless. */
+ * yi, and of zr, zi for a third operand); if FLAG (which may also read the
+ * lane's parts r_ and i_) held for any lane, the first lane with a NaN part
+ * bails with WHY. The lanes past it need not finish, so computing them
+ * first is harmless. */
 #define CBIN_NAN_BAILS(NAME, RE, IM, FLAG, WHY)                             \
   OPFN(NAME) {                                                              \
     double *dr = RCR(in->dst), *di = RCI(in->dst);                          \
     const double *xr = RCR(in->a), *xi = RCI(in->a);                        \
     const double *yr = RCR(in->b), *yi = RCI(in->b);                        \
+    const double *zr = RCR(in->c), *zi = RCI(in->c);                        \
+    (void)zr;                                                               \
+    (void)zi;                                                               \
     int any = 0;                                                            \
     if (c->dense) {                                                         \
       const int lo = c->lo, hi = c->lo + c->cnt;                            \
@@ -573,9 +577,18 @@ CBIN_NAN_BAILS(C_ADD, xr[k] + yr[k], xi[k] + yi[k],
 
 /* _Py_c_prod; any NaN part bails (pyvm_ops.h: which NaN an IEEE product or
  * sum of two NaNs gives depends on the compiler). */
-CBIN_NAN_BAILS(C_MUL, xr[k] * yr[k] - xi[k] * yi[k],
-               xr[k] * yi[k] + xi[k] * yr[k], (r_ != r_) | (i_ != i_),
+#define PROD_RE (xr[k] * yr[k] - xi[k] * yi[k])
+#define PROD_IM (xr[k] * yi[k] + xi[k] * yr[k])
+CBIN_NAN_BAILS(C_MUL, PROD_RE, PROD_IM, (r_ != r_) | (i_ != i_),
                PF__W_NAN_COMPLEX)
+/* C_MUL then C_ADD of its product (pyvm_prog.c fuses them): the product's
+ * NaN bails as C_MUL's; a product without one makes no NaN pair with c,
+ * so C_ADD's bail cannot fire (a NaN the sum alone has may bail, as in
+ * C_ADD). The same values: the same two roundings per part. */
+CBIN_NAN_BAILS(C_MULADD, PROD_RE + zr[k], PROD_IM + zi[k],
+               (PROD_RE != PROD_RE) | (PROD_IM != PROD_IM), PF__W_NAN_COMPLEX)
+#undef PROD_RE
+#undef PROD_IM
 #undef CBIN_NAN_BAILS
 #undef CBIN_LANE
 

@@ -107,6 +107,7 @@
   X(C_ABS_LE_F, "BCF-", "abs(a) <= b (complex a, float b)")                   \
   X(C_ABS_GT_F, "BCF-", "abs(a) > b (complex a, float b)")                    \
   X(C_ABS_GE_F, "BCF-", "abs(a) >= b (complex a, float b)")                   \
+  X(C_MULADD, "CCCC", "a * b + c (complex: C_MUL, C_ADD fused)")             \
   X(JMP, "-t--", "goto a")                                                    \
   X(BR, "-Btt", "goto b if a else c")                                         \
   X(RET_I, "-I--", "return a (int)")                                          \

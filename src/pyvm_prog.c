@@ -15,10 +15,13 @@
  * every instruction after a terminator) and each target is rewritten as a
  * block number.
  *
- * One rewrite (fuse): a C_ABS whose result only the comparison right after
- * it reads (abs(z) <= 2.0) becomes C_ABS_*_F, which decides most lanes
- * without the hypot (pyvm_ops.h: pf__py_cabs_sign), and the comparison is
- * marked PYVM_SKIP. Same values, same bails.
+ * Two rewrites (fuse), each of an instruction whose result only the next
+ * one, in the same block, reads; that one is then marked PYVM_SKIP. Same
+ * values, same bails:
+ *  - C_ABS and a comparison (abs(z) <= 2.0) become C_ABS_*_F, which decides
+ *    most lanes without the hypot (pyvm_ops.h: pf__py_cabs_sign);
+ *  - C_MUL and a C_ADD of its product (z * z + c) become C_MULADD: one
+ *    pass over the lanes instead of two, no product stored.
  *
  * Three facts are computed once per program (analyse), because the front end
  * does not say them and the VM would otherwise rediscover them per block:
@@ -176,26 +179,52 @@ static int make_blocks(pf_prog *p) {
   return 0;
 }
 
-/* The C_ABS + comparison rewrite (DESIGN); after make_blocks. */
+/* C_MUL at `in` and the C_ADD after it as C_MULADD (DESIGN), if that
+ * C_ADD reads the product once; `creads`: reads per complex register. */
+static void fuse_muladd(pf_prog *p, int32_t pc, const int32_t *creads) {
+  pyvm_ins *in = &p->code[pc];
+  const pyvm_ins *next = in + 1;
+  if (next->op != PF__OP_C_ADD || creads[in->dst] != 1) return;
+  int32_t other;
+  if (next->a == in->dst && next->b != in->dst)
+    other = next->b;
+  else if (next->b == in->dst && next->a != in->dst)
+    other = next->a;
+  else
+    return;
+  /* `other` is not the product's register, so it holds the same value one
+   * instruction earlier; the sum commutes (no NaN pair: C_MULADD). */
+  *in = (pyvm_ins){PF__OP_C_MULADD, next->dst, in->a, in->b, other};
+  p->flags[pc + 1] |= PYVM_SKIP;
+}
+
+/* The rewrites of the DESIGN; after make_blocks. */
 static int fuse(pf_prog *p) {
-  int32_t nf = p->nreg[PYVM_FILE_F];
-  int32_t *reads = pf__calloc((size_t)nf + (size_t)p->ncode + 1,
+  int32_t nf = p->nreg[PYVM_FILE_F], nc = p->nreg[PYVM_FILE_C];
+  int32_t *reads = pf__calloc((size_t)nf + (size_t)nc + (size_t)p->ncode + 1,
                               sizeof *reads);
   if (reads == NULL) return PF_ENOMEM;
-  int32_t *leader = reads + nf;
+  int32_t *creads = reads + nf;
+  int32_t *leader = creads + nc;
   for (int32_t b = 0; b < p->nblocks; b++) leader[p->block_first[b]] = 1;
   for (int32_t pc = 0; pc < p->ncode; pc++) {
     const pyvm_ins *in = &p->code[pc];
     const char *sig = pf__pyvm_op_sig[in->op];
     const int32_t w[4] = {in->dst, in->a, in->b, in->c};
-    for (int k = 1; k < 4; k++)
+    for (int k = 1; k < 4; k++) {
       if (sig[k] == 'F') reads[w[k]]++;
+      if (sig[k] == 'C') creads[w[k]]++;
+    }
   }
   for (int32_t pc = 0; pc + 1 < p->ncode; pc++) {
     pyvm_ins *in = &p->code[pc];
     const pyvm_ins *next = in + 1;
-    if (in->op != PF__OP_C_ABS || leader[pc + 1] || reads[in->dst] != 1)
+    if (leader[pc + 1]) continue;
+    if (in->op == PF__OP_C_MUL) {
+      fuse_muladd(p, pc, creads);
       continue;
+    }
+    if (in->op != PF__OP_C_ABS || reads[in->dst] != 1) continue;
     /* abs(z) OP y, or y OP abs(z) read as abs(z) OP' y. */
     int op = next->op, other;
     if (next->a == in->dst && next->b != in->dst) {

@@ -1292,6 +1292,64 @@ def test_complex_abs_compare_on_lanes(cmp, isa):
 
 
 @pytest.mark.parametrize("isa", ISAS)
+def test_complex_multiply_add_fused_on_lanes(isa):
+    # C_MUL then a C_ADD of its product (fused by the VM into C_MULADD, as
+    # in z * z + c), and the same two with an instruction between them (not
+    # fused), over lanes: every lane against Python's x * y + w, bit for
+    # bit (signs of zero); a NaN in the product bails, a NaN only the sum
+    # has may.
+    r = random.Random(8)
+    parts = [0.0, -0.0, 1.0, -1.5, 2.0**-1070, 1e308, math.inf, -math.inf,
+             math.nan, 0.1, -3.0]
+    def pick():
+        return complex(r.choice(parts + [r.uniform(-3, 3)] * 4),
+                       r.choice(parts + [r.uniform(-3, 3)] * 4))
+    pts = [(pick(), pick(), pick()) for _ in range(150)]
+    for fused in (True, False):
+        prog = LaneProgram("F", ([p[0].real for p in pts],), False)
+        for part in (lambda p: p[0].imag, lambda p: p[1].real,
+                     lambda p: p[1].imag, lambda p: p[2].real,
+                     lambda p: p[2].imag):
+            prog.regs.append(prog.pick("F", [part(p) for p in pts], 1))
+        f = prog.regs
+        dst = prog.reg("F")
+        prog.code += [("C_MAKE", 0, f[0], f[1]), ("C_MAKE", 1, f[2], f[3]),
+                      ("C_MAKE", 2, f[4], f[5]), ("C_MUL", 3, 0, 1)]
+        if not fused:
+            prog.code.append(("I_MOV", 2, 2))
+        # the product's register 3 is read once (or the VM cannot fuse)
+        prog.code += [("C_ADD", 4, 2, 3), ("C_REAL", dst, 4),
+                      ("C_IMAG", dst + 1, 4), ("RET_F", 0, dst)]
+        prog.count["F"] += 1
+        for take in (0, 1):  # the real parts, then the imaginary ones
+            prog.code[-1] = ("RET_F", 0, dst + take)
+            status, want = [], np.zeros(len(pts))
+            for i, (x, y, w) in enumerate(pts):
+                t = x * y
+                v = t + w
+                if t.real != t.real or t.imag != t.imag:
+                    status.append("bail")
+                else:
+                    status.append("either" if v != v else "value")
+                want[i] = (v.real, v.imag)[take]
+            first = 0
+            while True:
+                out = np.zeros(len(pts))
+                k = run(prog.code, prog.iconsts, prog.fconsts,
+                        prog.nregs() + (5,), out, ndim=1, _isa=isa,
+                        first=first)
+                stop = len(pts) if k < 0 else k
+                bad = [(i, pts[i], out[i], want[i]) for i in range(first, stop)
+                       if status[i] == "bail" or
+                       out[i:i + 1].tobytes() != want[i:i + 1].tobytes()]
+                assert not bad, (isa, fused, take, bad[:4])
+                if k < 0:
+                    break
+                assert status[k] != "value", (isa, fused, take, k, pts[k])
+                first = k + 1
+
+
+@pytest.mark.parametrize("isa", ISAS)
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_stores_on_lanes(dtype, isa):
     # RET_I / RET_F / RET_B into every dtype over lanes (NumPy's setitem as
