@@ -885,6 +885,63 @@ def test_loop_moves_coalesce_where_nothing_sees_it():
         T.translate(read_between, 1).source
     check(read_between, 1)
 
+    # a write of s's future register while s is live: renaming t as a
+    # would let a = 5.0 overwrite t.
+    def write_while_live(i):
+        a, x = 0.0, 0.0
+        for k in range(i % 9):
+            t = a + k
+            a = 5.0
+            x += a
+            a = t
+        return a + x
+    check(write_while_live, 1)
+
+
+def test_move_stays_when_its_destination_is_written_while_the_source_lives():
+    # d = F0, s = F2: F0 is dead after F2's definition (written again before
+    # it is read), but that write comes while F2 is still to be moved;
+    # computing F2 into F0 would lose it. The front end writes a variable's
+    # register only at its merges, so this is built by hand.
+    Instr, Program = T.program.Instr, T.program.Program
+    prog = Program(1, nregs={"I": 1, "F": 5, "B": 0, "C": 0})
+    prog.fconsts = [5.0]
+    prog.instrs = [Instr("I2F", 1, 0), Instr("F_ADD", 2, 1, 1),
+                   Instr("F_CONST", 0, 0), Instr("F_MUL", 3, 0, 1),
+                   Instr("F_MOV", 0, 2), Instr("F_ADD", 4, 0, 3),
+                   Instr("RET_F", 0, 4)]
+    want = [reference.run(prog, (i,)) for i in range(-3, 4)]
+    prog.coalesce_moves()
+    assert any(ins.op == "F_MOV" for ins in prog.instrs), prog.instrs
+    assert [reference.run(prog, (i,)) for i in range(-3, 4)] == want
+
+
+def test_loop_moves_coalesce_across_blocks():
+    # The Mandelbrot's z = z * z + c: abs(z) reads the new z before the
+    # branch, and the move z = (new z) sits in the arm that loops; nothing
+    # reads the old z after the new one exists, so the product-sum is
+    # computed into z's register and no complex move is left.
+    prog = T.translate(make_mandelbrot(40, 30), 2).program
+    assert not any(ins.op == "C_MOV" for ins in prog.instrs), \
+        T.translate(make_mandelbrot(40, 30), 2).source
+    check(make_mandelbrot(40, 30), 2)
+
+    # The old z read in the arm (w = z) after the new one is computed: the
+    # move stays.
+    def old_read_in_arm(i):
+        z, w = 0j, 0j
+        for k in range(i % 9):
+            t = z * z + 0.25j
+            if abs(t) > 0.5:
+                w = z
+            z = t
+        return z + w
+    prog = T.translate(old_read_in_arm, 1).program
+    sums = {ins.dst for ins in prog.instrs if ins.op == "C_ADD"}
+    assert any(ins.op == "C_MOV" and ins.a in sums for ins in prog.instrs), \
+        T.translate(old_read_in_arm, 1).source
+    check(old_read_in_arm, 1)
+
 
 # -- refusals ---------------------------------------------------------------------
 

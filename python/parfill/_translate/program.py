@@ -214,57 +214,129 @@ class Program:
 
     # -- moves -------------------------------------------------------------
 
-    def coalesce_moves(self) -> None:
-        """Removes a move ``d = s`` where ``s`` is a temporary: defined once,
-        earlier in the same basic block, read by this move alone, with no
-        instruction between that reads or writes ``d``. Its definition then
-        writes ``d`` itself (a loop's ``s += x`` becomes one instruction
-        instead of an add and a move at the back edge). Same values on
-        every path: ``d`` changes only where nothing could see the
-        difference, and ``s`` is read nowhere else. The VM's operations
-        read a lane's operands before writing its result, so the
-        definition may read ``d`` too. Then a jump to the instruction after
-        it goes too. Targets are renumbered."""
-        instrs = self.instrs
-        leaders = {0}
-        defs: dict[tuple[str, int], list[int]] = {}
-        uses: dict[tuple[str, int], int] = {}
-        for pc, ins in enumerate(instrs):
+    def _successors(self, pc: int) -> tuple[int, ...]:
+        ins = self.instrs[pc]
+        if ins.op == "JMP":
+            assert isinstance(ins.a, int)
+            return (ins.a,)
+        if ins.op == "BR":
+            assert isinstance(ins.b, int) and isinstance(ins.c, int)
+            return (ins.b, ins.c)
+        return () if ins.op in TERMINATORS else (pc + 1,)
+
+    def _bit(self, reg: tuple[str, int]) -> int:
+        """Register ``reg`` as one bit of a set (an int)."""
+        base = 0
+        for kind in REGISTER_FILES:
+            if kind == reg[0]:
+                return 1 << (base + reg[1])
+            base += self.nregs[kind]
+        raise AssertionError(reg)
+
+    def _liveness(self) -> tuple[list[int], list[int]]:
+        """Per instruction, the registers (bit sets) some path from it
+        reads before writing them, on entry and on exit (backward data
+        flow to its fixed point)."""
+        n = len(self.instrs)
+        reads, kills = [], []
+        for ins in self.instrs:
             ops = ins.operands()
-            for kind, v in ops:
-                if kind == "tgt":
-                    assert isinstance(v, int)
-                    leaders.add(v)
-            if ins.op in TERMINATORS:
-                leaders.add(pc + 1)
-            if ops[0][0] in REGISTER_FILES:
-                defs.setdefault((ops[0][0], ins.dst), []).append(pc)
+            kills.append(~self._bit((ops[0][0], ins.dst))
+                         if ops[0][0] in REGISTER_FILES else -1)
+            mask = 0
             for kind, v in ops[1:]:
                 if kind in REGISTER_FILES:
                     assert isinstance(v, int)
-                    uses[(kind, v)] = uses.get((kind, v), 0) + 1
+                    mask |= self._bit((kind, v))
+            reads.append(mask)
+        succ = [self._successors(pc) for pc in range(n)]
+        live_in, live_out = [0] * n, [0] * n
+        changed = True
+        while changed:
+            changed = False
+            for pc in range(n - 1, -1, -1):
+                out = 0
+                for t in succ[pc]:
+                    out |= live_in[t]
+                inn = reads[pc] | (out & kills[pc])
+                if inn != live_in[pc] or out != live_out[pc]:
+                    live_in[pc], live_out[pc] = inn, out
+                    changed = True
+        return live_in, live_out
 
-        def touches(ins: Instr, reg: tuple[str, int]) -> bool:
-            return any(kind == reg[0] and v == reg[1]
-                       for kind, v in ins.operands())
+    def _coalescible(self, pc: int, entry: int, live_out: list[int],
+                     defs: dict[tuple[str, int], list[int]]) -> bool:
+        """Whether the move ``d = s`` at pc can go, ``s`` renamed ``d``
+        (``s`` has one definition D, not the move): no path from the
+        entry reads ``s`` before D; the old ``d`` is dead after D (the
+        paths from D write it again before reading it: the move does);
+        and no other write of ``d`` happens while ``s`` is live. Then
+        ``d`` holds ``s``'s value wherever ``s`` is read, and its own old
+        value is read nowhere ``s``'s is."""
+        ins = self.instrs[pc]
+        kind = SIGNATURES[ins.op][0]
+        assert isinstance(ins.a, int) and kind is not None
+        src, dst = self._bit((kind, ins.a)), self._bit((kind, ins.dst))
+        d = defs[(kind, ins.a)][0]
+        if src & entry or dst & live_out[d]:
+            return False
+        return all(not src & live_out[x]
+                   for x in defs.get((kind, ins.dst), []) if x != pc)
 
+    def _rename(self, reg: tuple[str, int], to: int) -> None:
+        """Every write and read of register ``reg`` goes to ``to`` (same
+        file) instead."""
+        for ins in self.instrs:
+            for field_name, kind in zip(("dst", "a", "b", "c"),
+                                        SIGNATURES[ins.op]):
+                if kind == reg[0] and getattr(ins, field_name) == reg[1]:
+                    setattr(ins, field_name, to)
+
+    def coalesce_moves(self) -> None:
+        """Removes a move ``d = s`` where ``s`` can be renamed ``d``
+        (_coalescible: their live ranges do not overlap): a loop's ``s +=
+        x`` becomes one instruction instead of an add and a move at the
+        back edge, and the Mandelbrot's ``z = z * z + c`` is computed into
+        ``z``'s register although ``abs(z)`` reads it before the branch
+        whose arm holds the move. Same values on every path. The VM's
+        operations read a lane's operands before writing its result, so
+        the definition may read ``d`` too. A register renamed in a pass
+        waits for the next (its liveness changed). Then a jump to the
+        instruction after it goes too. Targets are renumbered."""
         removed: set[int] = set()
-        for pc, ins in enumerate(instrs):
-            if not ins.op.endswith("_MOV"):
-                continue
-            kind = SIGNATURES[ins.op][0]
-            assert isinstance(ins.a, int) and kind is not None
-            src, dst = (kind, ins.a), (kind, ins.dst)
-            at = defs.get(src, [])
-            if src == dst or len(at) != 1 or uses.get(src) != 1 or \
-                    at[0] > pc:
-                continue
-            d = at[0]
-            if any(k in leaders for k in range(d + 1, pc + 1)) or any(
-                    touches(instrs[k], dst) for k in range(d + 1, pc)):
-                continue
-            instrs[d].dst = ins.dst
-            removed.add(pc)
+        while True:
+            defs: dict[tuple[str, int], list[int]] = {}
+            for pc, ins in enumerate(self.instrs):
+                kind = SIGNATURES[ins.op][0]
+                if kind in REGISTER_FILES:
+                    defs.setdefault((kind, ins.dst), []).append(pc)
+            moves = []
+            for pc, ins in enumerate(self.instrs):
+                kind = SIGNATURES[ins.op][0]
+                if ins.op.endswith("_MOV") and isinstance(ins.a, int) and \
+                        kind is not None and ins.a != ins.dst and \
+                        len(defs.get((kind, ins.a), ())) == 1:
+                    moves.append(pc)
+            if not moves:
+                break
+            live_in, live_out = self._liveness()
+            renamed: set[tuple[str, int]] = set()
+            for pc in moves:
+                ins = self.instrs[pc]
+                kind = SIGNATURES[ins.op][0]
+                assert kind is not None and isinstance(ins.a, int)
+                if {(kind, ins.a), (kind, ins.dst)} & renamed or \
+                        not self._coalescible(pc, live_in[0], live_out, defs):
+                    continue
+                self._rename((kind, ins.a), ins.dst)
+                renamed |= {(kind, ins.a), (kind, ins.dst)}
+                removed.add(pc)
+                # The move reads its own destination now; as a jump to the
+                # next instruction it is nothing to the next pass's liveness.
+                ins.op, ins.a = "JMP", pc + 1
+            if not renamed:
+                break
+        instrs = self.instrs
         # A jump to what follows it, once the moves are gone: falling
         # through is the same path.
         for pc, ins in enumerate(instrs):
@@ -273,9 +345,8 @@ class Program:
                 removed.add(pc)
         if not removed:
             return
-        # A removed move is never a target (it follows its definition in
-        # one block); a removed jump's target is the next kept instruction:
-        # each old index maps to the next kept one.
+        # A jump to a removed move or jump lands where that one would have
+        # gone on: each old index maps to the next kept one.
         new_pc, kept = [], 0
         for pc in range(len(instrs) + 1):
             new_pc.append(kept)
