@@ -619,7 +619,7 @@ OPFN(C_ABS) {
   const int s_ = pf__py_cabs_sign(xr[k], xi[k], y[k]);                      \
   d[k] = (uint8_t)((s_ > 0) == (SIGN_TRUE));                                \
   und |= s_ == 0;
-#if PYVM_LEVEL == 2
+#if PYVM_LEVEL >= 1
 #define CABS_SIGN_DENSE(SIGN_TRUE)                                          \
   und = PN(cabs_sign_dense)(d, xr, xi, y, c->lo, c->lo + c->cnt, SIGN_TRUE)
 #else

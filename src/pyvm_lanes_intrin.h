@@ -65,4 +65,49 @@ static int PN(cabs_sign_dense)(uint8_t *d, const double *xr,
   }
   return und != 0;
 }
+#elif PYVM_LEVEL == 1
+/* The same for AVX2, 4 lanes a step and the last lanes scalar (AVX2 has no
+ * masked byte store): GCC vectorises the loop 32 lanes at a time and runs
+ * up to 31 in its scalar remainder. spread[m]: byte i is bit i of m. */
+static int PN(cabs_sign_dense)(uint8_t *d, const double *xr,
+                               const double *xi, const double *y, int lo,
+                               int hi, int sign_true) {
+  static const uint32_t spread[16] = {
+      0x00000000, 0x00000001, 0x00000100, 0x00000101, 0x00010000, 0x00010001,
+      0x00010100, 0x00010101, 0x01000000, 0x01000001, 0x01000100, 0x01000101,
+      0x01010000, 0x01010001, 0x01010100, 0x01010101};
+  const __m256d inf = _mm256_set1_pd(INFINITY);
+  const __m256d tiny = _mm256_set1_pd(0x1p-450), huge = _mm256_set1_pd(0x1p450);
+  const __m256d up = _mm256_set1_pd(1.0 + 0x1p-20);
+  const __m256d down = _mm256_set1_pd(1.0 - 0x1p-20);
+  const __m256d magnitude = _mm256_castsi256_pd(_mm256_set1_epi64x(INT64_MAX));
+  unsigned und = 0;
+  int k = lo;
+  for (; k + 4 <= hi; k += 4) {
+    const __m256d re = _mm256_loadu_pd(xr + k), im = _mm256_loadu_pd(xi + k);
+    const __m256d x = _mm256_loadu_pd(y + k);
+    const __m256d s =
+        _mm256_add_pd(_mm256_mul_pd(re, re), _mm256_mul_pd(im, im));
+    const __m256d t = _mm256_mul_pd(x, x);
+    __m256d ok = _mm256_and_pd(
+        _mm256_cmp_pd(_mm256_and_pd(re, magnitude), inf, _CMP_LT_OQ),
+        _mm256_cmp_pd(_mm256_and_pd(im, magnitude), inf, _CMP_LT_OQ));
+    ok = _mm256_and_pd(ok, _mm256_cmp_pd(s, inf, _CMP_LT_OQ));
+    ok = _mm256_and_pd(ok, _mm256_cmp_pd(x, tiny, _CMP_GE_OQ));
+    ok = _mm256_and_pd(ok, _mm256_cmp_pd(x, huge, _CMP_LE_OQ));
+    const unsigned gt = (unsigned)_mm256_movemask_pd(_mm256_and_pd(
+        ok, _mm256_cmp_pd(s, _mm256_mul_pd(t, up), _CMP_GT_OQ)));
+    const unsigned lt = (unsigned)_mm256_movemask_pd(_mm256_and_pd(
+        ok, _mm256_cmp_pd(s, _mm256_mul_pd(t, down), _CMP_LT_OQ)));
+    const uint32_t bytes = spread[sign_true ? gt : ~gt & 15u];
+    memcpy(d + k, &bytes, sizeof bytes);
+    und |= ~(gt | lt) & 15u;
+  }
+  for (; k < hi; k++) {
+    const int s_ = pf__py_cabs_sign(xr[k], xi[k], y[k]);
+    d[k] = (uint8_t)((s_ > 0) == sign_true);
+    und |= s_ == 0;
+  }
+  return und != 0;
+}
 #endif

@@ -1250,45 +1250,58 @@ def test_complex_abs_compare_on_lanes(cmp, isa):
     # overflowing abs bails (OverflowError), a NaN part may.
     pts = circle_points(400)
     for sparse in (False, True):
-        prog = LaneProgram("F", ([p[0] for p in pts],), sparse)
-        prog.regs.append(prog.pick("F", [p[1] for p in pts], 1))
-        prog.regs.append(prog.pick("F", [p[2] for p in pts], 1))
-        re, im, bound = prog.regs
-        dst = prog.reg("B")
-        prog.code += [("C_MAKE", 0, re, im),
-                      ("C_ABS_" + cmp + "_F", dst, 0, bound)]
-        prog.finish("B", dst)
-        for n in [*range(1, 17), *range(len(pts) - 7, len(pts) + 1)]:
-            status, want = [], np.zeros(n, np.bool_)
-            for i in range(n):
-                x, y, b = pts[i % len(pts)]
-                if sparse and i % 3 == 0:
-                    status.append("value")
-                    want[i] = SENTINEL["B"]
-                    continue
-                z = complex(x, y)
-                try:
-                    h = abs(z)
-                except OverflowError:
-                    status.append("bail")
-                    continue
-                status.append("either" if nan_abs((z,), None) else "value")
-                want[i] = CMPS[cmp](h, b)
-            nregs = prog.nregs() + (1,)
-            first = 0
-            while True:
-                out = np.zeros(n, np.bool_)
-                k = run(prog.code, prog.iconsts, prog.fconsts, nregs, out,
-                        ndim=1, _isa=isa, first=first)
-                stop = n if k < 0 else k
-                bad = [(i, pts[i % len(pts)], out[i], want[i])
-                       for i in range(first, stop)
-                       if status[i] == "bail" or out[i] != want[i]]
-                assert not bad, (cmp, isa, sparse, n, bad[:5])
-                if k < 0:
-                    break
-                assert status[k] != "value", (cmp, isa, sparse, k, pts[k])
-                first = k + 1
+        abs_compare_runs(cmp, isa, pts, sparse,
+                         [*range(1, 17), *range(len(pts) - 7, len(pts) + 1)])
+    # One lane the shortcut cannot decide (|z| just above the bound), at
+    # every position of runs of a few lengths, the others far inside: that
+    # lane alone must send the call to the exact abs.
+    far, near = (0.5, 0.0, 2.0), (2.0 * (1 + 2.0**-30), 0.0, 2.0)
+    for n in (5, 8, 11):
+        for p in range(n):
+            abs_compare_runs(cmp, isa, [near if i == p else far
+                                        for i in range(n)], False, [n])
+
+
+def abs_compare_runs(cmp, isa, pts, sparse, lengths):
+    prog = LaneProgram("F", ([p[0] for p in pts],), sparse)
+    prog.regs.append(prog.pick("F", [p[1] for p in pts], 1))
+    prog.regs.append(prog.pick("F", [p[2] for p in pts], 1))
+    re, im, bound = prog.regs
+    dst = prog.reg("B")
+    prog.code += [("C_MAKE", 0, re, im),
+                  ("C_ABS_" + cmp + "_F", dst, 0, bound)]
+    prog.finish("B", dst)
+    for n in lengths:
+        status, want = [], np.zeros(n, np.bool_)
+        for i in range(n):
+            x, y, b = pts[i % len(pts)]
+            if sparse and i % 3 == 0:
+                status.append("value")
+                want[i] = SENTINEL["B"]
+                continue
+            z = complex(x, y)
+            try:
+                h = abs(z)
+            except OverflowError:
+                status.append("bail")
+                continue
+            status.append("either" if nan_abs((z,), None) else "value")
+            want[i] = CMPS[cmp](h, b)
+        nregs = prog.nregs() + (1,)
+        first = 0
+        while True:
+            out = np.zeros(n, np.bool_)
+            k = run(prog.code, prog.iconsts, prog.fconsts, nregs, out,
+                    ndim=1, _isa=isa, first=first)
+            stop = n if k < 0 else k
+            bad = [(i, pts[i % len(pts)], out[i], want[i])
+                   for i in range(first, stop)
+                   if status[i] == "bail" or out[i] != want[i]]
+            assert not bad, (cmp, isa, sparse, n, bad[:5])
+            if k < 0:
+                break
+            assert status[k] != "value", (cmp, isa, sparse, k, pts[k])
+            first = k + 1
 
 
 @pytest.mark.parametrize("isa", ISAS)
