@@ -532,8 +532,7 @@ OPFN(C_TRUTH) {
     const double *xr = RCR(in->a), *xi = RCI(in->a);                        \
     const double *yr = RCR(in->b), *yi = RCI(in->b);                        \
     const double *zr = RCR(in->c), *zi = RCI(in->c);                        \
-    (void)zr;                                                               \
-    (void)zi;                                                               \
+    (void)zr, (void)zi; /* read by C_MULADD only */                         \
     int any = 0;                                                            \
     if (c->dense) {                                                         \
       const int lo = c->lo, hi = c->lo + c->cnt;                            \
