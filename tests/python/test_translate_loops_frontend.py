@@ -872,7 +872,7 @@ def test_loop_moves_coalesce_where_nothing_sees_it():
     check(series, 1)
 
     # s is read after u = s + k is computed: writing u into s there would
-    # change t, so s = u stays a move.
+    # change t, so the move computes s + k itself, after t.
     def read_between(i):
         s, t = 0.0, 0.0
         for k in range(i % 7):
@@ -881,7 +881,8 @@ def test_loop_moves_coalesce_where_nothing_sees_it():
             s = u
         return s + t
     prog = T.translate(read_between, 1).program
-    assert any(ins.op == "F_MOV" for ins in prog.instrs), \
+    ops = [ins.op for ins in prog.instrs]
+    assert "F_MOV" not in ops and ops.index("F_MUL") < ops.index("F_ADD"), \
         T.translate(read_between, 1).source
     check(read_between, 1)
 
@@ -898,11 +899,11 @@ def test_loop_moves_coalesce_where_nothing_sees_it():
     check(write_while_live, 1)
 
 
-def test_move_stays_when_its_destination_is_written_while_the_source_lives():
+def test_moves_that_must_not_go_as_they_would():
     # d = F0, s = F2: F0 is dead after F2's definition (written again before
     # it is read), but that write comes while F2 is still to be moved;
     # computing F2 into F0 would lose it. The front end writes a variable's
-    # register only at its merges, so this is built by hand.
+    # register only at its merges, so these are built by hand.
     Instr, Program = T.program.Instr, T.program.Program
     prog = Program(1, nregs={"I": 1, "F": 5, "B": 0, "C": 0})
     prog.fconsts = [5.0]
@@ -912,7 +913,20 @@ def test_move_stays_when_its_destination_is_written_while_the_source_lives():
                    Instr("RET_F", 0, 4)]
     want = [reference.run(prog, (i,)) for i in range(-3, 4)]
     prog.coalesce_moves()
-    assert any(ins.op == "F_MOV" for ins in prog.instrs), prog.instrs
+    assert [reference.run(prog, (i,)) for i in range(-3, 4)] == want
+
+    # I5 = I1 in a loop, I1 = I0 + I0 before it, I0 written in the loop:
+    # the move cannot compute I0 + I0 itself (it runs again without it).
+    prog = Program(1, nregs={"I": 6, "F": 0, "B": 1, "C": 0})
+    prog.iconsts = [0, 3, 1]
+    prog.instrs = [Instr("I_ADD", 1, 0, 0), Instr("I_CONST", 2, 0),
+                   Instr("I_CONST", 3, 1), Instr("I_CONST", 4, 2),
+                   Instr("I_CONST", 5, 0), Instr("I_LT", 0, 2, 3),
+                   Instr("BR", 0, 0, 7, 11), Instr("I_MOV", 5, 1),
+                   Instr("I_ADD", 0, 0, 4), Instr("I_ADD", 2, 2, 4),
+                   Instr("JMP", 0, 5), Instr("RET_I", 0, 5)]
+    want = [reference.run(prog, (i,)) for i in range(-3, 4)]
+    prog.coalesce_moves()
     assert [reference.run(prog, (i,)) for i in range(-3, 4)] == want
 
 
@@ -926,8 +940,8 @@ def test_loop_moves_coalesce_across_blocks():
         T.translate(make_mandelbrot(40, 30), 2).source
     check(make_mandelbrot(40, 30), 2)
 
-    # The old z read in the arm (w = z) after the new one is computed: the
-    # move stays.
+    # The old z read in the arm (w = z) after the new one is computed, and
+    # abs reads the new one: the move stays.
     def old_read_in_arm(i):
         z, w = 0j, 0j
         for k in range(i % 9):
@@ -941,6 +955,38 @@ def test_loop_moves_coalesce_across_blocks():
     assert any(ins.op == "C_MOV" and ins.a in sums for ins in prog.instrs), \
         T.translate(old_read_in_arm, 1).source
     check(old_read_in_arm, 1)
+
+
+def test_a_move_computes_its_source_only_where_the_operands_stand():
+    # A range loop's next value n + 1 is computed at the back edge into
+    # n's register (return n reads n in the body).
+    def first_over(i):
+        x = 0.0
+        for n in range(i % 40):
+            x += n * 0.25
+            if x > 20.0:
+                return n
+        return -1
+    prog = T.translate(first_over, 1).program
+    assert not any(ins.op == "I_MOV" for ins in prog.instrs), \
+        T.translate(first_over, 1).source
+    check(first_over, 1)
+
+    # Fibonacci's a, b = b, a + b: the back edge's parallel move writes a
+    # before b takes the sum of the old a and b, so the sum stays where it
+    # is.
+    def fib(i):
+        a, b = 0, 1
+        for _ in range(i % 60):
+            a, b = b, a + b
+        return a * 3 + b
+    check(fib, 1)
+    def fib_f(i):
+        a, b = 0.5, 1.0
+        for _ in range(i % 60):
+            a, b = b, a + b
+        return a * 3.0 - b
+    check(fib_f, 1)
 
 
 # -- refusals ---------------------------------------------------------------------

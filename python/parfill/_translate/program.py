@@ -130,6 +130,15 @@ class Instr:
         return list(zip(SIGNATURES[self.op], (self.dst, self.a, self.b, self.c)))
 
 
+def _registers_read(ins: Instr) -> set[tuple[str, int]]:
+    out = set()
+    for kind, v in ins.operands()[1:]:
+        if kind in REGISTER_FILES:
+            assert kind is not None and isinstance(v, int)
+            out.add((kind, v))
+    return out
+
+
 def float_key(x: float) -> bytes:
     """Floats are pooled by bit pattern: -0.0 and 0.0, or two NaNs, are
     different constants."""
@@ -244,10 +253,8 @@ class Program:
             kills.append(~self._bit((ops[0][0], ins.dst))
                          if ops[0][0] in REGISTER_FILES else -1)
             mask = 0
-            for kind, v in ops[1:]:
-                if kind in REGISTER_FILES:
-                    assert isinstance(v, int)
-                    mask |= self._bit((kind, v))
+            for reg in _registers_read(ins):
+                mask |= self._bit(reg)
             reads.append(mask)
         succ = [self._successors(pc) for pc in range(n)]
         live_in, live_out = [0] * n, [0] * n
@@ -283,6 +290,38 @@ class Program:
         return all(not src & live_out[x]
                    for x in defs.get((kind, ins.dst), []) if x != pc)
 
+    def _reach(self, start: int, avoid: int, stop: int) -> set[int]:
+        """The instructions a path from ``start`` (exclusive) reaches
+        without passing ``avoid``; ``stop`` is reached but not passed."""
+        seen: set[int] = set()
+        todo = list(self._successors(start))
+        while todo:
+            pc = todo.pop()
+            if pc in seen or pc == avoid:
+                continue
+            seen.add(pc)
+            if pc != stop:
+                todo.extend(self._successors(pc))
+        return seen
+
+    def _sinkable(self, m: int, d: int) -> bool:
+        """Whether the move ``x = s`` at m may compute ``s``'s definition D
+        (at d, read by this move alone) itself: every path from D to the
+        move leaves D's operands unwritten, and no path from the move comes
+        back to it without D. Then the move computes what D did; a path
+        from D that does not reach the move never needed it (a bail it
+        would have taken only sent the element to Python)."""
+        operands = _registers_read(self.instrs[d])
+        between = self._reach(d, d, m)
+        if m not in between or m in self._reach(m, d, -1):
+            return False
+        for pc in between - {m}:
+            ins = self.instrs[pc]
+            kind = SIGNATURES[ins.op][0]
+            if kind in REGISTER_FILES and (kind, ins.dst) in operands:
+                return False
+        return True
+
     def _rename(self, reg: tuple[str, int], to: int) -> None:
         """Every write and read of register ``reg`` goes to ``to`` (same
         file) instead."""
@@ -298,18 +337,26 @@ class Program:
         x`` becomes one instruction instead of an add and a move at the
         back edge, and the Mandelbrot's ``z = z * z + c`` is computed into
         ``z``'s register although ``abs(z)`` reads it before the branch
-        whose arm holds the move. Same values on every path. The VM's
+        whose arm holds the move. Where they overlap, the move may compute
+        ``s`` itself (_sinkable) and ``s``'s definition goes: a range
+        loop's next value ``n + 1``, computed on entering the body while
+        ``return n`` may still read ``n``, is computed at the back edge
+        into ``n``'s register. Same values on every path. The VM's
         operations read a lane's operands before writing its result, so
-        the definition may read ``d`` too. A register renamed in a pass
-        waits for the next (its liveness changed). Then a jump to the
-        instruction after it goes too. Targets are renumbered."""
+        the definition may read ``d`` too. A register renamed or read
+        later in a pass waits for the next (its liveness changed). Then a
+        jump to the instruction after one that went goes too. Targets are
+        renumbered."""
         removed: set[int] = set()
         while True:
             defs: dict[tuple[str, int], list[int]] = {}
+            reads: dict[tuple[str, int], int] = {}
             for pc, ins in enumerate(self.instrs):
-                kind = SIGNATURES[ins.op][0]
-                if kind in REGISTER_FILES:
-                    defs.setdefault((kind, ins.dst), []).append(pc)
+                ops = ins.operands()
+                if ops[0][0] in REGISTER_FILES:
+                    defs.setdefault((ops[0][0], ins.dst), []).append(pc)
+                for reg in _registers_read(ins):
+                    reads[reg] = reads.get(reg, 0) + 1
             moves = []
             for pc, ins in enumerate(self.instrs):
                 kind = SIGNATURES[ins.op][0]
@@ -325,15 +372,28 @@ class Program:
                 ins = self.instrs[pc]
                 kind = SIGNATURES[ins.op][0]
                 assert kind is not None and isinstance(ins.a, int)
-                if {(kind, ins.a), (kind, ins.dst)} & renamed or \
-                        not self._coalescible(pc, live_in[0], live_out, defs):
+                src = (kind, ins.a)
+                if {src, (kind, ins.dst)} & renamed:
                     continue
-                self._rename((kind, ins.a), ins.dst)
-                renamed |= {(kind, ins.a), (kind, ins.dst)}
-                removed.add(pc)
-                # The move reads its own destination now; as a jump to the
-                # next instruction it is nothing to the next pass's liveness.
-                ins.op, ins.a = "JMP", pc + 1
+                if self._coalescible(pc, live_in[0], live_out, defs):
+                    self._rename(src, ins.dst)
+                    renamed |= {src, (kind, ins.dst)}
+                    gone = pc
+                elif reads[src] == 1 and self._sinkable(pc, defs[src][0]):
+                    gone = defs[src][0]
+                    d = self.instrs[gone]
+                    renamed |= {src, (kind, ins.dst)} | \
+                        _registers_read(d)     # read later now
+                    self.instrs[pc] = Instr(d.op, ins.dst, d.a, d.b, d.c,
+                                            d.line)
+                    ins = d
+                else:
+                    continue
+                removed.add(gone)
+                # As a jump to the next instruction, what is gone is nothing
+                # to the next pass's liveness (a move reads its own
+                # destination after the rename).
+                ins.op, ins.a = "JMP", gone + 1
             if not renamed:
                 break
         instrs = self.instrs
