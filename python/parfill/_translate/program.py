@@ -306,11 +306,12 @@ class Program:
 
     def _sinkable(self, m: int, d: int) -> bool:
         """Whether the move ``x = s`` at m may compute ``s``'s definition D
-        (at d, read by this move alone) itself: every path from D to the
-        move leaves D's operands unwritten, and no path from the move comes
-        back to it without D. Then the move computes what D did; a path
-        from D that does not reach the move never needed it (a bail it
-        would have taken only sent the element to Python)."""
+        (at d; the move alone reads ``s``, and no path from the entry reads
+        it without D) itself: every path from D to the move leaves D's
+        operands unwritten, and no path from the move comes back to it
+        without D. Then the move computes what D did; a path from D that
+        does not reach the move never needed it (a bail it would have
+        taken only sent the element to Python)."""
         operands = _registers_read(self.instrs[d])
         between = self._reach(d, d, m)
         if m not in between or m in self._reach(m, d, -1):
@@ -379,7 +380,8 @@ class Program:
                     self._rename(src, ins.dst)
                     renamed |= {src, (kind, ins.dst)}
                     gone = pc
-                elif reads[src] == 1 and self._sinkable(pc, defs[src][0]):
+                elif reads[src] == 1 and not self._bit(src) & live_in[0] \
+                        and self._sinkable(pc, defs[src][0]):
                     gone = defs[src][0]
                     d = self.instrs[gone]
                     renamed |= {src, (kind, ins.dst)} | \
