@@ -179,18 +179,28 @@ static int make_blocks(pf_prog *p) {
   return 0;
 }
 
+/* Where binary `next` reads `reg` once: 0 as its a, 1 as its b, -1 neither
+ * or both; *other = its other operand. */
+static int read_once_by(const pyvm_ins *next, int32_t reg, int32_t *other) {
+  if (next->a == reg && next->b != reg) {
+    *other = next->b;
+    return 0;
+  }
+  if (next->b == reg && next->a != reg) {
+    *other = next->a;
+    return 1;
+  }
+  return -1;
+}
+
 /* C_MUL at `in` and the C_ADD after it as C_MULADD (DESIGN), if that
  * C_ADD reads the product once; `creads`: reads per complex register. */
 static void fuse_muladd(pf_prog *p, int32_t pc, const int32_t *creads) {
   pyvm_ins *in = &p->code[pc];
   const pyvm_ins *next = in + 1;
-  if (next->op != PF__OP_C_ADD || creads[in->dst] != 1) return;
   int32_t other;
-  if (next->a == in->dst && next->b != in->dst)
-    other = next->b;
-  else if (next->b == in->dst && next->a != in->dst)
-    other = next->a;
-  else
+  if (next->op != PF__OP_C_ADD || creads[in->dst] != 1 ||
+      read_once_by(next, in->dst, &other) < 0)
     return;
   /* `other` is not the product's register, so it holds the same value one
    * instruction earlier; the sum commutes (no NaN pair: C_MULADD). */
@@ -226,19 +236,16 @@ static int fuse(pf_prog *p) {
     }
     if (in->op != PF__OP_C_ABS || reads[in->dst] != 1) continue;
     /* abs(z) OP y, or y OP abs(z) read as abs(z) OP' y. */
-    int op = next->op, other;
-    if (next->a == in->dst && next->b != in->dst) {
-      other = next->b;
-    } else if (next->b == in->dst && next->a != in->dst) {
-      other = next->a;
+    int op = next->op;
+    int32_t other;
+    const int side = read_once_by(next, in->dst, &other);
+    if (side < 0) continue;
+    if (side == 1)
       op = op == PF__OP_F_LT   ? PF__OP_F_GT
            : op == PF__OP_F_LE ? PF__OP_F_GE
            : op == PF__OP_F_GT ? PF__OP_F_LT
            : op == PF__OP_F_GE ? PF__OP_F_LE
                                : -1;
-    } else {
-      continue;
-    }
     const int fused = op == PF__OP_F_LT   ? PF__OP_C_ABS_LT_F
                       : op == PF__OP_F_LE ? PF__OP_C_ABS_LE_F
                       : op == PF__OP_F_GT ? PF__OP_C_ABS_GT_F

@@ -130,6 +130,12 @@ class Instr:
         return list(zip(SIGNATURES[self.op], (self.dst, self.a, self.b, self.c)))
 
 
+def _register_written(ins: Instr) -> tuple[str, int] | None:
+    kind = SIGNATURES[ins.op][0]
+    return (kind, ins.dst) if kind is not None and kind in REGISTER_FILES \
+        else None
+
+
 def _registers_read(ins: Instr) -> set[tuple[str, int]]:
     out = set()
     for kind, v in ins.operands()[1:]:
@@ -249,9 +255,8 @@ class Program:
         n = len(self.instrs)
         reads, kills = [], []
         for ins in self.instrs:
-            ops = ins.operands()
-            kills.append(~self._bit((ops[0][0], ins.dst))
-                         if ops[0][0] in REGISTER_FILES else -1)
+            written = _register_written(ins)
+            kills.append(~self._bit(written) if written else -1)
             mask = 0
             for reg in _registers_read(ins):
                 mask |= self._bit(reg)
@@ -316,12 +321,8 @@ class Program:
         between = self._reach(d, d, m)
         if m not in between or m in self._reach(m, d, -1):
             return False
-        for pc in between - {m}:
-            ins = self.instrs[pc]
-            kind = SIGNATURES[ins.op][0]
-            if kind in REGISTER_FILES and (kind, ins.dst) in operands:
-                return False
-        return True
+        return all(_register_written(self.instrs[pc]) not in operands
+                   for pc in between - {m})
 
     def _rename(self, reg: tuple[str, int], to: int) -> None:
         """Every write and read of register ``reg`` goes to ``to`` (same
@@ -353,9 +354,9 @@ class Program:
             defs: dict[tuple[str, int], list[int]] = {}
             reads: dict[tuple[str, int], int] = {}
             for pc, ins in enumerate(self.instrs):
-                ops = ins.operands()
-                if ops[0][0] in REGISTER_FILES:
-                    defs.setdefault((ops[0][0], ins.dst), []).append(pc)
+                written = _register_written(ins)
+                if written:
+                    defs.setdefault(written, []).append(pc)
                 for reg in _registers_read(ins):
                     reads[reg] = reads.get(reg, 0) + 1
             moves = []
