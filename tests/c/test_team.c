@@ -106,6 +106,8 @@ typedef struct shared {
   _Atomic int child_exit_hooks; /* around_work AFTER */
   _Atomic int bad_work_order;   /* AFTER without BEFORE in that worker */
   _Atomic int sigint_sent;
+  _Atomic int failure_recorded; /* pf_team_worker_fail has returned */
+  _Atomic int late_chunks;      /* chunk functions entered after that */
   /* Per element, after this header. */
   _Atomic int *counts;
   int64_t *values;
@@ -354,7 +356,9 @@ static void check_death(int how, pf_schedule schedule, int workers,
   if (rc != PF_EWORKER || err.code != PF_EWORKER)
     fail_msg("%s: rc %d (%s)", what, rc, err.message);
   assert_true(err.message[0] != '\0');
-  if (took > 1.0) fail_msg("%s: took %.3f s", what, took);
+  /* Not a speed check: a death noticed only when the rest is done, or never,
+   * takes the whole job or hangs; seconds of slack cover a loaded host. */
+  if (took > 5.0) fail_msg("%s: took %.3f s", what, took);
   assert_true(report.worker >= 0 && report.worker < workers);
   assert_true(report.pid > 0);
   assert_true(report.pid != getpid());
@@ -513,7 +517,7 @@ static void test_stopping(void **state) {
   check_clean(before, "stopping");
   assert_int_equal(report.failed_index, 0);
   assert_null(report.payload); /* empty payload */
-  assert_true(took < 2.0);
+  assert_true(took < 4.5); /* before the chunk functions' 5 s deadline */
   assert_int_equal(sh->saw_stopping, 2);
   assert_int_equal(sh->bad_worker, 0); /* not stopping before the failure */
   shared_free(sh);
@@ -536,7 +540,9 @@ static void test_timeout(void **state) {
     check_clean(before, "timeout");
     assert_int_equal(rc, PF_ETIMEDOUT);
     assert_int_equal(err.code, PF_ETIMEDOUT);
-    if (took < 0.3 || took > 0.8)
+    /* Never early; late by seconds on a loaded host, but well before the
+     * chunk's 10 s sleep ends. */
+    if (took < 0.3 || took > 5.0)
       fail_msg("timeout 0.3 s returned after %.3f s", took);
     shared_free(sh);
   }
@@ -659,16 +665,24 @@ static void test_lowest_failure_wins(void **state) {
     }
 }
 
-/* After a failure no chunk past it is claimed: with 1,000,000 elements in
- * chunks of 10 that each take 1 ms, a failure at element 25 ends the job
- * long before the rest is done, and elements below it are all computed. */
+/* After a failure no chunk is claimed: a chunk function entered once the
+ * failure is recorded must have been claimed before the limit fell, and each
+ * of the other workers holds at most one such chunk. Counting those entries
+ * (not elements written or seconds taken, which depend on how the host
+ * schedules the workers) makes the check independent of timing; the 1 ms per
+ * chunk keeps chunks in flight when the failure lands. */
 static int slow_fail_fn(void *ctx, pf_team_worker *w, int64_t start,
                         int64_t stop) {
   shared *sh = ctx;
+  if (atomic_load(&sh->failure_recorded)) atomic_fetch_add(&sh->late_chunks, 1);
   pf_test_sleep_us(1000);
   for (int64_t i = start; i < stop; i++) {
     if (i >= pf_team_worker_limit(w)) return 0;
-    if (i == sh->fail_at) return pf_team_worker_fail(w, i, NULL, 0);
+    if (i == sh->fail_at) {
+      int rc = pf_team_worker_fail(w, i, NULL, 0);
+      atomic_store(&sh->failure_recorded, 1);
+      return rc;
+    }
     atomic_fetch_add(&sh->counts[i], 1);
   }
   return 0;
@@ -677,24 +691,21 @@ static int slow_fail_fn(void *ctx, pf_team_worker *w, int64_t start,
 static void test_no_claims_past_failure(void **state) {
   (void)state;
   for (int s = PF_SCHEDULE_STATIC; s <= PF_SCHEDULE_GUIDED; s++) {
-    int64_t size = 1000000;
-    shared *sh = shared_new(size, 3);
+    int64_t size = 100000;
+    int workers = 3;
+    shared *sh = shared_new(size, workers);
     sh->fail_at = 25;
-    pf_team_options o = options(3, (pf_schedule)s, 10);
+    pf_team_options o = options(workers, (pf_schedule)s, 10);
     pf_team_report report;
     snapshot before = take_snapshot();
-    double t0 = pf_test_now();
     int rc = pf_team_run(size, &o, NULL, slow_fail_fn, sh, &report, NULL);
-    double took = pf_test_now() - t0;
     check_clean(before, "no claims past failure");
     assert_int_equal(rc, PF_EKERNEL);
     assert_int_equal(report.failed_index, 25);
-    int64_t written = 0;
-    for (int64_t i = 0; i < size; i++) written += sh->counts[i];
     for (int64_t i = 0; i < 25; i++) assert_int_equal(sh->counts[i], 1);
-    if (written > 1000 || took > 5.0)
-      fail_msg("%s: %lld elements written after %.2f s",
-               pf_schedule_name((pf_schedule)s), (long long)written, took);
+    if (atomic_load(&sh->late_chunks) > workers - 1)
+      fail_msg("%s: %d chunks entered after the failure was recorded",
+               pf_schedule_name((pf_schedule)s), atomic_load(&sh->late_chunks));
     shared_free(sh);
   }
 }
@@ -1077,13 +1088,11 @@ static void test_wait_cancels(void **state) {
     pf_error err;
     memset(&err, 0, sizeof err);
     snapshot before = take_snapshot();
-    double t0 = pf_test_now();
     int rc = pf_team_run(1000, &o, &hooks, chunk_fn, sh, &report, &err);
-    double took = pf_test_now() - t0;
     check_clean(before, "wait cancels");
     assert_int_equal(rc, codes[c]);
     assert_int_equal(h.waits, 2);
-    assert_true(took < 0.3);
+    /* Canceled before the work was done (counted, not timed). */
     int64_t written = 0;
     for (int64_t i = 0; i < 1000; i++) written += sh->counts[i];
     assert_true(written < 1000);
