@@ -899,6 +899,32 @@ def test_loop_moves_coalesce_where_nothing_sees_it():
     check(write_while_live, 1)
 
 
+def test_a_definition_that_may_raise_is_not_moved_into_one_arm():
+    # v is read by one arm of an `and` only (a move there): computing
+    # 0.0 ** -1 in that arm instead would skip Python's ZeroDivisionError
+    # on the other (the fuzzer's case; SKIPPABLE in program.py).
+    def pow_in_one_arm(i):
+        v = (i * 0.5) ** -1
+        w = (i * 3.0) and v
+        return i % 4 == 1
+
+    def mod_in_one_arm(i, j):
+        v = (i + 8) % j
+        w = round(i * -1e18)
+        return w and v
+
+    for f, ndim in ((pow_in_one_arm, 1), (mod_in_one_arm, 2)):
+        ops = [ins.op for ins in T.translate(f, ndim).program.instrs]
+        first_branch = ops.index("BR")
+        assert any(op in ("F_POW", "I_MOD") for op in ops[:first_branch]), \
+            T.translate(f, ndim).source
+        check(f, ndim)
+    # An int64 add whose overflow is only a big int to Python may still
+    # go to the back edge (the Mandelbrot's n + 1: no I_MOV in its loop).
+    pixel = translate_oracle.shipped_function("python/parfill/demo.py", "make_mandelbrot")(600, 400, 256)
+    assert "I_MOV" not in [ins.op for ins in T.translate(pixel, 2).program.instrs]
+
+
 def test_moves_that_must_not_go_as_they_would():
     # d = F0, s = F2: F0 is dead after F2's definition (written again before
     # it is read), but that write comes while F2 is still to be moved;

@@ -103,6 +103,21 @@ MATH2 = ("atan2", "hypot", "copysign", "fmod", "pow")
 #: so that populate calls Python.
 VM_BACK_EDGES = True
 
+#: Ops whose bails (if any) never stand for a Python exception: an int64
+#: result Python would hold as a big int, nothing else. A path that skips
+#: one whose result it does not need is exact (Python computes the same
+#: values there); one that may raise (ZeroDivisionError, a math domain
+#: error, int(nan)...) must run on every path Python runs it on.
+SKIPPABLE = frozenset(
+    {"I_CONST", "F_CONST", "B_CONST", "C_CONST", "I_MOV", "F_MOV", "B_MOV",
+     "C_MOV", "I2F", "B2I", "B2F", "I2C", "F2C", "B2C", "I_TRUTH", "F_TRUTH",
+     "C_TRUTH", "B_NOT", "B_AND", "B_OR", "B_XOR", "I_SELECT", "F_SELECT",
+     "B_SELECT", "F_ADD", "F_SUB", "F_MUL", "F_NEG", "F_ABS", "F_ISNAN",
+     "F_ISINF", "F_ISFINITE", "C_MAKE", "C_NEG", "C_CONJ", "C_REAL",
+     "C_IMAG", "C_ADD", "C_SUB", "C_MUL", "C_EQ", "C_NE", "I_ADD", "I_SUB",
+     "I_MUL", "I_NEG", "I_ABS", "I_AND", "I_OR", "I_XOR", "I_INVERT"}
+    | {f + "_" + c for f in ("I", "F", "IF", "FI") for c in _CMP})
+
 TERMINATORS = frozenset({"JMP", "BR", "RET_I", "RET_F", "RET_B", "RET_C",
                          "BAIL"})
 REGISTER_FILES = ("I", "F", "B", "C")
@@ -315,8 +330,12 @@ class Program:
         it without D) itself: every path from D to the move leaves D's
         operands unwritten, and no path from the move comes back to it
         without D. Then the move computes what D did; a path from D that
-        does not reach the move never needed it (a bail it would have
-        taken only sent the element to Python)."""
+        does not reach the move never needed its value -- nor its bail,
+        when D is SKIPPABLE (an int64 limit only). One that may raise stays
+        where it is: Python raises there on every path (the fuzzer's
+        ``0.0 ** -1`` whose value only one arm of an ``and`` read)."""
+        if self.instrs[d].op not in SKIPPABLE:
+            return False
         operands = _registers_read(self.instrs[d])
         between = self._reach(d, d, m)
         if m not in between or m in self._reach(m, d, -1):
