@@ -104,10 +104,11 @@ MATH2 = ("atan2", "hypot", "copysign", "fmod", "pow")
 VM_BACK_EDGES = True
 
 #: Ops whose bails (if any) never stand for a Python exception: an int64
-#: result Python would hold as a big int, nothing else. A path that skips
-#: one whose result it does not need is exact (Python computes the same
-#: values there); one that may raise (ZeroDivisionError, a math domain
-#: error, int(nan)...) must run on every path Python runs it on.
+#: result Python would hold as a big int, or F_ADD's and F_MUL's NaN pair
+#: (whose payload CPython picks by how it compiled the operation). A path
+#: that skips one whose result it does not need is exact (Python computes
+#: the same values there); one that may raise (ZeroDivisionError, a math
+#: domain error, int(nan)...) must run on every path Python runs it on.
 SKIPPABLE = frozenset(
     {"I_CONST", "F_CONST", "B_CONST", "C_CONST", "I_MOV", "F_MOV", "B_MOV",
      "C_MOV", "I2F", "B2I", "B2F", "I2C", "F2C", "B2C", "I_TRUTH", "F_TRUTH",
@@ -331,7 +332,7 @@ class Program:
         operands unwritten, and no path from the move comes back to it
         without D. Then the move computes what D did; a path from D that
         does not reach the move never needed its value -- nor its bail,
-        when D is SKIPPABLE (an int64 limit only). One that may raise stays
+        when D is SKIPPABLE (no Python exception). One that may raise stays
         where it is: Python raises there on every path (the fuzzer's
         ``0.0 ** -1`` whose value only one arm of an ``and`` read)."""
         if self.instrs[d].op not in SKIPPABLE:
