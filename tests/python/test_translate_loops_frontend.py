@@ -922,8 +922,8 @@ def test_a_definition_that_may_raise_is_not_moved_into_one_arm():
         check(f, ndim)
     # An int64 add whose overflow is only a big int to Python may still
     # go to the back edge (the Mandelbrot's n + 1: no I_MOV in its loop).
-    pixel = translate_oracle.shipped_function("python/parfill/demo.py", "make_mandelbrot")(600, 400, 256)
-    assert "I_MOV" not in [ins.op for ins in T.translate(pixel, 2).program.instrs]
+    prog = T.translate(make_mandelbrot(600, 400, 256), 2).program
+    assert "I_MOV" not in [ins.op for ins in prog.instrs]
 
 
 def test_moves_that_must_not_go_as_they_would():
