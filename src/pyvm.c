@@ -107,15 +107,24 @@
  * program that loops gets twice as many: its lanes leave the loop one by
  * one, and each instruction call costs a few hundred cycles beyond its
  * lanes (loop remainders, reductions), so the lanes still looping should
- * be many (the issue's Mandelbrot: -15..20 %; Newton -20 %). */
+ * be many (the issue's Mandelbrot: -15..20 %; Newton -20 %). One with
+ * tiled loops (pyvm_tile.h) more still: its tile registers are apart, so a
+ * lane block's registers are touched once per lane entering or leaving,
+ * and the longest lanes of each lane block run with a tile of ghosts once
+ * the queue is empty (1,024 lanes: 10 % of the Mandelbrot's slot trips;
+ * 8,192 lanes: -17 % time). */
 #define PYVM_LANES 512
-#define PYVM_LOOP_LANES PF__PYVM_MAX_LANES
+#define PYVM_LOOP_LANES 1024
+#define PYVM_TILED_LANES PF__PYVM_MAX_LANES
 #define PYVM_MIN_LANES 64
 #define PYVM_SCRATCH_BYTES (INT64_C(8) << 20)
 #define PYVM_MIN_CHUNK (16 * PYVM_LANES)
 #define PYVM_MAX_CHUNK (INT64_C(1) << 20)
 /* Outputs at least this large (and contiguous) are streamed. */
 #define PYVM_STREAM_BYTES (INT64_C(32) << 20)
+/* Lane visits to blocks reached by a backward step (or trips of a tiled
+ * loop's slots) between two polls of the fill (run_lanes). */
+#define PYVM_POLL 4096
 /* Rows shorter than this are not worth cutting lane blocks at. */
 #define PYVM_HOIST_ROW 64
 /* The row cache's most per worker (DESIGN). */
@@ -134,6 +143,7 @@ static inline double pyvm_sqrt1(double x) {
 #define PYVM_LEVEL 0
 #define PYVM_SUFFIX base
 #include "pyvm_lanes.h"
+#include "pyvm_tile.h"
 #undef PYVM_SUFFIX
 #undef PYVM_LEVEL
 #if PYVM_X86
@@ -155,6 +165,7 @@ PYVM_TARGET_PUSH("avx2")
 #define PYVM_LEVEL 1
 #define PYVM_SUFFIX avx2
 #include "pyvm_lanes.h"
+#include "pyvm_tile.h"
 #undef PYVM_SUFFIX
 #undef PYVM_LEVEL
 PYVM_TARGET_POP
@@ -162,6 +173,7 @@ PYVM_TARGET_PUSH("avx512f,avx512dq,avx512vl,avx512bw,avx2")
 #define PYVM_LEVEL 2
 #define PYVM_SUFFIX avx512
 #include "pyvm_lanes.h"
+#include "pyvm_tile.h"
 #undef PYVM_SUFFIX
 #undef PYVM_LEVEL
 PYVM_TARGET_POP
@@ -182,11 +194,13 @@ typedef struct pyvm_scratch {
   char *stage;     /* lanes * itemsize when streaming */
   double *rows;    /* the row cache: `row` doubles per cached instruction */
   int64_t *valid;  /* per cached instruction: the columns [lo, hi) held */
+  pyvm_lanes tile; /* the tile registers of tiled loops (pyvm_tile.h) */
 } pyvm_scratch;
 
 typedef struct pyvm_run {
   const pf_prog *p;
   const pyvm_op_fn *ops; /* the chosen ISA's table */
+  pyvm_tile_fn tile;     /* and tiled loops */
   int isa;               /* PYVM_ISA_* */
   pf_dtype dtype;
   size_t itemsize;
@@ -215,18 +229,33 @@ static int scratch_alloc(const pyvm_run *r, pyvm_scratch *s) {
   size_t bytes_stage = r->stream ? (L * r->itemsize + 63) & ~(size_t)63 : 0;
   size_t bytes_rows = (size_t)r->ncached * (size_t)r->row * 8;
   size_t bytes_valid = (size_t)r->ncached * 2 * 8;
+  /* Tile registers (tiled loops only): the layout of the lane block's,
+   * PYVM_TILE lanes, each size a multiple of 64 bytes. */
+  const size_t T = p->ntiles > 0 ? PYVM_TILE : 0;
+  const size_t tile_i = (size_t)p->nreg[PYVM_FILE_I] * T * 8;
+  const size_t tile_f = (size_t)p->nreg[PYVM_FILE_F] * T * 8;
+  const size_t tile_c = (size_t)p->nreg[PYVM_FILE_C] * T * 16;
+  const size_t bytes_tile =
+      tile_i + tile_f + tile_c + (size_t)p->nreg[PYVM_FILE_B] * T;
   size_t total = bytes_i + bytes_f + bytes_c + bytes_b + bytes_list +
                  bytes_slot + bytes_masks + bytes_busy + bytes_stage +
-                 bytes_rows + bytes_valid;
+                 bytes_rows + bytes_valid + bytes_tile;
   s->mem = pf__aligned_alloc(64, total);
   if (s->mem == NULL) return PF_ENOMEM;
   /* Registers read before a path writes them hold zeros or an earlier
    * lane's values, never uninitialised memory. */
   memset(s->mem, 0, total);
   char *m = s->mem;
-  /* I, F and C back to back: compaction sees them as one array of 8-byte
-   * rows (pyvm_row_of). */
-  s->stage = m; /* first: 64-byte aligned */
+  /* The tile and the stage first: 64-byte aligned. I, F and C back to
+   * back, in the tile too: compaction and the tiles see them as one array
+   * of 8-byte rows (pyvm_row_of). */
+  s->tile = (pyvm_lanes){.p = p, .L = PYVM_TILE, .cnt = PYVM_TILE,
+                         .dense = 1};
+  s->tile.ireg = (int64_t *)m;
+  s->tile.freg = (double *)(m += tile_i);
+  s->tile.creg = (double *)(m += tile_f);
+  s->tile.breg = (uint8_t *)(m += tile_c);
+  s->stage = (m = s->mem + bytes_tile);
   s->ireg = (int64_t *)(m += bytes_stage);
   s->freg = (double *)(m += bytes_i);
   s->creg = (double *)(m += bytes_f);
@@ -332,6 +361,7 @@ typedef struct lane_state {
   int stopped;    /* the fill stopped (cancel, timeout, an earlier failure)
                      while lanes looped: limit is not a bail */
   int compact;    /* lanes may move (compact) */
+  int tiles;      /* loops of pf_prog.tiles run in tiles */
   int32_t split_to; /* the block a BR just sent the other lanes to, or -1 */
   int restart;    /* a lane bailed after lanes moved: run the lane block
                      again without moving them */
@@ -514,6 +544,30 @@ static int32_t lowest_busy(const uint64_t *busy, int32_t nblocks) {
   return -1;
 }
 
+/* What a lane block polls the fill with (run_lanes, tiled loops). */
+typedef struct lanes_poll {
+  const pyvm_run *r;
+  pf_fill_worker *handle;
+  int64_t start;
+  int n;
+} lanes_poll;
+
+/* pf__fill_worker_poll: on a fill that runs on the calling thread it also
+ * calls the progress hook (Ctrl-C, a cancel) and checks the timeout; on
+ * pool threads it reads the limit. Nonzero: stopped, or failed below this
+ * lane block (other workers' indices are outside it), so nothing here is
+ * needed any more. */
+static int lanes_stop(void *ctx) {
+  const lanes_poll *q = ctx;
+  return pf__fill_worker_poll(q->handle, q->start - q->r->first) != 0 ||
+         pf_fill_worker_limit(q->handle) - q->start < q->n;
+}
+
+/* 1 when block b's lanes run as a tiled loop (pyvm_tile.h). */
+static int tiled(const pf_prog *p, const lane_state *st, int32_t b) {
+  return st->tiles && p->ntiles > 0 && p->tile_of[b] >= 0;
+}
+
 /* Runs one lane block of n lanes from flat index `start`; the outputs of
  * lane k go to out + k * itemsize. Fills st (st->limit < n: lane st->limit
  * bailed, unless st->stopped).
@@ -528,7 +582,6 @@ static int32_t lowest_busy(const uint64_t *busy, int32_t nblocks) {
  * limit is read: once the fill stops (cancel, timeout: limit 0) or an
  * element below this lane block failed, the lane block is abandoned
  * (st->stopped). */
-#define PYVM_POLL 4096
 static void run_lanes(const pyvm_run *r, pyvm_scratch *s, int64_t start,
                       int n, char *out, lane_state *st,
                       pf_fill_worker *handle) {
@@ -563,7 +616,8 @@ static void run_lanes(const pyvm_run *r, pyvm_scratch *s, int64_t start,
       uint64_t *mask = s->masks + (size_t)b * (size_t)words;
       c.list = s->list;
       int cnt;
-      const uint8_t loops = looped && st->compact ? p->block_loops[b] : 0;
+      const uint8_t loops =
+          looped && st->compact && !tiled(p, st, b) ? p->block_loops[b] : 0;
       if (loops) {
         cnt = pf__pyvm_take_moving(&c, b, s->slot, mask, st->limit, s->list,
                                    loops & PYVM_HEADER);
@@ -578,18 +632,23 @@ static void run_lanes(const pyvm_run *r, pyvm_scratch *s, int64_t start,
     }
     const int back = b <= last;
     looped |= back;
+    lanes_poll poll = {r, handle, start, n};
     if (back && (visits += c.cnt) >= PYVM_POLL) {
       visits = 0;
-      /* pf__fill_worker_poll: on a fill that runs on the calling thread it
-       * also calls the progress hook (Ctrl-C, a cancel) and checks the
-       * timeout; on pool threads it reads the limit. */
-      if (pf__fill_worker_poll(handle, start - r->first) != 0 ||
-          pf_fill_worker_limit(handle) - start < n) {
-        /* Stopped, or failed below this lane block (other workers' indices
-         * are outside it): nothing here is needed any more. */
+      if (lanes_stop(&poll)) {
         st->stopped = 1;
         return;
       }
+    }
+    if (tiled(p, st, b)) {
+      const int rc = r->tile(&c, &p->tiles[p->tile_of[b]], &s->tile,
+                             lanes_stop, &poll);
+      st->restart = rc == PYVM_TILE_BAIL;
+      st->stopped = rc == PYVM_TILE_STOPPED;
+      if (rc != PYVM_TILE_DONE) return;
+      last = b;
+      b = -1;
+      continue;
     }
     /* A list run on: at a header, or where a BR just sent the others to a
      * block they cannot loop from (they left the loop for good). */
@@ -633,12 +692,14 @@ static int pyvm_kernel(void *ctx, int64_t start, int64_t count, void *out,
     const int n = lane_count(r, start + done, count - done);
     char *dst = (char *)out + (size_t)done * r->itemsize;
     char *lanes_out = r->stream ? s->stage : dst;
-    lane_state st = {.compact = 1, .rows = s->rows, .valid = s->valid};
+    lane_state st = {.compact = 1, .tiles = 1, .rows = s->rows,
+                     .valid = s->valid};
     if (r->hoist) st.col0 = (start + done) % r->row;
     preload_index(r, s, start + done, n);
     run_lanes(r, s, start + done, n, lanes_out, &st, handle);
     if (st.restart) {
       st.compact = 0;
+      st.tiles = 0;
       preload_index(r, s, start + done, n);
       run_lanes(r, s, start + done, n, lanes_out, &st, handle);
     }
@@ -672,9 +733,13 @@ static void plan(pyvm_run *r, const pf_prog *prog, const pf_array *out,
   r->ops = r->isa == PYVM_ISA_AVX512 ? pf__pyvm_ops_avx512
            : r->isa == PYVM_ISA_AVX2 ? pf__pyvm_ops_avx2
                                     : pf__pyvm_ops_base;
+  r->tile = r->isa == PYVM_ISA_AVX512 ? pf__pyvm_tile_avx512
+            : r->isa == PYVM_ISA_AVX2 ? pf__pyvm_tile_avx2
+                                     : pf__pyvm_tile_base;
 #else
   r->isa = PYVM_ISA_BASE;
   r->ops = pf__pyvm_ops_base;
+  r->tile = pf__pyvm_tile_base;
 #endif
   /* Lanes: at most about PYVM_SCRATCH_BYTES of registers per worker. */
   int64_t per_lane = 8 * (int64_t)prog->nreg[PYVM_FILE_I] +
@@ -684,7 +749,9 @@ static void plan(pyvm_run *r, const pf_prog *prog, const pf_array *out,
                      (prog->nblocks + 7) / 8;
   int loops = 0;
   for (int32_t b = 0; b < prog->nblocks; b++) loops |= prog->block_loops[b];
-  r->lanes = loops ? PYVM_LOOP_LANES : PYVM_LANES;
+  r->lanes = prog->ntiles > 0 ? PYVM_TILED_LANES
+             : loops            ? PYVM_LOOP_LANES
+                                : PYVM_LANES;
   while (r->lanes > PYVM_MIN_LANES && per_lane * r->lanes > PYVM_SCRATCH_BYTES)
     r->lanes /= 2;
   r->words = r->lanes / 64;

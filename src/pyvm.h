@@ -72,6 +72,33 @@ enum {
   PYVM_HEADER = 2, /* the target of a backward step: a loop's lanes meet */
 };
 
+/* Register rows, for copies between a lane block's registers and a tile's:
+ * n8 8-byte rows (pyvm_row_of) first, then B registers as -1 - r. */
+typedef struct pyvm_tile_rows {
+  int32_t n, n8;
+  int32_t *rows;
+} pyvm_tile_rows;
+
+/* A loop run in tiles (pyvm_tiles.c finds them, pyvm_tile.h runs them):
+ * one trip is a straight chain of blocks from its header back to it, every
+ * branch on the way leaving the loop on one side. */
+typedef struct pyvm_tile_loop {
+  int32_t nins;   /* one trip's instructions in order: ops and exits */
+  int32_t *pcs;   /* ... their pcs (no PYVM_SKIP, no jumps) */
+  uint8_t *stays; /* ... for a BR: the condition that stays in the loop */
+  uint8_t *unchecked; /* ... for an I_ADD: it cannot overflow (a counter) */
+  /* The rows the loop touches that every lane holds alike (a register
+   * defined once, by a constant, and not in the loop: copied into the tile
+   * once); the others (ref); and of those the ones live at the header (a
+   * lane entering brings them). */
+  pyvm_tile_rows same, ref, load;
+  /* Per trip entry, for a BR: the rows a lane leaving by it takes back
+   * (written in the loop, live where it goes), and those the rest of the
+   * trip reads before it writes them (a ghost needs them: pyvm_tile.h). */
+  pyvm_tile_rows *put, *ghost;
+  char *mem; /* everything above */
+} pyvm_tile_loop;
+
 struct pf_prog {
   int ndim;
   int32_t nreg[PYVM_FILES];
@@ -89,6 +116,9 @@ struct pf_prog {
   int32_t *live_first;
   int32_t *live;
   uint8_t *block_loops; /* nblocks: PYVM_LOOPS | PYVM_HEADER bits */
+  int32_t ntiles;       /* loops run in tiles ... */
+  pyvm_tile_loop *tiles;
+  int32_t *tile_of;     /* ... by header block (nblocks; -1: none) */
   int64_t *iconsts;
   double *fconsts;
   size_t niconsts, nfconsts;
@@ -100,6 +130,29 @@ extern const char *const pf__pyvm_op_sig[PF__OP_COUNT];
 
 /* 1 for an op that ends its basic block (JMP, BR, RET_*, BAIL). */
 int pf__pyvm_is_terminator(int op);
+
+/* Block b's successors into succ; returns how many (0: it returns). */
+static inline int pyvm_successors(const pf_prog *p, int32_t b,
+                                  int32_t succ[2]) {
+  const pyvm_ins *last = &p->code[p->block_first[b + 1] - 1];
+  if (last->op == PF__OP_JMP) {
+    succ[0] = last->a;
+    return 1;
+  }
+  if (last->op == PF__OP_BR) {
+    succ[0] = last->b;
+    succ[1] = last->c;
+    return 2;
+  }
+  if (pf__pyvm_is_terminator(last->op)) return 0;
+  succ[0] = b + 1;
+  return 1;
+}
+
+/* pyvm_tiles.c: fills p->tiles and p->tile_of (after liveness and
+ * loop_reach); frees them. */
+int pf__pyvm_find_tiles(pf_prog *p);
+void pf__pyvm_free_tiles(pf_prog *p);
 
 /* The lanes one instruction runs over, and where its results go. Lane k of
  * register r of file F is at F + r * L + k. The lanes are lo .. lo+cnt-1
@@ -142,6 +195,22 @@ extern const pyvm_op_fn pf__pyvm_ops_base[PF__OP_COUNT];
 extern const pyvm_op_fn pf__pyvm_ops_avx2[PF__OP_COUNT];
 extern const pyvm_op_fn pf__pyvm_ops_avx512[PF__OP_COUNT];
 
+/* Lanes per tile (pyvm_tile.h): one mask word. */
+#define PYVM_TILE 64
+enum { PYVM_TILE_DONE, PYVM_TILE_BAIL, PYVM_TILE_STOPPED };
+/* Called every PYVM_POLL lane visits of a tiled loop: nonzero stops it. */
+typedef int (*pyvm_tile_stop_fn)(void *ctx);
+/* Runs c's lanes, waiting at loop t's header, through the loop until each
+ * leaves it (sent to the mask of the block it leaves to), in the tile
+ * registers of `tile` (L = PYVM_TILE, the layout of c's). Returns
+ * PYVM_TILE_DONE, PYVM_TILE_BAIL (a lane would bail: nothing is decided
+ * and the lane block must run again without tiles) or PYVM_TILE_STOPPED. */
+typedef int (*pyvm_tile_fn)(const pyvm_lanes *c, const pyvm_tile_loop *t,
+                            const pyvm_lanes *tile, pyvm_tile_stop_fn stop,
+                            void *ctx);
+extern const pyvm_tile_fn pf__pyvm_tile_base, pf__pyvm_tile_avx2,
+    pf__pyvm_tile_avx512;
+
 /* Adds the lanes of c (those below `count` in list order) to block b's
  * mask and marks b busy. */
 static inline void pyvm_lanes_send(const pyvm_lanes *c, int count, int32_t b) {
@@ -180,7 +249,7 @@ static inline int pyvm_may_chain(const pyvm_lanes *c, int32_t t) {
 
 /* pyvm_slots.c: which lanes run -- masks to ranges or lists, a range split
  * by a condition, and compaction (pyvm.c's DESIGN). */
-#define PF__PYVM_MAX_LANES 1024
+#define PF__PYVM_MAX_LANES 8192
 /* Fewer looping lanes than this run as a list: moving them costs more. */
 #define PYVM_COMPACT_MIN 8
 /* The lanes of mask `m` below `limit` as c's view: a range (dense, no list

@@ -62,7 +62,7 @@
  * c->cnt. */
 #define FIRST_BAD(N, COND, W)                                               \
   do {                                                                      \
-    int any_ = 0;                                                           \
+    int64_t any_ = 0;                                                         \
     N = c->cnt;                                                             \
     if (c->dense) {                                                         \
       const int lo_ = c->lo, hi_ = c->lo + c->cnt;                          \
@@ -209,7 +209,7 @@ CMP6IF(FI, double, RF, int64_t, RI, S_FI)
     const T *x = R(in->a), *y = R(in->b);                                   \
     int n;                                                                  \
     if ((void *)d != (void *)x && (void *)d != (void *)y) {                 \
-      int bad_ = 0;                                                         \
+      int64_t bad_ = 0;                                                       \
       if (c->dense) {                                                       \
         const int lo_ = c->lo, hi_ = c->lo + c->cnt;                        \
         _Pragma("omp simd reduction(|:bad_)")                               \
@@ -533,7 +533,7 @@ OPFN(C_TRUTH) {
     const double *yr = RCR(in->b), *yi = RCI(in->b);                        \
     const double *zr = RCR(in->c), *zi = RCI(in->c);                        \
     (void)zr, (void)zi; /* read by C_MULADD only */                         \
-    int any = 0;                                                            \
+    int64_t any = 0;                                                          \
     if (c->dense) {                                                         \
       const int lo = c->lo, hi = c->lo + c->cnt;                            \
       _Pragma("omp simd reduction(|:any)")                                  \

@@ -38,30 +38,42 @@ static int PN(cabs_sign_dense)(uint8_t *d, const double *xr,
   const __m512d tiny = _mm512_set1_pd(0x1p-450), huge = _mm512_set1_pd(0x1p450);
   const __m512d up = _mm512_set1_pd(1.0 + 0x1p-20);
   const __m512d down = _mm512_set1_pd(1.0 - 0x1p-20);
-  const __m128i one = _mm_set1_epi8(1);
+  const __m512i one = _mm512_set1_epi8(1);
   unsigned und = 0;
-  for (int k = lo; k < hi; k += 8) {
-    const __mmask8 m =
-        hi - k >= 8 ? (__mmask8)0xff : (__mmask8)((1u << (hi - k)) - 1);
-    const __m512d re = _mm512_maskz_loadu_pd(m, xr + k);
-    const __m512d im = _mm512_maskz_loadu_pd(m, xi + k);
-    const __m512d x = _mm512_maskz_loadu_pd(m, y + k);
-    const __m512d s =
-        _mm512_add_pd(_mm512_mul_pd(re, re), _mm512_mul_pd(im, im));
-    const __m512d t = _mm512_mul_pd(x, x);
-    const __mmask8 ok =
-        _mm512_mask_cmp_pd_mask(m, _mm512_abs_pd(re), inf, _CMP_LT_OQ) &
-        _mm512_cmp_pd_mask(_mm512_abs_pd(im), inf, _CMP_LT_OQ) &
-        _mm512_cmp_pd_mask(s, inf, _CMP_LT_OQ) &
-        _mm512_cmp_pd_mask(x, tiny, _CMP_GE_OQ) &
-        _mm512_cmp_pd_mask(x, huge, _CMP_LE_OQ);
-    const __mmask8 gt =
-        ok & _mm512_cmp_pd_mask(s, _mm512_mul_pd(t, up), _CMP_GT_OQ);
-    const __mmask8 lt =
-        ok & _mm512_cmp_pd_mask(s, _mm512_mul_pd(t, down), _CMP_LT_OQ);
-    const __mmask8 yes = sign_true ? gt : (__mmask8)~gt;
-    _mm_mask_storeu_epi8(d + k, m, _mm_maskz_mov_epi8(yes, one));
-    und |= m & (unsigned)~(gt | lt);
+  /* The bytes of 64 lanes are stored at once: the BR that reads them
+   * loads them whole, which a store of 8 would stall (store forwarding). */
+  for (int g = lo; g < hi; g += 64) {
+    const int ng = hi - g < 64 ? hi - g : 64;
+    uint64_t bits = 0;
+    for (int u = 0; u < ng; u += 8) {
+      const int k = g + u;
+      const __mmask8 m =
+          ng - u >= 8 ? (__mmask8)0xff : (__mmask8)((1u << (ng - u)) - 1);
+      const __m512d re = _mm512_maskz_loadu_pd(m, xr + k);
+      const __m512d im = _mm512_maskz_loadu_pd(m, xi + k);
+      const __m512d x = _mm512_maskz_loadu_pd(m, y + k);
+      const __m512d s =
+          _mm512_add_pd(_mm512_mul_pd(re, re), _mm512_mul_pd(im, im));
+      const __m512d t = _mm512_mul_pd(x, x);
+      const __mmask8 ok =
+          _mm512_mask_cmp_pd_mask(m, _mm512_abs_pd(re), inf, _CMP_LT_OQ) &
+          _mm512_cmp_pd_mask(_mm512_abs_pd(im), inf, _CMP_LT_OQ) &
+          _mm512_cmp_pd_mask(s, inf, _CMP_LT_OQ) &
+          _mm512_cmp_pd_mask(x, tiny, _CMP_GE_OQ) &
+          _mm512_cmp_pd_mask(x, huge, _CMP_LE_OQ);
+      const __mmask8 gt =
+          ok & _mm512_cmp_pd_mask(s, _mm512_mul_pd(t, up), _CMP_GT_OQ);
+      const __mmask8 lt =
+          ok & _mm512_cmp_pd_mask(s, _mm512_mul_pd(t, down), _CMP_LT_OQ);
+      const unsigned yes = (sign_true ? gt : (unsigned)~gt) & m;
+      bits |= (uint64_t)yes << u;
+      und |= m & (unsigned)~(gt | lt);
+    }
+    const __m512i v = _mm512_maskz_mov_epi8(bits, one);
+    if (ng == 64) /* (a masked store does not forward to that load) */
+      _mm512_storeu_si512((void *)(d + g), v);
+    else
+      _mm512_mask_storeu_epi8(d + g, (UINT64_C(1) << ng) - 1, v);
   }
   return und != 0;
 }

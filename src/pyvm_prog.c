@@ -402,23 +402,6 @@ static void use_def(const pf_prog *p, const size_t *base, int32_t b,
   }
 }
 
-/* Block b's successors into succ; returns how many (0: it returns). */
-static int successors(const pf_prog *p, int32_t b, int32_t succ[2]) {
-  const pyvm_ins *last = &p->code[p->block_first[b + 1] - 1];
-  if (last->op == PF__OP_JMP) {
-    succ[0] = last->a;
-    return 1;
-  }
-  if (last->op == PF__OP_BR) {
-    succ[0] = last->b;
-    succ[1] = last->c;
-    return 2;
-  }
-  if (pf__pyvm_is_terminator(last->op)) return 0;
-  succ[0] = b + 1;
-  return 1;
-}
-
 /* block_loops[b] (PYVM_LOOPS): a path from b reaches a cycle, so lanes
  * there may loop and moving them together may pay (pyvm.c). The blocks that
  * cannot are found backwards from those that return: a block all of whose
@@ -430,7 +413,7 @@ static int loop_reach(pf_prog *p) {
   memset(p->block_loops, PYVM_LOOPS, (size_t)p->nblocks);
   for (int32_t b = 0; b < p->nblocks; b++) {
     int32_t succ[2];
-    const int ns = successors(p, b, succ);
+    const int ns = pyvm_successors(p, b, succ);
     for (int k = 0; k < ns; k++)
       if (succ[k] <= b) p->block_loops[succ[k]] |= PYVM_HEADER;
   }
@@ -439,7 +422,7 @@ static int loop_reach(pf_prog *p) {
     for (int32_t b = p->nblocks - 1; b >= 0; b--) {
       if (!p->block_loops[b]) continue;
       int32_t succ[2];
-      const int ns = successors(p, b, succ);
+      const int ns = pyvm_successors(p, b, succ);
       int ends = 1;
       for (int k = 0; k < ns; k++) ends &= !p->block_loops[succ[k]];
       if (ends) {
@@ -459,7 +442,7 @@ static void live_fixpoint(const pf_prog *p, size_t words, const uint64_t *use,
     changed = 0;
     for (int32_t b = p->nblocks - 1; b >= 0; b--) {
       int32_t succ[2];
-      const int ns = successors(p, b, succ);
+      const int ns = pyvm_successors(p, b, succ);
       memset(out, 0, words * 8);
       for (int k = 0; k < ns; k++)
         for (size_t w = 0; w < words; w++)
@@ -537,6 +520,7 @@ void pf_prog_free(pf_prog *prog) {
   free(prog->live_first);
   free(prog->block_loops);
   free(prog->live);
+  pf__pyvm_free_tiles(prog);
   free(prog->iconsts);
   free(prog->fconsts);
   free(prog);
@@ -613,6 +597,7 @@ int pf_prog_create(pf_prog **prog, const int32_t *code, size_t nwords,
   if (rc == 0) rc = analyse(p);
   if (rc == 0) rc = liveness(p);
   if (rc == 0) rc = loop_reach(p);
+  if (rc == 0) rc = pf__pyvm_find_tiles(p);
   if (rc != 0) goto fail;
   *prog = p;
   return 0;
