@@ -62,7 +62,7 @@
  * c->cnt. */
 #define FIRST_BAD(N, COND, W)                                               \
   do {                                                                      \
-    int64_t any_ = 0;                                                         \
+    int64_t any_ = 0;                                                       \
     N = c->cnt;                                                             \
     if (c->dense) {                                                         \
       const int lo_ = c->lo, hi_ = c->lo + c->cnt;                          \
@@ -171,15 +171,23 @@ SELECT(I_SELECT, int64_t, DI(), RI)
 SELECT(F_SELECT, double, DF(), RF)
 SELECT(B_SELECT, uint8_t, RB(in->dst), RB)
 
-#define CMP6(P, AT, A, BT, B)                                               \
-  PURE2(P##_LT, uint8_t, RB(in->dst), AT, A, BT, B, x[k] < y[k])            \
-  PURE2(P##_LE, uint8_t, RB(in->dst), AT, A, BT, B, x[k] <= y[k])           \
-  PURE2(P##_EQ, uint8_t, RB(in->dst), AT, A, BT, B, x[k] == y[k])           \
-  PURE2(P##_NE, uint8_t, RB(in->dst), AT, A, BT, B, x[k] != y[k])           \
-  PURE2(P##_GT, uint8_t, RB(in->dst), AT, A, BT, B, x[k] > y[k])            \
-  PURE2(P##_GE, uint8_t, RB(in->dst), AT, A, BT, B, x[k] >= y[k])
-CMP6(I, int64_t, RI, int64_t, RI)
-CMP6(F, double, RF, double, RF)
+/* Comparisons of one file: pyvm_lanes_intrin.h's loop when dense, where
+ * there is one (CMP_DENSE: 1 when it ran). */
+#define CMP(NAME, T, R, OP, W)                                              \
+  OPFN(NAME) {                                                              \
+    uint8_t *d = RB(in->dst);                                               \
+    const T *x = R(in->a), *y = R(in->b);                                   \
+    if (c->dense && CMP_DENSE(T, W)) return c->cnt;                         \
+    FOR_LANES(c->cnt, d[k] = x[k] OP y[k];);                                \
+    return c->cnt;                                                          \
+  }
+#define CMP6(P, T, R)                                                       \
+  CMP(P##_LT, T, R, <, LT) CMP(P##_LE, T, R, <=, LE)                        \
+  CMP(P##_EQ, T, R, ==, EQ) CMP(P##_NE, T, R, !=, NE)                       \
+  CMP(P##_GT, T, R, >, GT) CMP(P##_GE, T, R, >=, GE)
+CMP6(I, int64_t, RI)
+CMP6(F, double, RF)
+#undef CMP
 /* int vs float: S = the sign of (int - float), 2 when the float is NaN. */
 #define S_IF pf__py_cmp_if(x[k], y[k])
 #define S_FI (-pf__py_cmp_if(y[k], x[k]))
@@ -209,7 +217,7 @@ CMP6IF(FI, double, RF, int64_t, RI, S_FI)
     const T *x = R(in->a), *y = R(in->b);                                   \
     int n;                                                                  \
     if ((void *)d != (void *)x && (void *)d != (void *)y) {                 \
-      int64_t bad_ = 0;                                                       \
+      int64_t bad_ = 0;                                                     \
       if (c->dense) {                                                       \
         const int lo_ = c->lo, hi_ = c->lo + c->cnt;                        \
         _Pragma("omp simd reduction(|:bad_)")                               \
@@ -526,19 +534,21 @@ OPFN(C_TRUTH) {
  * lane's parts r_ and i_) held for any lane, the first lane with a NaN part
  * bails with WHY. The lanes past it need not finish, so computing them
  * first is harmless. */
-#define CBIN_NAN_BAILS(NAME, RE, IM, FLAG, WHY)                             \
+#define CBIN_NAN_BAILS(NAME, RE, IM, FLAG, WHY, DENSE)                      \
   OPFN(NAME) {                                                              \
     double *dr = RCR(in->dst), *di = RCI(in->dst);                          \
     const double *xr = RCR(in->a), *xi = RCI(in->a);                        \
     const double *yr = RCR(in->b), *yi = RCI(in->b);                        \
     const double *zr = RCR(in->c), *zi = RCI(in->c);                        \
     (void)zr, (void)zi; /* read by C_MULADD only */                         \
-    int64_t any = 0;                                                          \
+    int64_t any = 0;                                                        \
     if (c->dense) {                                                         \
       const int lo = c->lo, hi = c->lo + c->cnt;                            \
-      _Pragma("omp simd reduction(|:any)")                                  \
-      for (int k = lo; k < hi; k++) {                                       \
-        CBIN_LANE(RE, IM, FLAG)                                             \
+      any = DENSE; /* -1: no intrinsic loop (pyvm_lanes_intrin.h) */        \
+      if (any < 0) {                                                        \
+        any = 0;                                                            \
+        _Pragma("omp simd reduction(|:any)")                                \
+        for (int k = lo; k < hi; k++) { CBIN_LANE(RE, IM, FLAG) }           \
       }                                                                     \
     } else {                                                                \
       _Pragma("omp simd reduction(|:any)")                                  \
@@ -572,20 +582,27 @@ OPFN(C_TRUTH) {
 CBIN_NAN_BAILS(C_ADD, xr[k] + yr[k], xi[k] + yi[k],
                ((xr[k] != xr[k]) & (yr[k] != yr[k])) |
                    ((xi[k] != xi[k]) & (yi[k] != yi[k])),
-               PF__W_NAN_PAIR)
+               PF__W_NAN_PAIR, -1)
 
 /* _Py_c_prod; any NaN part bails (pyvm_ops.h: which NaN an IEEE product or
  * sum of two NaNs gives depends on the compiler). */
 #define PROD_RE (xr[k] * yr[k] - xi[k] * yi[k])
 #define PROD_IM (xr[k] * yi[k] + xi[k] * yr[k])
 CBIN_NAN_BAILS(C_MUL, PROD_RE, PROD_IM, (r_ != r_) | (i_ != i_),
-               PF__W_NAN_COMPLEX)
+               PF__W_NAN_COMPLEX, -1)
 /* C_MUL then C_ADD of its product (pyvm_prog.c fuses them): the product's
  * NaN bails as C_MUL's; a product without one makes no NaN pair with c,
  * so C_ADD's bail cannot fire (a NaN the sum alone has may bail, as in
  * C_ADD). The same values: the same two roundings per part. */
+#if PYVM_LEVEL == 2
+#define CMULADD_DENSE PN(cmuladd_dense)(dr, di, xr, xi, yr, yi, zr, zi, lo, hi)
+#else
+#define CMULADD_DENSE -1
+#endif
 CBIN_NAN_BAILS(C_MULADD, PROD_RE + zr[k], PROD_IM + zi[k],
-               (PROD_RE != PROD_RE) | (PROD_IM != PROD_IM), PF__W_NAN_COMPLEX)
+               (PROD_RE != PROD_RE) | (PROD_IM != PROD_IM), PF__W_NAN_COMPLEX,
+               CMULADD_DENSE)
+#undef CMULADD_DENSE
 #undef PROD_RE
 #undef PROD_IM
 #undef CBIN_NAN_BAILS
@@ -785,6 +802,7 @@ const pyvm_op_fn PN(pf__pyvm_ops)[PF__OP_COUNT] = {
 #undef PURE2
 #undef SELECT
 #undef CMP6
+#undef CMP_DENSE
 #undef S_IF
 #undef S_FI
 #undef CMP6IF
