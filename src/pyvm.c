@@ -32,6 +32,16 @@
  * its count is reported with pf_fill_worker_fail(PF_EBAIL, start + m,
  * "<op>: <why>"), and the kernel stops.
  *
+ * Tiled loops: when the lanes about to run a block are at the header of a
+ * loop pyvm_tiles.c chose (one trip is a straight chain of blocks, every
+ * branch leaving on one side), they run through the whole loop in tiles
+ * (pyvm_tile.h): 64 lanes at a time in registers of their own, each lane
+ * sent to the mask of the block it leaves by. A bail there runs the lane
+ * block again without tiles (and without compaction, below), so bails are
+ * decided by the path described above. Lane blocks of a program with tiled
+ * loops are PYVM_TILED_LANES long: the longest lanes of each block finish
+ * in a tile of ghosts once no lane waits.
+ *
  * Five shortcuts, each invisible in the results:
  *  - Row-invariant hoisting (ndim >= 2, rows of at least PYVM_HOIST_ROW,
  *    or of a whole lane block for a program that loops):

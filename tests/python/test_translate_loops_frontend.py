@@ -165,6 +165,18 @@ def l_while_return(i):
     return n
 
 
+def l_exit_then_divide(i):
+    # A lane leaving at x == 0 must not run the division after the exit
+    # (the VM's tiled loops: a finished slot takes a ghost).
+    x = i % 5
+    y = 0
+    while True:
+        if x == 0:
+            return y
+        y += 1000 // x
+        x -= 1
+
+
 def l_fib(i):
     a, b = 0, 1
     for _ in range(i):
@@ -664,6 +676,7 @@ CASES = [
     ("continue", l_continue, 1, {}),
     ("while_true", l_while_true, 1, {}),
     ("while_return", l_while_return, 1, {}),
+    ("exit_then_divide", l_exit_then_divide, 1, {}),
     # F(92) is the last Fibonacci number in int64; the loop for element 92
     # computes F(93) in its last iteration (b), so 92 and above bail.
     ("fib", l_fib, 1, {"points": [(i,) for i in range(0, 100)],
