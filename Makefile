@@ -87,7 +87,7 @@ $(VENV)/.ext-stamp: $(VENV)/.stamp $(LIB_SRC) $(LIB_HDR) $(EXT_SRC) setup.py pyp
 # ---- Tests
 test: all typecheck test-c test-sanitize test-python test-translate test-python-asan
 
-build/tests/%: tests/c/%.c $(LIB_SRC) $(LIB_HDR) tests/c/pf_test.h
+build/tests/%: tests/c/%.c $(LIB_SRC) $(LIB_HDR) $(wildcard tests/c/*.h)
 	@tools/ensure-system-deps
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS_ALL) -Itests/c -o $@ $< $(LIB_SRC) $(LDLIBS) -lcmocka
