@@ -12,11 +12,15 @@
  * needs none of that: its lanes can run it PYVM_TILE at a time, every
  * trip in registers of PYVM_TILE lanes that stay in L1, a lane that leaves
  * replaced at the next trip by one still waiting. This file finds such
- * loops (chain) and lists, per loop, the register rows its instructions
- * touch (ref), those live at the header (load: what an entering lane
- * brings) and those written (put: what a leaving lane takes back). Every
- * other loop -- a branch whose both sides stay in the loop, an inner loop,
- * a return inside -- runs as before.
+ * loops (chain) and lists, per loop, the register rows: those every lane
+ * holds alike (same: copied into a tile once), the others its instructions
+ * touch (ref), those of them live at the header (load: what an entering
+ * lane brings), per exit those written and live where it goes (put: what a
+ * leaving lane takes back), and per exit what the rest of the trip reads
+ * first (ghost). It also proves range counters (counters): x + 1 after the
+ * trip stayed on x < y cannot overflow. Every other loop -- a branch whose
+ * both sides stay in the loop, an inner loop, a return inside -- runs as
+ * before.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -145,25 +149,11 @@ static void live_at(const pf_prog *p, int32_t b, uint8_t *flags,
   }
 }
 
-/* 1 when I register r has one definition in the program, I_CONST 1. */
-static int is_one(const pf_prog *p, int32_t r) {
-  int defs = 0, one = 0;
-  for (int32_t pc = 0; pc < p->ncode; pc++) {
-    const pyvm_ins *in = &p->code[pc];
-    if ((p->flags[pc] & PYVM_SKIP) || in->dst != r ||
-        pf__pyvm_op_sig[in->op][0] != 'I')
-      continue;
-    defs++;
-    one = in->op == PF__OP_I_CONST && p->iconsts[in->a] == 1;
-  }
-  return defs == 1 && one;
-}
-
 /* t->unchecked: the trip's I_ADDs that cannot overflow, x + 1 after the
  * trip stayed in the loop on x < y with no write to x since: x < y <=
  * INT64_MAX (range()'s counter, `for n in range(m)`). Versions tell
  * writes apart: ver[x] counts x's writes so far in the trip. */
-static int counters(const pf_prog *p, pyvm_tile_loop *t) {
+static int counters(const pf_prog *p, pyvm_tile_loop *t, const uint8_t *one) {
   const size_t ni = (size_t)p->nreg[PYVM_FILE_I] + 1;
   const size_t nbr = (size_t)p->nreg[PYVM_FILE_B] + 1;
   int32_t *m = pf__malloc((2 * ni + 3 * nbr) * sizeof *m);
@@ -182,8 +172,8 @@ static int counters(const pf_prog *p, pyvm_tile_loop *t) {
       continue;
     }
     if (in->op == PF__OP_I_ADD)
-      t->unchecked[j] = (bound[in->a] == ver[in->a] && is_one(p, in->b)) ||
-                        (bound[in->b] == ver[in->b] && is_one(p, in->a));
+      t->unchecked[j] = (bound[in->a] == ver[in->a] && one[in->b]) ||
+                        (bound[in->b] == ver[in->b] && one[in->a]);
     const char kind = pf__pyvm_op_sig[in->op][0];
     if (kind == 'I') ver[in->dst]++;
     if (kind != 'B') continue;
@@ -207,7 +197,7 @@ static int counters(const pf_prog *p, pyvm_tile_loop *t) {
  * Returns 1 when the loop is not tiled (too many rows). */
 static int describe(const pf_prog *p, int32_t h, const int32_t *pcs,
                     const uint8_t *stays, int32_t n, pyvm_tile_loop *t,
-                    uint8_t *flags) {
+                    uint8_t *flags, const uint8_t *one) {
   const int32_t brow0 = p->nreg[PYVM_FILE_I] + p->nreg[PYVM_FILE_F] +
                         2 * p->nreg[PYVM_FILE_C];
   const int32_t nrows = brow0 + p->nreg[PYVM_FILE_B];
@@ -260,12 +250,14 @@ static int describe(const pf_prog *p, int32_t h, const int32_t *pcs,
     unmark_def(p, sig[0], w[0], flags, brow0);
     for (int k = 1; k < 4; k++) mark(p, sig[k], w[k], flags, brow0, ROW_NEED);
   }
-  return counters(p, t);
+  return counters(p, t, one);
 }
 
 /* ROW_SAME in flags (nrows) for the rows of each register with one
- * definition, a constant; defs: scratch of nrows counts. */
-static void same_rows(const pf_prog *p, int32_t *defs, uint8_t *flags) {
+ * definition, a constant, and one[r] for each I register r whose one
+ * definition is the constant 1; defs: scratch of nrows counts. */
+static void same_rows(const pf_prog *p, int32_t *defs, uint8_t *flags,
+                      uint8_t *one) {
   const int32_t brow0 = p->nreg[PYVM_FILE_I] + p->nreg[PYVM_FILE_F] +
                         2 * p->nreg[PYVM_FILE_C];
   const int32_t nrows = brow0 + p->nreg[PYVM_FILE_B];
@@ -281,6 +273,9 @@ static void same_rows(const pf_prog *p, int32_t *defs, uint8_t *flags) {
     const int konst = in->op == PF__OP_I_CONST || in->op == PF__OP_F_CONST ||
                       in->op == PF__OP_B_CONST || in->op == PF__OP_C_CONST;
     flags[e] = (uint8_t)(defs[e] == 1 && konst ? ROW_SAME : 0);
+    if (f == PYVM_FILE_I)
+      one[in->dst] = (uint8_t)(defs[e] == 1 && in->op == PF__OP_I_CONST &&
+                               p->iconsts[in->a] == 1);
   }
   for (int32_t e = 0; e + 1 < brow0; e++) /* a C register's second row */
     if (flags[e] && e >= brow0 - 2 * p->nreg[PYVM_FILE_C] &&
@@ -300,7 +295,7 @@ int pf__pyvm_find_tiles(pf_prog *p) {
   const size_t nrows = (size_t)p->nreg[PYVM_FILE_I] + p->nreg[PYVM_FILE_F] +
                        2 * (size_t)p->nreg[PYVM_FILE_C] + p->nreg[PYVM_FILE_B];
   int32_t *pcs = pf__malloc((nc + nb) * sizeof *pcs);
-  uint8_t *bytes = pf__malloc(nc + 2 * nb + 3 * nrows + 1);
+  uint8_t *bytes = pf__calloc(nc + 2 * nb + 2 * nrows + 1, 1);
   int32_t *defs = pf__calloc(nrows + 1, sizeof *defs);
   p->tile_of = pf__malloc(nb * sizeof *p->tile_of);
   p->tiles = pf__calloc((size_t)heads, sizeof *p->tiles);
@@ -310,15 +305,15 @@ int pf__pyvm_find_tiles(pf_prog *p) {
     goto out;
   int32_t *stack = pcs + nc;
   uint8_t *stays = bytes, *on = stays + nc, *seen = on + nb;
-  uint8_t *flags = seen + nb;
-  same_rows(p, defs, flags);
+  uint8_t *flags = seen + nb, *one = flags + nrows;
+  same_rows(p, defs, flags, one);
   rc = 0;
   for (int32_t h = 0; h < p->nblocks && rc == 0; h++) {
     p->tile_of[h] = -1;
     if (!(p->block_loops[h] & PYVM_HEADER)) continue;
     const int32_t n = chain(p, h, pcs, stays, on, seen, stack);
     if (n < 0) continue;
-    rc = describe(p, h, pcs, stays, n, &p->tiles[p->ntiles], flags);
+    rc = describe(p, h, pcs, stays, n, &p->tiles[p->ntiles], flags, one);
     if (rc == 0) p->tile_of[h] = p->ntiles++;
     if (rc == 1) rc = 0; /* not tiled */
   }
